@@ -1,0 +1,90 @@
+"""Decode and validate ingest frames: every record is either accepted or rejected with a reason."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from tickmesh.schema import Bar, FairMarketValue, IngestItem, Mark, Trade, ingest_decoder, item_decoder
+
+TAG_CHANNEL = {"T": "tick", "B": "ohlcv", "F": "fmv"}
+_TAG_TYPE: dict[str, type] = {"T": Trade, "B": Bar, "F": FairMarketValue, "M": Mark}
+_raw_list = msgspec.msgpack.Decoder(list[msgspec.Raw])
+_str = msgspec.msgpack.Decoder(str)
+_INDEX = re.compile(r"at `\$\[(\d+)\]")
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    """One rejected record (or whole frame): why, in which channel if known, and the detail."""
+
+    reason: str  # short, counted: malformed, truncated, oversize, unknown_type, bad_price, ...
+    channel: str | None
+    detail: str
+
+
+def decode_frame(frame: bytes, max_bytes: int) -> tuple[list[IngestItem], list[Rejection]]:
+    """All valid items of an ingest frame, and a Rejection for each invalid one.
+
+    A frame is a msgpack array of records (a single record is accepted too).
+    The fast path decodes the whole frame at once; only a frame with a bad
+    record is taken apart, so the valid records around it still flow.
+    """
+    if len(frame) > max_bytes:
+        return [], [Rejection("oversize", None, f"{len(frame)} bytes > max_message_bytes {max_bytes}")]
+    try:
+        return ingest_decoder.decode(frame), []
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        pass
+    try:
+        raws = _raw_list.decode(frame)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        if isinstance(exc, msgspec.ValidationError):  # not an array: maybe nothing we know
+            return [], [Rejection("not_a_record", None, str(exc))]
+        return [], [_frame_rejection(exc)]
+    if raws and _tag_of(raws[0]) is None and _tag_of(frame) is not None:
+        raws = [msgspec.Raw(frame)]  # a single record, not wrapped in a list
+    items: list[IngestItem] = []
+    rejections: list[Rejection] = []
+    for raw in raws:
+        try:
+            items.append(item_decoder.decode(raw))
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            rejections.append(classify(exc, raw))
+    return items, rejections
+
+
+def _frame_rejection(exc: BaseException) -> Rejection:
+    if isinstance(exc, RecursionError):
+        return Rejection("too_deep", None, "nesting too deep")
+    reason = "truncated" if "truncated" in str(exc) else "malformed"
+    return Rejection(reason, None, str(exc))
+
+
+def _tag_of(raw: bytes | msgspec.Raw) -> str | None:
+    """The record's tag (its first array element), if it has one."""
+    try:
+        first = _raw_list.decode(raw)[0]
+        return _str.decode(first)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, IndexError):
+        return None
+
+
+def classify(exc: BaseException, raw: bytes | msgspec.Raw) -> Rejection:
+    """A short, countable reason for why one record failed to decode."""
+    if not isinstance(exc, msgspec.ValidationError):  # (a subclass of DecodeError)
+        return _frame_rejection(exc)
+    tag = _tag_of(raw)
+    message = str(exc)
+    if tag not in _TAG_TYPE:
+        return Rejection("unknown_type" if tag is not None else "not_a_record", None, message)
+    channel = TAG_CHANNEL.get(tag)
+    match = _INDEX.search(message)
+    if match:
+        fields = _TAG_TYPE[tag].__struct_fields__
+        index = int(match.group(1)) - 1  # element 0 is the tag
+        if 0 <= index < len(fields):
+            return Rejection(f"bad_{fields[index]}", channel, message)
+    if "length" in message:
+        return Rejection("wrong_field_count", channel, message)
+    return Rejection(f"invalid_{_TAG_TYPE[tag].__name__.lower()}", channel, message)

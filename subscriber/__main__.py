@@ -1,0 +1,7 @@
+"""`python -m subscriber`."""
+
+import sys
+
+from subscriber.app import main
+
+sys.exit(main())

@@ -1,0 +1,74 @@
+"""`tickmesh-subscribe`: print published events as readable lines or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import zmq
+
+from subscriber.client import Subscriber, as_dict
+from tickmesh.config import with_endpoints
+from tickmesh.runtime import StopFlag, parser, start
+from tickmesh.schema import EVENT_KINDS, Publication
+
+ENVELOPE = {"id", "kind", "ticker", "source", "priority", "time", "price", "record_seq", "ingest_ns", "detected_ns"}
+
+
+def readable(publication: Publication) -> str:
+    """`12:30:01.250  #42 tick  high          AAPL     190.5500  previous=190.31 count=3`"""
+    event = as_dict(publication)
+    clock = time.strftime("%H:%M:%S", time.gmtime(publication.event.time / 1e9))
+    millis = publication.event.time // 1_000_000 % 1_000
+    extra = " ".join(f"{k}={_short(v)}" for k, v in event.items() if k not in ENVELOPE and k not in _PUB)
+    return (
+        f"{clock}.{millis:03d} #{publication.seq:<6} {event['source']:<5} {event['kind']:<13} "
+        f"{event['ticker']:<8} {publication.event.price:>11.4f}  {extra}"
+    )
+
+
+_PUB = {"seq", "epoch", "published_ns"}
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("tickmesh-subscribe", "Print the mesh's published events.")
+    p.add_argument("--publish", help="aggregator PUB endpoint (default from config)")
+    p.add_argument("--replay", help="aggregator replay endpoint (default from config)")
+    p.add_argument("--kind", action="append", default=[], choices=EVENT_KINDS, help="only this kind (repeatable)")
+    p.add_argument("--ticker", action="append", default=[], help="only this ticker (repeatable)")
+    p.add_argument("--last", type=int, default=0, help="start with the last N events from the replay ring")
+    p.add_argument("--count", type=int, default=0, help="exit after N events (default: run until stopped)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--silence", type=float, default=5.0, help="warn when nothing arrives for this many seconds")
+    args = p.parse_args(argv)
+    config = start(args, "subscribe")
+    if config is None:
+        return 2
+    ep = with_endpoints(config, publish=args.publish, replay=args.replay).endpoints
+    stop = StopFlag()
+    sub = Subscriber(ep.publish, replay=ep.replay, kinds=args.kind, tickers=args.ticker, last=args.last)
+    seen, warned = 0, False
+    try:
+        while not stop and (not args.count or seen < args.count):
+            publication = sub.recv(timeout_ms=200)
+            if publication is None:
+                if sub.silent_for() > args.silence and not warned:
+                    print(f"subscribe: nothing from {ep.publish} for {args.silence:g} s", file=sys.stderr)
+                    warned = True
+                continue
+            warned = False
+            seen += 1
+            print(json.dumps(as_dict(publication)) if args.json else readable(publication), flush=True)
+    except BrokenPipeError:
+        pass
+    finally:
+        sub.close()
+        if sub.gaps:
+            print(f"subscribe: {sub.gaps} gaps, {sub.missed} events missed, {sub.lost} lost", file=sys.stderr)
+        zmq.Context.instance().term()
+    return 0

@@ -1,0 +1,148 @@
+"""The subscriber library: events in order, gaps detected from sequence numbers and filled from the replay ring."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+
+import msgspec
+import zmq
+
+from tickmesh.schema import (
+    Publication,
+    ReplayRequest,
+    encoder,
+    published_decoder,
+    replay_reply_decoder,
+)
+from tickmesh.sockets import make_socket
+
+log = logging.getLogger(__name__)
+
+REPLAY_TIMEOUT_MS = 1_000
+
+
+class Subscriber:
+    """Receives published events; tracks the sequence to find gaps and a silent publisher.
+
+    Filtering by kind and ticker happens here, after the sequence check, so a
+    gap is seen even in events the filter would drop. With a `replay` endpoint,
+    a gap is filled from the aggregator's ring (what the ring no longer holds is
+    counted as lost), and `last=N` starts with the N most recent events.
+    """
+
+    def __init__(
+        self,
+        publish: str,
+        *,
+        replay: str | None = None,
+        kinds: Iterable[str] = (),
+        tickers: Iterable[str] = (),
+        last: int = 0,
+        ctx: zmq.Context | None = None,  # type: ignore[type-arg]
+        hwm: int = 100_000,
+    ) -> None:
+        self.ctx = ctx or zmq.Context.instance()
+        self.kinds, self.tickers = frozenset(kinds), frozenset(tickers)
+        self.replay_endpoint = replay
+        self.sub = make_socket(self.ctx, zmq.SUB, connect=publish, hwm=hwm)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.epoch = 0
+        self.last_seq = 0
+        self.gaps = 0  # gaps seen
+        self.missed = 0  # events in gaps
+        self.lost = 0  # events in gaps that the ring could not give back
+        self.last_heard = time.monotonic()
+        self.ready: deque[Publication] = deque()
+        if last and replay:
+            self._fill(ReplayRequest(last=last))
+
+    def recv(self, timeout_ms: int = 1_000) -> Publication | None:
+        """The next event that passes the filter, or None after `timeout_ms` of none."""
+        deadline = time.monotonic() + timeout_ms / 1_000
+        while not self.ready:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.sub.poll(max(1, int(left * 1_000))):
+                return None
+            self._receive(self.sub.recv_multipart())
+        return self.ready.popleft()
+
+    def silent_for(self) -> float:
+        """Seconds since anything (event or heartbeat) arrived from the publisher."""
+        return time.monotonic() - self.last_heard
+
+    def _receive(self, frames: list[bytes]) -> None:
+        self.last_heard = time.monotonic()
+        try:
+            message = published_decoder.decode(frames[-1])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("undecodable publication: %s", exc)
+            return
+        expected_last = message.seq - 1 if isinstance(message, Publication) else message.seq
+        if message.epoch != self.epoch:  # first message, or the aggregator restarted
+            if self.epoch:
+                log.warning("publisher restarted (epoch %d → %d)", self.epoch, message.epoch)
+            self.epoch, self.last_seq = message.epoch, expected_last
+        if expected_last > self.last_seq:
+            self._gap(expected_last)
+        if isinstance(message, Publication) and message.seq == self.last_seq + 1:
+            self._accept(message)
+
+    def _gap(self, up_to: int) -> None:
+        missing = up_to - self.last_seq
+        self.gaps += 1
+        self.missed += missing
+        log.warning("gap: %d events missed after seq %d", missing, self.last_seq)
+        if self.replay_endpoint:
+            self._fill(ReplayRequest(since=self.last_seq), up_to)
+        if self.last_seq < up_to:
+            self.lost += up_to - self.last_seq
+            self.last_seq = up_to
+
+    def _fill(self, request: ReplayRequest, up_to: int | None = None) -> None:
+        """Ask the ring for what was missed; accept what it holds, in order."""
+        assert self.replay_endpoint is not None
+        req = make_socket(self.ctx, zmq.REQ, connect=self.replay_endpoint, hwm=10)
+        try:
+            req.send(encoder.encode(request))
+            if not req.poll(REPLAY_TIMEOUT_MS):
+                log.warning("replay ring at %s did not answer", self.replay_endpoint)
+                return
+            reply = replay_reply_decoder.decode(req.recv())
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("bad replay reply: %s", exc)
+            return
+        finally:
+            req.close(0)
+        if reply.epoch != self.epoch:
+            self.epoch, self.last_seq = reply.epoch, (reply.publications[0].seq - 1 if reply.publications else 0)
+        for publication in reply.publications:
+            if up_to is not None and publication.seq > up_to:
+                break
+            if publication.seq > self.last_seq:
+                self.lost += publication.seq - self.last_seq - 1
+                self._accept(publication)
+
+    def _accept(self, publication: Publication) -> None:
+        self.last_seq = publication.seq
+        event = publication.event
+        if self.kinds and event.__struct_config__.tag not in self.kinds:  # type: ignore[attr-defined]
+            return
+        if self.tickers and event.ticker not in self.tickers:
+            return
+        self.ready.append(publication)
+
+    def close(self) -> None:
+        self.sub.close(0)
+
+
+def as_dict(publication: Publication) -> dict[str, object]:
+    """One flat JSON-ready object: the event's fields plus `kind`, `seq`, `epoch`, `published_ns`."""
+    out: dict[str, object] = msgspec.to_builtins(publication.event)
+    out["seq"] = publication.seq
+    out["epoch"] = publication.epoch
+    out["published_ns"] = publication.published_ns
+    return out
+

@@ -1,0 +1,243 @@
+"""Test harness: real mesh processes on private ipc endpoints, a bus listener, a producer and subscribers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import zmq
+
+from subscriber.client import Subscriber
+from tickmesh.bus import Status, status_decoder
+from tickmesh.config import CHANNELS, Config, load_config
+from tickmesh.endpoints import Endpoints
+from tickmesh.producer import Producer
+from tickmesh.schema import Publication, Record
+from tickmesh.sockets import make_socket
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def poll_until(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> T:
+    """Call `check` until it returns something truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
+        time.sleep(interval)
+
+
+def ipc_endpoints(folder: str) -> dict[str, str]:
+    """Every zmq endpoint as an ipc path in `folder`; grpc/prometheus on free loopback ports."""
+    names = [n for n in Endpoints.__struct_fields__ if n not in ("grpc", "prometheus")]
+    out = {n: f"ipc://{folder}/{n}" for n in names}
+    out["grpc"] = f"127.0.0.1:{free_port()}"
+    out["prometheus"] = f"127.0.0.1:{free_port()}"
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def write_toml(path: Path, data: dict[str, Any], prefix: str = "") -> None:
+    """A tiny TOML writer for nested dicts of scalars (enough for test configs)."""
+    lines: list[str] = []
+
+    def emit(table: dict[str, Any], name: str) -> None:
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        if name:
+            lines.append(f"[{name}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in scalars.items())
+        for k, v in table.items():
+            if isinstance(v, dict):
+                emit(v, f"{name}.{k}" if name else k)
+
+    emit(data, prefix)
+    path.write_text("\n".join(lines) + "\n")
+
+
+class Mesh:
+    """Starts and stops real mesh processes; plays the control process's part on the bus."""
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        # ipc paths must be short (about 100 bytes), so not under pytest's tmp_path.
+        self.dir = Path(tempfile.mkdtemp(prefix="tm-"))
+        data = {"endpoints": ipc_endpoints(str(self.dir))}
+        for section, values in (settings or {}).items():
+            data.setdefault(section, {}).update(values)
+        self.config_path = self.dir / "tickmesh.toml"
+        write_toml(self.config_path, data)
+        self.config: Config = load_config(str(self.config_path), env={})
+        self.endpoints = self.config.endpoints
+        self.ctx = zmq.Context()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.statuses: dict[str, Status] = {}
+        self.status_pull: zmq.Socket | None = None  # type: ignore[type-arg]
+        self._sockets: list[Any] = []
+
+    # -- processes -----------------------------------------------------------------
+    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(
+            [sys.executable, *args, "--config", str(self.config_path)], cwd=self.dir, stdout=log, stderr=log, env=env
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start(self, with_bus: bool = True) -> Mesh:
+        """Router, one worker per channel shard, aggregator; returns once all of them report on the bus."""
+        if with_bus:
+            self.listen_bus()
+        self.spawn("router", "-m", "router")
+        for channel in CHANNELS:
+            for shard in range(self.config.channel(channel).shards):
+                self.spawn(f"worker.{channel}.{shard}", "-m", "workers", channel, "--shard", str(shard))
+        self.spawn("aggregator", "-m", "aggregator")
+        if with_bus:
+            self.wait_reporting(self.process_names())
+        return self
+
+    def process_names(self) -> list[str]:
+        names = ["router", "aggregator"]
+        for channel in CHANNELS:
+            names += [f"worker.{channel}.{s}" for s in range(self.config.channel(channel).shards)]
+        return names
+
+    def log(self, name: str) -> str:
+        path = self.dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 6.0) -> int | None:
+        proc = self.procs[name]
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def close(self) -> None:
+        """Stop everything this mesh started, whatever state the test left it in."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 6
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for sock in self._sockets:
+            sock.close(0)
+        if self.status_pull is not None:
+            self.status_pull.close(0)
+        self.ctx.term()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- the bus, as the control process would see it ---------------------------------
+    def listen_bus(self) -> None:
+        self.status_pull = make_socket(self.ctx, zmq.PULL, bind=self.endpoints.control_status, hwm=10_000)
+
+    def read_bus(self) -> dict[str, Status]:
+        assert self.status_pull is not None
+        while self.status_pull.poll(0):
+            try:
+                status = status_decoder.decode(self.status_pull.recv())
+            except msgspec.DecodeError:
+                continue
+            self.statuses[status.process] = status
+        return self.statuses
+
+    def wait_reporting(self, names: Iterable[str], after_ns: int = 0, timeout: float = 15.0) -> dict[str, Status]:
+        wanted = set(names)
+
+        def all_reported() -> bool:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None and name in wanted:
+                    raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
+            statuses = self.read_bus()
+            return all(n in statuses and statuses[n].time_ns > after_ns for n in wanted)
+
+        poll_until(all_reported, timeout, what=f"status from {sorted(wanted)}")
+        return self.statuses
+
+    def counters(self, fresh: bool = True) -> dict[str, int]:
+        """Counters summed over every process, from status reports sent after this call (if fresh)."""
+        if fresh:
+            self.wait_reporting(self.process_names(), after_ns=time.time_ns())
+        total: dict[str, int] = {}
+        for status in self.statuses.values():
+            for key, value in status.counters.items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    # -- clients ------------------------------------------------------------------------
+    def producer(self) -> Producer:
+        producer = Producer(self.ctx, self.endpoints)
+        self._sockets.append(producer.push)
+        return producer
+
+    def push(self, records: list[Record]) -> None:
+        """Send records and wait until the router has routed them (flush-and-acknowledge)."""
+        producer = self.producer()
+        producer.send(records)
+        producer.flush()
+
+    def subscriber(self, **kwargs: Any) -> Subscriber:
+        """A subscriber that is known to be receiving (it has seen a heartbeat)."""
+        sub = Subscriber(self.endpoints.publish, replay=self.endpoints.replay, ctx=self.ctx, **kwargs)
+        self._sockets.append(sub.sub)
+        poll_until(lambda: sub.sub.poll(50), 10, what="the first heartbeat")
+        return sub
+
+
+def collect(sub: Subscriber, until: Callable[[list[Publication]], bool], timeout: float = 10.0) -> list[Publication]:
+    """Receive publications until `until(received)` holds; fail after `timeout`."""
+    received: list[Publication] = []
+    deadline = time.monotonic() + timeout
+    while not until(received):
+        if time.monotonic() > deadline:
+            kinds = [(p.event.__struct_config__.tag, p.event.ticker) for p in received]  # type: ignore[attr-defined]
+            raise AssertionError(f"timed out; received {kinds}")
+        publication = sub.recv(timeout_ms=100)
+        if publication is not None:
+            received.append(publication)
+    return received
+
+
+def drain(sub: Subscriber, quiet_ms: int = 500) -> list[Publication]:
+    """Everything that arrives until nothing has for `quiet_ms`."""
+    received = []
+    while (publication := sub.recv(timeout_ms=quiet_ms)) is not None:
+        received.append(publication)
+    return received

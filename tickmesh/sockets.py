@@ -1,0 +1,46 @@
+"""Socket construction in one place: every socket gets an explicit HWM and linger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import zmq
+
+
+class EndpointError(RuntimeError):
+    """A socket could not bind or connect; the message names the endpoint."""
+
+
+def make_socket(
+    ctx: zmq.Context,  # type: ignore[type-arg]
+    kind: int,
+    *,
+    bind: str | None = None,
+    connect: str | None = None,
+    hwm: int = 1_000,
+    linger_ms: int = 0,
+    immediate: bool = False,
+) -> zmq.Socket:  # type: ignore[type-arg]
+    """A socket bound to `bind` or connected to `connect`.
+
+    `immediate` (ZMQ_IMMEDIATE) queues messages only to completed connections,
+    so a send to a peer that is not there fails fast instead of piling up.
+    """
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.RCVHWM, hwm)
+    sock.setsockopt(zmq.LINGER, linger_ms)
+    if immediate:
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+    try:
+        if bind is not None:
+            if bind.startswith("ipc://"):
+                Path(bind[len("ipc://") :]).parent.mkdir(parents=True, exist_ok=True)
+            sock.bind(bind)
+        if connect is not None:
+            sock.connect(connect)
+    except zmq.ZMQError as exc:
+        sock.close(0)
+        where = bind if bind is not None else connect
+        raise EndpointError(f"cannot {'bind' if bind else 'connect'} {where}: {exc}") from None
+    return sock
