@@ -17,6 +17,7 @@ from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, start
 from tickmesh.schema import (
     HEARTBEAT_TOPIC,
+    Ack,
     Event,
     EventBatch,
     Heartbeat,
@@ -48,6 +49,7 @@ class Aggregator:
         self.pull = make_socket(ctx, zmq.PULL, bind=ep.events, hwm=100_000)
         self.pub = make_socket(ctx, zmq.XPUB, bind=ep.publish, hwm=ac.pub_hwm)
         self.replay = make_socket(ctx, zmq.ROUTER, bind=ep.replay, hwm=1_000)
+        self.acks = make_socket(ctx, zmq.PUSH, connect=ep.acks, hwm=10_000, linger_ms=500, immediate=True)
         self.monitor = self.pub.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         self.bus = BusClient(
             ctx, config, process="aggregator", role="aggregator", channels=list(CHANNELS), metrics=self.metrics
@@ -93,6 +95,7 @@ class Aggregator:
     # -- events in -------------------------------------------------------------------
     def _drain_events(self) -> None:
         arrived: list[Event] = []
+        progress: dict[tuple[str, int, int], int] = {}  # (channel, shard, epoch) → records covered
         for _ in range(DRAIN_LIMIT):
             try:
                 frame = self.pull.recv(zmq.NOBLOCK)
@@ -107,9 +110,20 @@ class Aggregator:
             if isinstance(message, EventBatch):
                 self.workers[message.worker] = time.monotonic_ns()
                 arrived.extend(message.events)
+                stream = (message.channel, message.shard, message.epoch)
+                progress[stream] = max(progress.get(stream, -1), message.upto)
             else:
                 self.workers.pop(message.worker, None)
         self._publish(arrived)
+        self._confirm(progress)
+
+    def _confirm(self, progress: dict[tuple[str, int, int], int]) -> None:
+        """Tell the router which records' events are now published, so it can let go of them."""
+        for (channel, shard, epoch), upto in progress.items():
+            try:
+                self.acks.send(encoder.encode(Ack(channel, shard, epoch, upto, "aggregator", "delivered")), zmq.NOBLOCK)
+            except zmq.Again:  # the router is gone or busy; a later confirmation covers this one
+                self.metrics.count("acks.unsent")
 
     def _publish(self, arrived: list[Event]) -> None:
         """Admit what is new, then publish it highest priority first (arrival order within one)."""
@@ -181,7 +195,7 @@ class Aggregator:
     def close(self) -> None:
         self.bus.report(force=True)
         self.pub.disable_monitor()
-        for sock in (self.monitor, self.pull, self.pub, self.replay):
+        for sock in (self.monitor, self.pull, self.pub, self.replay, self.acks):
             sock.close(linger=500)
         self.bus.close()
 

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 
 import msgspec
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from router.outbox import Outbox
 from router.validation import Rejection, decode_frame
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
+from tickmesh.deadletters import DeadLetters
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, start
 from tickmesh.schema import (
-    EndOfStream,
     FairMarketValue,
     IngestItem,
     Mark,
+    StreamState,
     Trade,
     ack_decoder,
     encoder,
@@ -32,7 +35,8 @@ log = logging.getLogger(__name__)
 
 DRAIN_S = 3.5  # SIGTERM → exit well inside honcho's 5 s
 MARKS_KEPT = 10_000
-DEAD_LETTERS_KEPT = 1_000
+HEARTBEAT_NS = 1_000_000_000  # a quiet stream gets a StreamState this often
+LIVENESS = 3  # heartbeats a worker may miss before it is declared silent
 _TYPE_CHANNEL = {Trade: "tick", FairMarketValue: "fmv"}
 
 
@@ -53,18 +57,24 @@ class Router:
             ch = config.channel(name)
             self.outboxes[name] = [Outbox(name, s, self.epoch, ch, rc.window) for s in range(ch.shards)]
             self.pushes[name] = [
-                make_socket(ctx, zmq.PUSH, bind=ep.shard(name, s), hwm=ch.hwm, linger_ms=0)
-                for s in range(ch.shards)
+                make_socket(ctx, zmq.PUSH, bind=ep.shard(name, s), hwm=ch.hwm, linger_ms=0) for s in range(ch.shards)
             ]
-        self.bus = BusClient(ctx, config, process="router", role="router", channels=list(CHANNELS), metrics=self.metrics)
+        self.bus = BusClient(
+            ctx, config, process="router", role="router", channels=list(CHANNELS), metrics=self.metrics
+        )
         self.marks: OrderedDict[str, int] = OrderedDict()
         self.last_price: dict[str, float] = {}
-        self.dead_letters: deque[tuple[int, Rejection]] = deque(maxlen=DEAD_LETTERS_KEPT)
+        self.dead_letters = DeadLetters(config.state.dead_letters, "router", config.state.dead_letter_bytes)
+        self.monitors = {
+            sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH): name
+            for name, socks in self.pushes.items()
+            for sock in socks
+        }
 
     # -- the loop ----------------------------------------------------------------
     def run(self, stop: StopFlag) -> int:
         poller = zmq.Poller()
-        for sock in (self.ingest, self.acks, self.sync, self.bus.sub):
+        for sock in (self.ingest, self.acks, self.sync, self.bus.sub, *self.monitors):
             poller.register(sock, zmq.POLLIN)
         log.info("routing: ingest %s, epoch %d", self.config.endpoints.ingest, self.epoch)
         while not stop:
@@ -74,7 +84,9 @@ class Router:
             if self.ingest in ready:
                 self._drain_ingest(self.config.router.drain_limit)
             self._service(ready)
-            self._flush(time.monotonic_ns())
+            now = time.monotonic_ns()
+            self._flush(now)
+            self._heartbeat(now)
             self.metrics.gauges["ingest.blocked"] = float(blocked)
             self._report()
         self._drain(poller)
@@ -88,6 +100,9 @@ class Router:
             self._answer_sync()
         if self.bus.sub in ready:
             self._apply_config()
+        for monitor, channel in self.monitors.items():
+            if monitor in ready:
+                self._count_disconnects(monitor, channel)
 
     def _timeout_ms(self) -> int:
         deadlines = [d for boxes in self.outboxes.values() for box in boxes if (d := box.deadline_ns()) is not None]
@@ -159,7 +174,9 @@ class Router:
         scope = rejection.channel or "ingest"
         key = f"{scope}.rejected.{rejection.reason}"
         self.metrics.count(key)
-        self.dead_letters.append((time.time_ns(), rejection))
+        self.dead_letters.add(
+            rejection.reason, f"ingest {self.config.endpoints.ingest}", rejection.detail, rejection.payload
+        )
         if self.metrics.counters[key] & (self.metrics.counters[key] - 1) == 0:  # 1st, 2nd, 4th, 8th…
             log.warning("rejected (%s, seen %d times): %s", key, self.metrics.counters[key], rejection.detail)
 
@@ -196,7 +213,7 @@ class Router:
                 count[f"{name}.routed"] += box.next_seq - before
                 count[f"{name}.batches"] += 1
 
-    # -- acknowledgements ------------------------------------------------------------
+    # -- acknowledgements and liveness --------------------------------------------------
     def _drain_acks(self) -> None:
         while True:
             try:
@@ -207,25 +224,58 @@ class Router:
                 self.metrics.count("acks.rejected")
                 continue
             boxes = self.outboxes.get(ack.channel, [])
-            if ack.epoch != self.epoch or not 0 <= ack.shard < len(boxes):
+            if not 0 <= ack.shard < len(boxes):
                 continue
             box = boxes[ack.shard]
-            box.ack(ack.seq)
-            if ack.resend or ack.worker != box.worker:
-                self._resend(box, ack.worker)
+            if ack.kind != "delivered":
+                self._heard(box, ack.sender)
+            if ack.kind == "hello" or ack.kind == "gap":
+                self.metrics.count(f"{box.channel}.resend_requests")
+                self._resend(box, ack.seq if ack.epoch == self.epoch else -1)
+            elif ack.epoch == self.epoch:
+                box.ack(ack.kind, ack.seq)
 
-    def _resend(self, box: Outbox, worker: str) -> None:
-        """A new worker instance, or one that saw a gap: send every unacknowledged batch again."""
+    def _heard(self, box: Outbox, sender: str) -> None:
+        if box.worker and sender != box.worker:
+            log.info("%s shard %d: worker %s took over from %s", box.channel, box.shard, sender, box.worker)
+            self.metrics.count(f"{box.channel}.worker_changes")
+        if box.heard_ns and time.monotonic_ns() - box.heard_ns > LIVENESS * HEARTBEAT_NS:
+            log.info("%s shard %d: worker %s is back", box.channel, box.shard, sender)
+        box.worker, box.heard_ns = sender, time.monotonic_ns()
+
+    def _resend(self, box: Outbox, after: int) -> None:
+        """Send every held batch past `after` again (a new worker instance, or one that saw a gap)."""
         sock = self.pushes[box.channel][box.shard]
-        if box.worker and box.worker != worker:
-            log.info("worker %s took over %s shard %d", worker, box.channel, box.shard)
-        box.worker = worker
-        for data in box.unacked_batches():
+        for data in box.batches_after(after):
             try:
                 sock.send(data, zmq.NOBLOCK)
                 self.metrics.count(f"{box.channel}.resent_batches")
             except zmq.Again:
                 break  # the worker will see the gap and ask again
+
+    def _heartbeat(self, now_ns: int) -> None:
+        """StreamState on quiet streams, so a worker sees a lost tail; declare silent workers."""
+        for name in CHANNELS:
+            for box, sock in zip(self.outboxes[name], self.pushes[name], strict=True):
+                if now_ns - box.sent_ns >= HEARTBEAT_NS:
+                    self._send_state(box, sock, final=False)
+                    box.sent_ns = now_ns
+                silent = box.in_flight > 0 and now_ns - box.heard_ns > LIVENESS * HEARTBEAT_NS
+                if silent and self.metrics.gauges.get(f"{name}.{box.shard}.silent") != 1.0:
+                    log.warning("%s shard %d: worker silent with %d records in flight", name, box.shard, box.in_flight)
+                    self.metrics.count(f"{name}.worker_silent")
+                self.metrics.gauges[f"{name}.{box.shard}.silent"] = float(silent)
+
+    def _send_state(self, box: Outbox, sock: zmq.Socket, final: bool) -> None:  # type: ignore[type-arg]
+        state = StreamState(box.channel, box.shard, self.epoch, box.last_seq, box.retained_from, final)
+        with contextlib.suppress(zmq.Again):  # the worker is busy: it is alive and will be told next time
+            sock.send(encoder.encode(state), zmq.NOBLOCK)
+
+    def _count_disconnects(self, monitor: zmq.Socket, channel: str) -> None:  # type: ignore[type-arg]
+        while monitor.poll(0):
+            event = recv_monitor_message(monitor)
+            kind = "disconnects" if event["event"] == zmq.EVENT_DISCONNECTED else "handshake_failed"
+            self.metrics.count(f"{channel}.{kind}")
 
     # -- config and metrics -------------------------------------------------------------
     def _apply_config(self) -> None:
@@ -259,21 +309,24 @@ class Router:
             self._flush(time.monotonic_ns(), force=True)
         for name in CHANNELS:
             for box, sock in zip(self.outboxes[name], self.pushes[name], strict=True):
-                if not box.drained:
-                    log.warning("%s shard %d: %d records unacknowledged at exit", name, box.shard, box.in_flight)
-                eos = EndOfStream(name, box.shard, self.epoch, box.last_seq)
-                try:
-                    sock.send(encoder.encode(eos), zmq.NOBLOCK)
-                except zmq.Again:
-                    pass
+                if not box.delivered_all:
+                    log.warning(
+                        "%s shard %d: %d records undelivered at exit", name, box.shard, box.last_seq - box.delivered
+                    )
+                self._send_state(box, sock, final=True)
         self.bus.report(force=True)
 
     def _all_drained(self) -> bool:
-        return all(box.drained for boxes in self.outboxes.values() for box in boxes)
+        return all(box.delivered_all for boxes in self.outboxes.values() for box in boxes)
 
     def close(self) -> None:
-        for sock in (self.ingest, self.sync, self.acks, *(s for socks in self.pushes.values() for s in socks)):
-            sock.close(linger=200)
+        for sock in self.pushes["tick"] + self.pushes["ohlcv"] + self.pushes["fmv"]:
+            sock.disable_monitor()
+        for sock in (*self.monitors, self.ingest, self.sync, self.acks):
+            sock.close(0)
+        for socks in self.pushes.values():
+            for sock in socks:
+                sock.close(linger=200)
         self.bus.close()
 
 
@@ -294,4 +347,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         ctx.term()
-

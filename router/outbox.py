@@ -29,8 +29,11 @@ class Outbox:
         self.next_seq = 0
         self.unacked: deque[tuple[int, int, bytes]] = deque()  # (first seq, count, encoded batch)
         self.in_flight = 0
-        self.acked = -1
-        self.worker = ""  # the worker instance that acknowledged last
+        self.delivered = -1  # the aggregator has published the events of records up to here
+        self.checkpointed = -1  # the worker's state up to here is on disk
+        self.worker = ""  # the worker instance heard from last
+        self.heard_ns = 0  # monotonic ns the worker was last heard from
+        self.sent_ns = 0  # monotonic ns anything was last sent on this stream
 
     # -- records in ------------------------------------------------------------
     def add(self, record: Record, ingest_ns: int, now_ns: int) -> None:
@@ -81,7 +84,15 @@ class Outbox:
         if size == 1:
             size = COALESCE_MAX
         n = min(size, len(self.records), max(1, self.window - self.in_flight))
-        batch = Batch(self.channel, self.shard, self.epoch, self.next_seq, self.ingest_ns[:n], self.records[:n])
+        batch = Batch(
+            self.channel,
+            self.shard,
+            self.epoch,
+            self.next_seq,
+            self.retained_from,
+            self.ingest_ns[:n],
+            self.records[:n],
+        )
         del self.records[:n]
         del self.ingest_ns[:n]
         if self.records:
@@ -90,18 +101,28 @@ class Outbox:
         self.unacked.append((self.next_seq, n, data))
         self.next_seq += n
         self.in_flight += n
+        self.sent_ns = now_ns
         return data
 
     # -- acknowledgements --------------------------------------------------------
-    def ack(self, seq: int) -> None:
-        """Release every batch whose records are all at or below `seq`."""
-        self.acked = max(self.acked, seq)
-        while self.unacked and self.unacked[0][0] + self.unacked[0][1] - 1 <= self.acked:
+    def ack(self, kind: str, seq: int) -> None:
+        """Note a delivered or checkpointed position; release what is both."""
+        if kind == "delivered":
+            self.delivered = max(self.delivered, seq)
+        elif kind == "checkpoint":
+            self.checkpointed = max(self.checkpointed, seq)
+        done = min(self.delivered, self.checkpointed)
+        while self.unacked and self.unacked[0][0] + self.unacked[0][1] - 1 <= done:
             _, n, _ = self.unacked.popleft()
             self.in_flight -= n
 
-    def unacked_batches(self) -> list[bytes]:
-        return [data for _, _, data in self.unacked]
+    def batches_after(self, seq: int) -> list[bytes]:
+        """Every held batch with a record after `seq`, oldest first (for a resend)."""
+        return [data for first, n, data in self.unacked if first + n - 1 > seq]
+
+    @property
+    def retained_from(self) -> int:
+        return self.unacked[0][0] if self.unacked else self.next_seq
 
     @property
     def last_seq(self) -> int:
@@ -110,3 +131,8 @@ class Outbox:
     @property
     def drained(self) -> bool:
         return not self.records and not self.unacked
+
+    @property
+    def delivered_all(self) -> bool:
+        """Nothing waits and the events of everything sent are published (what a graceful stop needs)."""
+        return not self.records and self.delivered >= self.last_seq

@@ -21,6 +21,7 @@ class Rejection(msgspec.Struct, frozen=True):
     reason: str  # short, counted: malformed, truncated, oversize, unknown_type, bad_price, ...
     channel: str | None
     detail: str
+    payload: bytes = b""  # the rejected bytes (the whole frame or the one record)
 
 
 def decode_frame(frame: bytes, max_bytes: int) -> tuple[list[IngestItem], list[Rejection]]:
@@ -31,7 +32,7 @@ def decode_frame(frame: bytes, max_bytes: int) -> tuple[list[IngestItem], list[R
     record is taken apart, so the valid records around it still flow.
     """
     if len(frame) > max_bytes:
-        return [], [Rejection("oversize", None, f"{len(frame)} bytes > max_message_bytes {max_bytes}")]
+        return [], [Rejection("oversize", None, f"{len(frame)} bytes > max_message_bytes {max_bytes}", frame[:64])]
     try:
         return ingest_decoder.decode(frame), []
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
@@ -40,8 +41,8 @@ def decode_frame(frame: bytes, max_bytes: int) -> tuple[list[IngestItem], list[R
         raws = _raw_list.decode(frame)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         if isinstance(exc, msgspec.ValidationError):  # not an array: maybe nothing we know
-            return [], [Rejection("not_a_record", None, str(exc))]
-        return [], [_frame_rejection(exc)]
+            return [], [Rejection("not_a_record", None, str(exc), frame)]
+        return [], [_frame_rejection(exc, frame)]
     if raws and _tag_of(raws[0]) is None and _tag_of(frame) is not None:
         raws = [msgspec.Raw(frame)]  # a single record, not wrapped in a list
     items: list[IngestItem] = []
@@ -54,11 +55,11 @@ def decode_frame(frame: bytes, max_bytes: int) -> tuple[list[IngestItem], list[R
     return items, rejections
 
 
-def _frame_rejection(exc: BaseException) -> Rejection:
+def _frame_rejection(exc: BaseException, payload: bytes | msgspec.Raw) -> Rejection:
     if isinstance(exc, RecursionError):
-        return Rejection("too_deep", None, "nesting too deep")
+        return Rejection("too_deep", None, "nesting too deep", bytes(payload))
     reason = "truncated" if "truncated" in str(exc) else "malformed"
-    return Rejection(reason, None, str(exc))
+    return Rejection(reason, None, str(exc), bytes(payload))
 
 
 def _tag_of(raw: bytes | msgspec.Raw) -> str | None:
@@ -73,18 +74,19 @@ def _tag_of(raw: bytes | msgspec.Raw) -> str | None:
 def classify(exc: BaseException, raw: bytes | msgspec.Raw) -> Rejection:
     """A short, countable reason for why one record failed to decode."""
     if not isinstance(exc, msgspec.ValidationError):  # (a subclass of DecodeError)
-        return _frame_rejection(exc)
+        return _frame_rejection(exc, raw)
     tag = _tag_of(raw)
     message = str(exc)
+    payload = bytes(raw)
     if tag not in _TAG_TYPE:
-        return Rejection("unknown_type" if tag is not None else "not_a_record", None, message)
+        return Rejection("unknown_type" if tag is not None else "not_a_record", None, message, payload)
     channel = TAG_CHANNEL.get(tag)
     match = _INDEX.search(message)
     if match:
         fields = _TAG_TYPE[tag].__struct_fields__
         index = int(match.group(1)) - 1  # element 0 is the tag
         if 0 <= index < len(fields):
-            return Rejection(f"bad_{fields[index]}", channel, message)
+            return Rejection(f"bad_{fields[index]}", channel, message, payload)
     if "length" in message:
-        return Rejection("wrong_field_count", channel, message)
-    return Rejection(f"invalid_{_TAG_TYPE[tag].__name__.lower()}", channel, message)
+        return Rejection("wrong_field_count", channel, message, payload)
+    return Rejection(f"invalid_{_TAG_TYPE[tag].__name__.lower()}", channel, message, payload)

@@ -145,4 +145,3 @@ def as_dict(publication: Publication) -> dict[str, object]:
     out["epoch"] = publication.epoch
     out["published_ns"] = publication.published_ns
     return out
-

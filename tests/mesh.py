@@ -97,6 +97,7 @@ class Mesh:
         self.endpoints = self.config.endpoints
         self.ctx = zmq.Context()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.env: dict[str, str] = {}  # extra environment for the processes
         self.statuses: dict[str, Status] = {}
         self.status_pull: zmq.Socket | None = None  # type: ignore[type-arg]
         self._sockets: list[Any] = []
@@ -104,7 +105,7 @@ class Mesh:
     # -- processes -----------------------------------------------------------------
     def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         proc = subprocess.Popen(
             [sys.executable, *args, "--config", str(self.config_path)], cwd=self.dir, stdout=log, stderr=log, env=env
         )
@@ -117,8 +118,7 @@ class Mesh:
             self.listen_bus()
         self.spawn("router", "-m", "router")
         for channel in CHANNELS:
-            for shard in range(self.config.channel(channel).shards):
-                self.spawn(f"worker.{channel}.{shard}", "-m", "workers", channel, "--shard", str(shard))
+            self.spawn(f"supervisor.{channel}", "-m", "workers", channel)
         self.spawn("aggregator", "-m", "aggregator")
         if with_bus:
             self.wait_reporting(self.process_names())
@@ -127,8 +127,13 @@ class Mesh:
     def process_names(self) -> list[str]:
         names = ["router", "aggregator"]
         for channel in CHANNELS:
+            names.append(f"supervisor.{channel}")
             names += [f"worker.{channel}.{s}" for s in range(self.config.channel(channel).shards)]
         return names
+
+    def pid(self, process: str) -> int:
+        """The pid a process reports on the bus (worker shards are children of their supervisor)."""
+        return self.read_bus()[process].pid
 
     def log(self, name: str) -> str:
         path = self.dir / f"{name}.log"
@@ -210,12 +215,13 @@ class Mesh:
     def push(self, records: list[Record]) -> None:
         """Send records and wait until the router has routed them (flush-and-acknowledge)."""
         producer = self.producer()
-        producer.send(records)
+        for i in range(0, len(records), 1_000):
+            producer.send(records[i : i + 1_000])
         producer.flush()
 
-    def subscriber(self, **kwargs: Any) -> Subscriber:
+    def subscriber(self, ctx: zmq.Context | None = None, **kwargs: Any) -> Subscriber:  # type: ignore[type-arg]
         """A subscriber that is known to be receiving (it has seen a heartbeat)."""
-        sub = Subscriber(self.endpoints.publish, replay=self.endpoints.replay, ctx=self.ctx, **kwargs)
+        sub = Subscriber(self.endpoints.publish, replay=self.endpoints.replay, ctx=ctx or self.ctx, **kwargs)
         self._sockets.append(sub.sub)
         poll_until(lambda: sub.sub.poll(50), 10, what="the first heartbeat")
         return sub

@@ -19,6 +19,7 @@ import zmq
 from msgspec import Struct
 
 from tickmesh.config import AggregatorConfig, Channels, Config
+from tickmesh.curve import security_counters
 from tickmesh.metrics import Metrics
 from tickmesh.sockets import make_socket
 
@@ -75,14 +76,13 @@ class BusClient:
         metrics: Metrics,
     ) -> None:
         self.process, self.role, self.channels, self.metrics = process, role, channels, metrics
+        self.ctx = ctx  # its CURVE handshake counters (if any) are reported with the metrics
         self.version = 0
         self.interval_ns = int(config.control.status_interval_s * 1e9)
         self._next_report = 0
         self.sub = make_socket(ctx, zmq.SUB, connect=config.endpoints.control_config, hwm=100)
         self.sub.setsockopt(zmq.SUBSCRIBE, CONFIG_TOPIC)
-        self.push = make_socket(
-            ctx, zmq.PUSH, connect=config.endpoints.control_status, hwm=100, immediate=True
-        )
+        self.push = make_socket(ctx, zmq.PUSH, connect=config.endpoints.control_status, hwm=100, immediate=True)
         self._host = socket.gethostname()
 
     def receive(self, config: Config) -> Config | None:
@@ -103,6 +103,7 @@ class BusClient:
         if not force and now < self._next_report:
             return
         self._next_report = now + self.interval_ns
+        self.metrics.counters.update(security_counters(self.ctx))
         status = Status(
             process=self.process,
             role=self.role,

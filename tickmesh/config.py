@@ -23,20 +23,79 @@ class ConfigError(ValueError):
 
 
 class TickRules(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """TICK detectors: session high/low, trend, surge."""
+    """TICK detectors: session high/low, trend, surge (docs/events.md has every rule)."""
 
     enabled: bool = True
-    cooldown_s: Seconds = 1.0  # minimum event time between two highs (or lows) of a ticker
     session_start_s: Annotated[int, Meta(ge=0, lt=86_400)] = 0  # UTC second a session starts
+    # Price bands: band k holds prices below bandk_below; band 6 holds the rest. A move passes
+    # a band's gate when it reaches EITHER its percent OR its dollar minimum.
+    band1_below: Annotated[float, Meta(gt=0, lt=1e9)] = 1.0
+    band2_below: Annotated[float, Meta(gt=0, lt=1e9)] = 5.0
+    band3_below: Annotated[float, Meta(gt=0, lt=1e9)] = 25.0
+    band4_below: Annotated[float, Meta(gt=0, lt=1e9)] = 100.0
+    band5_below: Annotated[float, Meta(gt=0, lt=1e9)] = 500.0
+    band1_high_low_pct: Pct = 0.20
+    band1_high_low_usd: Annotated[float, Meta(ge=0, le=1e6)] = 0.005
+    band1_surge_pct: Pct = 7.0
+    band1_surge_usd: Annotated[float, Meta(ge=0, le=1e6)] = 0.05
+    band2_high_low_pct: Pct = 0.15
+    band2_high_low_usd: Annotated[float, Meta(ge=0, le=1e6)] = 0.01
+    band2_surge_pct: Pct = 5.0
+    band2_surge_usd: Annotated[float, Meta(ge=0, le=1e6)] = 0.10
+    band3_high_low_pct: Pct = 0.10
+    band3_high_low_usd: Annotated[float, Meta(ge=0, le=1e6)] = 0.02
+    band3_surge_pct: Pct = 4.0
+    band3_surge_usd: Annotated[float, Meta(ge=0, le=1e6)] = 0.25
+    band4_high_low_pct: Pct = 0.08
+    band4_high_low_usd: Annotated[float, Meta(ge=0, le=1e6)] = 0.05
+    band4_surge_pct: Pct = 3.0
+    band4_surge_usd: Annotated[float, Meta(ge=0, le=1e6)] = 0.75
+    band5_high_low_pct: Pct = 0.05
+    band5_high_low_usd: Annotated[float, Meta(ge=0, le=1e6)] = 0.10
+    band5_surge_pct: Pct = 2.5
+    band5_surge_usd: Annotated[float, Meta(ge=0, le=1e6)] = 1.50
+    band6_high_low_pct: Pct = 0.05
+    band6_high_low_usd: Annotated[float, Meta(ge=0, le=1e6)] = 0.10
+    band6_surge_pct: Pct = 2.0
+    band6_surge_usd: Annotated[float, Meta(ge=0, le=1e6)] = 10.0
+    # high / low
+    high_low_enabled: bool = True
+    cooldown_s: Seconds = 1.0  # minimum event time between two highs (or two lows) of a ticker
+    # trend: score = sum of weight_k x (% move over window k); windows are whole buckets
     trend_enabled: bool = True
-    trend_threshold: Annotated[float, Meta(ge=0, le=100)] = 0.3
+    trend_window1_s: Annotated[int, Meta(ge=1, le=3_600)] = 180
+    trend_window2_s: Annotated[int, Meta(ge=1, le=3_600)] = 360
+    trend_window3_s: Annotated[int, Meta(ge=1, le=3_600)] = 600
+    trend_weight1: Annotated[float, Meta(ge=0, le=100)] = 0.3
+    trend_weight2: Annotated[float, Meta(ge=0, le=100)] = 0.4
+    trend_weight3: Annotated[float, Meta(ge=0, le=100)] = 0.3
+    trend_bucket_s: Annotated[int, Meta(ge=1, le=600)] = 5  # window resolution (memory vs precision)
+    trend_min_history_s: Seconds = 180.0
+    trend_min_trades: Annotated[int, Meta(ge=1, le=100_000)] = 10  # in each window
+    trend_threshold: Annotated[float, Meta(gt=0, le=100)] = 0.3
     trend_strong: Annotated[float, Meta(ge=0, le=100)] = 0.6
     trend_interval_s: Seconds = 60.0
-    trend_min_trades: Annotated[int, Meta(ge=1, le=100_000)] = 10
+    # surge
     surge_enabled: bool = True
     surge_lookback_s: Annotated[float, Meta(gt=0, le=3_600)] = 5.0
+    surge_resolution_ms: Annotated[int, Meta(ge=1, le=60_000)] = 250  # baseline buffer slot width
     surge_volume_window_s: Annotated[float, Meta(gt=0, le=3_600)] = 60.0
     surge_cooldown_s: Seconds = 60.0
+
+    def __post_init__(self) -> None:
+        edges = [getattr(self, f"band{k}_below") for k in range(1, 6)]
+        for k in range(1, 5):
+            if not edges[k - 1] < edges[k]:
+                raise ValueError(f"tick rules: band{k + 1}_below must be above band{k}_below")
+        windows = (self.trend_window1_s, self.trend_window2_s, self.trend_window3_s)
+        if not windows[0] < windows[1] < windows[2]:
+            raise ValueError("tick rules: trend_window1_s < trend_window2_s < trend_window3_s is required")
+        if any(w % self.trend_bucket_s for w in windows):
+            raise ValueError("tick rules: every trend_window*_s must be a multiple of trend_bucket_s")
+        if self.surge_lookback_s * 1000 / self.surge_resolution_ms > 1_000:
+            raise ValueError("tick rules: surge_lookback_s / surge_resolution_ms must be at most 1000 slots")
+        if self.surge_volume_window_s / self.surge_lookback_s > 1_000:
+            raise ValueError("tick rules: surge_volume_window_s / surge_lookback_s must be at most 1000")
 
 
 class OhlcvRules(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -76,6 +135,10 @@ class ChannelConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     overflow: Overflow = "conflate"
     hwm: Annotated[int, Meta(ge=1, le=1_000_000)] = 1_000  # messages per socket
     buffer: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000  # records held by the router
+    # circuit breaker: trips when this share of at least breaker_min_records recent records failed
+    breaker_failure_ratio: Annotated[float, Meta(gt=0, le=1)] = 0.5
+    breaker_min_records: Annotated[int, Meta(ge=1, le=1_000_000)] = 20
+    breaker_cooloff_s: Seconds = 30.0
 
 
 class TickChannel(ChannelConfig, frozen=True, kw_only=True):
@@ -113,6 +176,15 @@ class RouterConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     drain_limit: Annotated[int, Meta(ge=1, le=1_000_000)] = 2_000  # ingest messages per loop turn
 
 
+class StateConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Where processes keep what must survive a crash (relative paths: from the working directory)."""
+
+    dir: str = ".tickmesh/state"  # worker checkpoints
+    checkpoint_s: Annotated[float, Meta(gt=0, le=3_600)] = 1.0
+    dead_letters: str = ".tickmesh/dead-letters"  # one JSON-lines file per process
+    dead_letter_bytes: Annotated[int, Meta(ge=4_096, le=1 << 30)] = 1 << 20  # per file, then rotated once
+
+
 class AggregatorConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     dedup_window_s: Seconds = 60.0  # cross-source high/low window, event time
     dedup_capacity: Annotated[int, Meta(ge=1_000, le=10_000_000)] = 200_000  # ids remembered
@@ -130,12 +202,21 @@ class ControlConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     status_interval_s: Annotated[float, Meta(gt=0, le=60)] = 1.0  # how often processes report
 
 
+class SecurityConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """CURVE on the zmq tcp links; `auto` turns it on when any endpoint is a non-loopback tcp address."""
+
+    curve: Literal["auto", "on", "off"] = "auto"
+    keys_dir: str = ".tickmesh/keys"  # relative to the working directory; TICKMESH_KEYS_DIR overrides
+
+
 class Config(Struct, frozen=True, forbid_unknown_fields=True):
     endpoints: Endpoints = Endpoints()
     channels: Channels = Channels()
     router: RouterConfig = RouterConfig()
+    state: StateConfig = StateConfig()
     aggregator: AggregatorConfig = AggregatorConfig()
     control: ControlConfig = ControlConfig()
+    security: SecurityConfig = SecurityConfig()
 
     def channel(self, name: str) -> TickChannel | OhlcvChannel | FmvChannel:
         if name not in CHANNELS:
@@ -181,6 +262,9 @@ def load_config(flag: str | None = None, env: Mapping[str, str] | None = None) -
             origin = f"{origin} + TICKMESH_{name.upper()}"
     if endpoints:
         data["endpoints"] = endpoints
+    if env.get("TICKMESH_KEYS_DIR"):
+        data["security"] = {**data.get("security", {}), "keys_dir": env["TICKMESH_KEYS_DIR"]}
+        origin = f"{origin} + TICKMESH_KEYS_DIR"
     return _convert(data, origin)
 
 
@@ -202,6 +286,8 @@ def update_channel(config: Config, name: str, changes: Mapping[str, Any]) -> Con
     channel = msgspec.to_builtins(config.channel(name))
     for key, value in changes.items():
         field = key.removeprefix("rules.")
+        if key == "shards":
+            raise ConfigError("`shards` cannot change live: restart the channel with the new count")
         if key in channel and key != "rules":
             channel[key] = value
         elif field in channel["rules"]:

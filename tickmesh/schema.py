@@ -16,9 +16,7 @@ Size = Annotated[float, Meta(ge=0, lt=1e15)]
 TIME_MIN_NS = 315_532_800_000_000_000
 TIME_MAX_NS = 4_102_444_800_000_000_000
 Nanos = Annotated[int, Meta(ge=TIME_MIN_NS, lt=TIME_MAX_NS)]
-Ticker = Annotated[
-    str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9.:\-]*$")
-]
+Ticker = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9.:\-]*$")]
 Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 Condition = Annotated[int, Meta(ge=0, lt=1 << 16)]
 
@@ -102,32 +100,42 @@ class Batch(Struct, tag="batch", array_like=True, frozen=True):
     shard: int
     epoch: int  # the router's start time: a new epoch restarts the sequence
     seq: int
+    retained_from: int  # the oldest sequence the router still holds (all before it are done)
     ingest_ns: list[int]
     records: list[Record]
 
 
-class EndOfStream(Struct, tag="eos", array_like=True, frozen=True):
-    """The router is stopping: nothing follows `seq` on this stream."""
+class StreamState(Struct, tag="state", array_like=True, frozen=True):
+    """The router's heartbeat on a quiet stream, and its last word when it stops (`final`)."""
 
     channel: str
     shard: int
     epoch: int
-    seq: int  # the last sequence number sent (-1 if none)
+    last_seq: int  # the last sequence number sent (-1 if none)
+    retained_from: int
+    final: bool = False
 
 
-WorkerInput = Batch | EndOfStream
+WorkerInput = Batch | StreamState
 
 
-# -- worker -> router ----------------------------------------------------------
+# -- worker / aggregator -> router ------------------------------------------------
 class Ack(Struct, tag="ack", array_like=True, frozen=True):
-    """Cumulative: every record of the stream up to `seq` has been processed."""
+    """What a stream's consumer has done, up to and including `seq`.
+
+    kinds: `delivered` (aggregator: the events of every record up to seq are
+    published), `checkpoint` (worker: its state up to seq is on disk), `hello`
+    (a worker instance starting from seq: send what follows), `gap` (a worker
+    missed records after seq: send them again), `heartbeat` (a worker is alive).
+    The router releases a record once it is both delivered and checkpointed.
+    """
 
     channel: str
     shard: int
     epoch: int
     seq: int
-    worker: str  # the worker instance: a new instance gets everything unacknowledged again
-    resend: bool = False  # the worker saw a gap: send everything after `seq` again
+    sender: str  # process instance
+    kind: str
 
 
 # -- events --------------------------------------------------------------------
@@ -205,7 +213,8 @@ class FmvDeviation(EventBase, tag="fmv_deviation"):
 
 Event = High | Low | Trend | Surge | BigMove | VolumeSurge | FmvDeviation
 EVENT_KINDS: tuple[str, ...] = tuple(
-    cls.__struct_config__.tag for cls in (High, Low, Trend, Surge, BigMove, VolumeSurge, FmvDeviation)  # type: ignore[misc]
+    cls.__struct_config__.tag
+    for cls in (High, Low, Trend, Surge, BigMove, VolumeSurge, FmvDeviation)  # type: ignore[misc]
 )
 
 
@@ -216,9 +225,13 @@ def event_id(source: str, kind: str, ticker: str, cause: int | str) -> str:
 
 # -- worker -> aggregator --------------------------------------------------------
 class EventBatch(Struct, tag="events", array_like=True, frozen=True):
-    """Events a worker detected in one input batch."""
+    """Events a worker detected in the records of its stream up to `upto` (events may be empty)."""
 
     worker: str
+    channel: str
+    shard: int
+    epoch: int
+    upto: int
     events: list[Event]
 
 

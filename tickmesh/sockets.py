@@ -25,6 +25,8 @@ def make_socket(
 
     `immediate` (ZMQ_IMMEDIATE) queues messages only to completed connections,
     so a send to a peer that is not there fails fast instead of piling up.
+    On a context made by `tickmesh.curve.secure_context` with CURVE on, a tcp socket is
+    a CURVE server (bind) or client (connect) before it binds or connects.
     """
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.SNDHWM, hwm)
@@ -32,6 +34,13 @@ def make_socket(
     sock.setsockopt(zmq.LINGER, linger_ms)
     if immediate:
         sock.setsockopt(zmq.IMMEDIATE, 1)
+    security = getattr(ctx, "security", None)  # set by tickmesh.curve.secure_context when CURVE is on
+    if security is not None:
+        try:
+            security.secure(sock, bind=bind, connect=connect)
+        except EndpointError:
+            sock.close(0)
+            raise
     try:
         if bind is not None:
             if bind.startswith("ipc://"):

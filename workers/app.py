@@ -1,210 +1,115 @@
-"""A worker process: one (channel, shard) stream in, its channel's detectors, events out to the aggregator."""
+"""`tickmesh-worker CHANNEL`: supervise the channel's shard processes, restarting any that dies.
+
+honcho stops the whole mesh when one process exits, so restarts happen here,
+below it: each shard runs as `python -m workers.shard CHANNEL N`; a shard that
+exits unexpectedly is restarted with exponential backoff (reset after it has
+run for a while) and the restart is counted on the bus. SIGTERM is passed on
+and the shards are given time to drain.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
+import signal
+import subprocess
+import sys
 import time
 
-import msgspec
 import zmq
 
 from tickmesh.bus import BusClient
-from tickmesh.config import CHANNELS, Config
+from tickmesh.config import CHANNELS
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, start
-from tickmesh.schema import Ack, Batch, EndOfStream, Event, EventBatch, WorkerDone, encoder, worker_input_decoder
-from tickmesh.sockets import EndpointError, make_socket
-from workers.detectors import make_detector
 
 log = logging.getLogger(__name__)
 
-DRAIN_S = 4.0  # SIGTERM → wait at most this long for the router's end of stream
-ACK_EVERY_NS = 20_000_000  # acknowledge at least this often while records flow
-HEARTBEAT_NS = 1_000_000_000  # an idle worker still acknowledges once a second
-DRAIN_LIMIT = 256  # input messages per loop turn
+BACKOFF_S = (0.2, 10.0)  # first and longest wait before a restart
+STABLE_S = 30.0  # a shard that ran this long starts over at the first backoff
+STOP_WAIT_S = 4.5
 
 
-class Worker:
-    """Owns one worker's sockets, detector and stream position; `run` is its one loop."""
+class Child:
+    """One supervised shard process and its restart schedule."""
 
-    def __init__(self, config: Config, ctx: zmq.Context, channel: str, shard: int, stop: StopFlag) -> None:  # type: ignore[type-arg]
-        self.config, self.channel, self.shard, self.stop = config, channel, shard, stop
-        ep, ch = config.endpoints, config.channel(channel)
-        self.name = f"worker.{channel}.{shard}"
-        self.instance = f"{self.name}:{os.getpid()}:{time.time_ns()}"
-        self.metrics = Metrics()
-        self.detector = make_detector(channel, ch)
-        self.data = make_socket(ctx, zmq.PULL, connect=ep.shard(channel, shard), hwm=ch.hwm)
-        self.events = make_socket(ctx, zmq.PUSH, connect=ep.events, hwm=10_000, linger_ms=2_000)
-        self.acks = make_socket(ctx, zmq.PUSH, connect=ep.acks, hwm=1_000, linger_ms=500)
-        self.bus = BusClient(ctx, config, process=self.name, role="worker", channels=[channel], metrics=self.metrics)
-        self.epoch = -1
-        self.expected = -1  # the next sequence number wanted; -1 until the first batch
-        self.acked = -1
-        self.last_ack_ns = 0
-        self.last_gap_ns = 0
-        self.ended = False  # the router sent end of stream
-        self.pending: list[Event] = []
+    def __init__(self, command: list[str]) -> None:
+        self.command = command
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        self.backoff = BACKOFF_S[0]
+        self.restart_at = 0.0
 
-    def run(self) -> int:
-        stop = self.stop
-        poller = zmq.Poller()
-        poller.register(self.data, zmq.POLLIN)
-        poller.register(self.bus.sub, zmq.POLLIN)
-        self._ack(force=True)  # hello: a new instance gets what the router still holds
-        log.info("%s: consuming %s", self.name, self.config.endpoints.shard(self.channel, self.shard))
-        deadline = None
-        while not (self.ended and stop) and (deadline is None or time.monotonic() < deadline):
-            if stop and deadline is None:
-                deadline = time.monotonic() + DRAIN_S
-            ready = dict(poller.poll(10 if self.expected - 1 > self.acked else 100))
-            idle = True
-            if self.data in ready:
-                idle = self._drain_input() < DRAIN_LIMIT
-            if self.bus.sub in ready:
-                self._apply_config()
-            self._send_events()
-            self._ack(force=idle)
-            self.bus.report()
-        self._finish()
-        return 0
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command)
+        self.started = time.monotonic()
 
-    # -- input ---------------------------------------------------------------------
-    def _drain_input(self) -> int:
-        for n in range(DRAIN_LIMIT):
-            try:
-                frame = self.data.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return n
-            try:
-                message = worker_input_decoder.decode(frame)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self.metrics.count(f"{self.channel}.input_rejected")
-                log.warning("%s: undecodable input: %s", self.name, exc)
-                continue
-            if isinstance(message, EndOfStream):
-                self._end(message)
-            else:
-                self._process(message)
-        return DRAIN_LIMIT
+    def exited(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
 
-    def _end(self, eos: EndOfStream) -> None:
-        if eos.epoch == self.epoch and eos.seq < self.expected or self.expected == -1:
-            self.ended = True
-
-    def _process(self, batch: Batch) -> None:
-        if batch.epoch != self.epoch:  # a (re)started router begins a new stream
-            self.epoch, self.expected, self.acked = batch.epoch, batch.seq, batch.seq - 1
-            self.ended = False
-        if batch.seq > self.expected:
-            self._gap()
-            return
-        skip = self.expected - batch.seq
-        if skip >= len(batch.records):
-            self.metrics.count(f"{self.channel}.duplicates")
-            return
-        started = time.perf_counter_ns()
-        detect, emit = self.detector.process, self.pending.append
-        detected_ns = time.time_ns()
-        failed = 0
-        for i in range(skip, len(batch.records)):
-            try:
-                for event in detect(batch.records[i], batch.seq + i, batch.ingest_ns[i], detected_ns):
-                    emit(event)
-            except Exception:  # a detector bug must not take the channel down
-                failed += 1
-                log.exception("%s: detector failed on record %d", self.name, batch.seq + i)
-        processed = len(batch.records) - skip
-        self.expected = batch.seq + len(batch.records)
-        counters = self.metrics.counters
-        counters[f"{self.channel}.processed"] += processed
-        if failed:
-            counters[f"{self.channel}.failed"] += failed
-        self.metrics.latencies[f"{self.channel}.processing"].record_ns(time.perf_counter_ns() - started)
-
-    def _gap(self) -> None:
-        """Records are missing (a lost message): ask the router for everything after what we have."""
-        self.metrics.count(f"{self.channel}.gaps")
-        now = time.monotonic_ns()
-        if now - self.last_gap_ns > 100_000_000:
-            self.last_gap_ns = now
-            self._send_ack(resend=True)
-
-    # -- output ----------------------------------------------------------------------
-    def _send_events(self) -> None:
-        if not self.pending:
-            return
-        counters = self.metrics.counters
-        for event in self.pending:
-            counters[f"{self.channel}.events.{event.__struct_config__.tag}"] += 1
-        self._send(encoder.encode(EventBatch(self.instance, self.pending)))
-        self.pending = []
-
-    def _send(self, frame: bytes) -> None:
-        """Send to the aggregator, waiting while it applies backpressure, but not past a stop."""
-        while not self.events.poll(100, zmq.POLLOUT):
-            self.metrics.count("events.send_blocked")
-            if self.stop:
-                self.metrics.count("events.unsent")
-                log.error("%s: aggregator not accepting events at stop; dropped one batch", self.name)
-                return
-        self.events.send(frame)
-
-    def _ack(self, force: bool) -> None:
-        """Acknowledge what was processed and whose events were handed to the aggregator's socket."""
-        done = self.expected - 1
-        now = time.monotonic_ns()
-        due = done > self.acked and (force or now - self.last_ack_ns >= ACK_EVERY_NS)
-        if due or now - self.last_ack_ns >= HEARTBEAT_NS:
-            self._send_ack(resend=False)
-
-    def _send_ack(self, resend: bool) -> None:
-        self.acked = max(self.acked, self.expected - 1)
-        self.last_ack_ns = time.monotonic_ns()
-        ack = Ack(self.channel, self.shard, self.epoch, self.expected - 1, self.instance, resend)
-        try:
-            self.acks.send(encoder.encode(ack), zmq.NOBLOCK)
-        except zmq.Again:
-            self.metrics.count("acks.unsent")
-
-    # -- config and stopping ---------------------------------------------------------
-    def _apply_config(self) -> None:
-        new = self.bus.receive(self.config)
-        if new is None:
-            return
-        self.config = new
-        self.detector.configure(new.channel(self.channel))
-        log.info("%s: applied config version %d", self.name, self.bus.version)
-        self.bus.report(force=True)
-
-    def _finish(self) -> None:
-        self._send_events()
-        self._send_ack(resend=False)
-        self._send(encoder.encode(WorkerDone(self.instance)))
-        self.bus.report(force=True)
-        for sock in (self.data, self.events, self.acks):
-            sock.close()
-        self.bus.close()
+    def schedule_restart(self) -> float:
+        if time.monotonic() - self.started >= STABLE_S:
+            self.backoff = BACKOFF_S[0]
+        self.restart_at = time.monotonic() + self.backoff
+        wait, self.backoff = self.backoff, min(self.backoff * 2, BACKOFF_S[1])
+        return wait
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("tickmesh-worker", "Run one channel shard's detectors and push events to the aggregator.")
+    p = parser("tickmesh-worker", "Run and supervise a channel's worker shards.")
     p.add_argument("channel", choices=CHANNELS)
-    p.add_argument("--shard", type=int, default=0, help="which shard of the channel (default 0)")
+    p.add_argument("--shard", type=int, action="append", help="supervise only this shard (repeatable; default all)")
     args = p.parse_args(argv)
-    config = start(args, f"worker.{args.channel}.{args.shard}")
+    config = start(args, f"supervisor.{args.channel}")
     if config is None:
         return 2
-    if not 0 <= args.shard < config.channel(args.channel).shards:
-        log.error("shard %d out of range: channel %s has %d", args.shard, args.channel, config.channel(args.channel).shards)
-        return 2
+    shards = args.shard or list(range(config.channel(args.channel).shards))
+    extra = ["--log-level", args.log_level] + (["--config", args.config] if args.config else [])
+    children = {n: Child([sys.executable, "-m", "workers.shard", args.channel, str(n), *extra]) for n in shards}
     stop = StopFlag()
     ctx = zmq.Context()
+    metrics = Metrics()
+    name = f"supervisor.{args.channel}"
+    bus = BusClient(ctx, config, process=name, role="supervisor", channels=[], metrics=metrics)
+    for child in children.values():
+        child.start()
     try:
-        return Worker(config, ctx, args.channel, args.shard, stop).run()
-    except EndpointError as exc:
-        log.error("%s", exc)
-        return 2
+        while not stop:
+            for shard, child in children.items():
+                _watch(args.channel, shard, child, metrics)
+            bus.report()
+            time.sleep(0.05)
     finally:
+        _stop_all(children.values())
+        bus.report(force=True)
+        bus.close()
         ctx.term()
+    return 0
+
+
+def _watch(channel: str, shard: int, child: Child, metrics: Metrics) -> None:
+    code = child.exited()
+    if code is None:
+        return
+    if child.restart_at and time.monotonic() >= child.restart_at:
+        child.restart_at = 0.0
+        child.start()
+        metrics.count(f"{channel}.restarts")
+        log.info("restarted %s shard %d", channel, shard)
+    elif not child.restart_at:
+        wait = child.schedule_restart()
+        metrics.count(f"{channel}.crashes")
+        log.error("%s shard %d exited with %s; restarting in %.1f s", channel, shard, code, wait)
+
+
+def _stop_all(children: object) -> None:
+    live = [c.proc for c in children if c.proc is not None and c.proc.poll() is None]  # type: ignore[attr-defined]
+    for proc in live:
+        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WAIT_S
+    for proc in live:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error("shard pid %d did not stop in time; killing it", proc.pid)
+            proc.kill()
+            proc.wait()

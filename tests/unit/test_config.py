@@ -55,5 +55,7 @@ def test_live_update_is_validated() -> None:
 
 def test_shard_hash_is_stable() -> None:
     # crc32, not Python's salted hash(): the same answer in every process, forever.
-    assert [shard_of(t, 4) for t in ("AAPL", "MSFT", "NVDA", "SPY")] == [shard_of(t, 4) for t in ("AAPL", "MSFT", "NVDA", "SPY")]
+    assert [shard_of(t, 4) for t in ("AAPL", "MSFT", "NVDA", "SPY")] == [
+        shard_of(t, 4) for t in ("AAPL", "MSFT", "NVDA", "SPY")
+    ]
     assert shard_of("AAPL", 4) == 0x2D4B1C68 % 4 or shard_of("AAPL", 4) in range(4)

@@ -35,16 +35,20 @@ def test_a_batched_channel_flushes_at_size_or_timeout() -> None:
     assert len(worker_input_decoder.decode(box.take(0)).records) == 4
 
 
-def test_sequence_numbers_continue_and_acks_release_whole_batches() -> None:
+def test_sequence_numbers_continue_and_only_delivered_and_checkpointed_records_are_released() -> None:
     box = Outbox("tick", 0, 1, TickChannel(batch_size=2), window=1_000)
     for t in trades(6):
         box.add(t, NOW, 0)
-    seqs = [worker_input_decoder.decode(box.take(0)).seq for _ in range(3)]
-    assert seqs == [0, 2, 4] and box.in_flight == 6
-    box.ack(2)  # covers the first batch only, the second is half done
-    assert box.in_flight == 4 and len(box.unacked_batches()) == 2
-    box.ack(5)
-    assert box.drained
+    batches = [worker_input_decoder.decode(box.take(0)) for _ in range(3)]
+    assert [b.seq for b in batches] == [0, 2, 4] and box.in_flight == 6
+    assert [b.retained_from for b in batches] == [0, 0, 0]
+    box.ack("delivered", 5)
+    assert box.in_flight == 6  # delivered, but the worker's state is not on disk yet
+    box.ack("checkpoint", 2)  # covers the first batch only, the second is half done
+    assert box.in_flight == 4 and box.retained_from == 2
+    assert len(box.batches_after(2)) == 2 and len(box.batches_after(3)) == 1
+    box.ack("checkpoint", 5)
+    assert box.drained and box.retained_from == 6
 
 
 def test_the_window_holds_records_back() -> None:
@@ -53,7 +57,8 @@ def test_the_window_holds_records_back() -> None:
         box.add(t, NOW, 0)
     assert len(worker_input_decoder.decode(box.take(0)).records) == 2
     assert not box.ready(0) and box.deadline_ns() is None
-    box.ack(1)
+    box.ack("delivered", 1)
+    box.ack("checkpoint", 1)
     assert box.ready(0)
 
 

@@ -7,8 +7,17 @@ from tickmesh.schema import High, Publication, ReplayRequest
 
 
 def pub(seq: int) -> Publication:
-    event = High(id=f"e{seq}", ticker="A", source="tick", priority=1, time=1, price=1.0,
-                 record_seq=seq, ingest_ns=1, detected_ns=1)
+    event = High(
+        id=f"e{seq}",
+        ticker="A",
+        source="tick",
+        priority=1,
+        time=1,
+        price=1.0,
+        record_seq=seq,
+        ingest_ns=1,
+        detected_ns=1,
+    )
     return Publication(seq, 9, 1, event)
 
 

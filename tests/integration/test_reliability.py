@@ -1,0 +1,271 @@
+"""No silent loss: crashes, stalls, slow and late subscribers, floods, SIGTERM, poison records.
+
+The conservation checker compares every event a subscriber saw with what an
+uninterrupted run of the same detectors over the same records produces
+(computed in this process): nothing missing, nothing published twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+
+import msgspec
+import pytest
+import zmq
+from workers.detectors import make_detector
+
+from feeds.market import Market, MarketSpec, symbol_names
+from subscriber.client import Subscriber
+from tests.mesh import Mesh, collect, drain, poll_until
+from tickmesh.config import CHANNELS, Config
+from tickmesh.schema import Bar, FairMarketValue, Publication, Record, Trade
+
+S = 1_000_000_000
+QUIET = {"aggregator": {"max_event_age_s": 0}}  # these streams include history; staleness is tested elsewhere
+
+
+def market(
+    seed: int, seconds: float, tick: int = 40, ohlcv: int = 60, fmv: int = 10, rate: float = 2_000
+) -> list[Record]:
+    spec = MarketSpec(
+        tick_symbols=symbol_names(tick, [], "T"),
+        ohlcv_symbols=symbol_names(ohlcv, [], "B"),
+        fmv_symbols=symbol_names(tick, [], "T")[:fmv],
+        event_rate=rate,
+        start_ns=time.time_ns(),
+        seed=seed,
+        duration_s=seconds,
+        volatility=3.0,
+    )
+    return [r for chunk in Market(spec) for r in chunk]
+
+
+def reference(records: list[Record], config: Config) -> set[str]:
+    """The event ids an uninterrupted run publishes: the same detectors, in this process, in order."""
+    detectors = {ch: make_detector(ch, config.channel(ch)) for ch in CHANNELS}
+    last_price: dict[str, float] = {}
+    ids: set[str] = set()
+    for record in records:
+        if isinstance(record, Trade):
+            last_price[record.ticker] = record.price
+            channel = "tick"
+        elif isinstance(record, Bar):
+            channel = "ohlcv"
+        else:
+            channel = "fmv"
+            if record.market_price is None and record.ticker in last_price:
+                record = msgspec.structs.replace(record, market_price=last_price[record.ticker])
+        ids.update(e.id for e in detectors[channel].process(record, 0, 0, 0))
+    return ids
+
+
+class Recorder:
+    """A subscriber reading in a thread for the whole test, so nothing piles up at the publisher."""
+
+    def __init__(self, mesh: Mesh, pause_s: float = 0.0, hwm: int = 100_000) -> None:
+        self.ctx = zmq.Context()  # its own I/O thread, as a separate subscriber process would have
+        self.sub = mesh.subscriber(ctx=self.ctx, hwm=hwm)
+        self.pause_s = pause_s  # a slow reader: it stops reading for this long after its first event
+        self.received: list[Publication] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                publication = self.sub.recv(timeout_ms=50)
+            except zmq.ZMQError:  # closed under us: the test is failing and tearing down
+                return
+            if publication is not None:
+                self.received.append(publication)
+                if self.pause_s:
+                    time.sleep(self.pause_s)
+                    self.pause_s = 0.0
+
+    def ids(self) -> list[str]:
+        return [p.event.id for p in self.received]
+
+    def wait_for(self, expected: set[str], timeout: float = 30.0) -> None:
+        poll_until(lambda: expected <= set(self.ids()), timeout, what=f"{len(expected)} events")
+        time.sleep(0.5)  # anything extra (a duplicate) would arrive now
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+        self.sub.close()
+        self.ctx.term()
+
+
+def push_paced(mesh: Mesh, records: list[Record], chunk: int = 1_000, during=None, at: float = 0.4) -> None:
+    """Push in chunks (about 2 s in all); call `during()` once `at` of the records are sent; then flush."""
+    producer = mesh.producer()
+    fired = during is None
+    for i in range(0, len(records), chunk):
+        producer.send(records[i : i + chunk])
+        if not fired and i >= at * len(records):
+            during()
+            fired = True
+        time.sleep(0.01)
+    producer.flush()
+
+
+def assert_conserved(recorder: Recorder, expected: set[str]) -> None:
+    ids = recorder.ids()
+    duplicates = [i for i, n in Counter(ids).items() if n > 1]
+    assert not duplicates, f"published twice: {duplicates[:5]}"
+    assert set(ids) == expected, f"missing {len(expected - set(ids))}, unexpected {len(set(ids) - expected)}"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kill_9_of_a_worker_shard_loses_and_duplicates_nothing(mesh_factory, seed: int) -> None:
+    mesh = mesh_factory({"channels": {"tick": {"shards": 2}}, "state": {"checkpoint_s": 0.2}, **QUIET}).start()
+    records = market(seed, seconds=60)
+    expected = reference(records, mesh.config)
+    recorder = Recorder(mesh)
+    victim = mesh.pid("worker.tick.0")
+    push_paced(mesh, records, during=lambda: os.kill(victim, signal.SIGKILL))
+    recorder.wait_for(expected)
+    recorder.stop()
+    assert_conserved(recorder, expected)
+    counters = mesh.counters()
+    assert counters["tick.crashes"] == 1 and counters["tick.restarts"] == 1
+    assert mesh.pid("worker.tick.0") != victim
+
+
+def test_sigstop_of_a_worker_loses_nothing_and_other_shards_flow_on(mesh_factory) -> None:
+    mesh = mesh_factory({"channels": {"tick": {"shards": 2}}, **QUIET}).start()
+    records = market(7, seconds=60)
+    expected = reference(records, mesh.config)
+    recorder = Recorder(mesh)
+    victim = mesh.pid("worker.tick.1")
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        push_paced(mesh, records)
+        stopped_at = time.monotonic()
+        poll_until(lambda: len(recorder.received) > 0, 10, what="events from the running shards")
+        time.sleep(max(0.0, 3 - (time.monotonic() - stopped_at)))
+        during_stop = {p.event.id for p in recorder.received}
+    finally:
+        os.kill(victim, signal.SIGCONT)
+    recorder.wait_for(expected)
+    recorder.stop()
+    assert_conserved(recorder, expected)
+    from tickmesh.sharding import shard_of
+
+    others = {i for i in expected if i.startswith("tick:") and shard_of(i.split(":")[2], 2) == 0}
+    assert others <= during_stop, "shard 0's events waited for the stopped shard 1"
+
+
+def _highs(tickers: int, per_ticker: int) -> list[Record]:
+    now = time.time_ns()
+    names = symbol_names(tickers, [], "H")
+    return [Trade(t, 10.0 + step, 1, now + step * 2 * S) for step in range(per_ticker) for t in names]
+
+
+def test_a_slow_subscriber_fills_its_gaps_from_the_ring_and_a_normal_one_sees_everything(mesh_factory) -> None:
+    mesh = mesh_factory({"aggregator": {"pub_hwm": 4_000, "replay_size": 50_000}}).start()
+    normal = Recorder(mesh)
+    slow = Recorder(mesh, pause_s=3.0, hwm=20)
+    records = _highs(1_000, 13)  # 1,000 × 12 new highs, far more than the slow reader's queues hold
+    mesh.push(records)
+    total = 1_000 * 12
+    poll_until(lambda: len(normal.received) >= total, 20, what="the normal subscriber")
+    poll_until(lambda: len(slow.received) >= total, 60, what="the slow subscriber")
+    time.sleep(0.3)
+    normal.stop()
+    slow.stop()
+    assert [p.seq for p in normal.received] == list(range(1, total + 1))
+    assert normal.sub.gaps == 0
+    assert [p.seq for p in slow.received] == list(range(1, total + 1))
+    assert slow.sub.gaps > 0 and slow.sub.lost == 0
+
+
+def test_a_late_joiner_gets_the_last_n_then_the_live_stream_without_a_gap(mesh: Mesh) -> None:
+    first = _highs(10, 6)  # 50 highs
+    mesh.push(first)
+    poll_until(lambda: mesh.counters().get("published") == 50, what="50 published")
+    late = Subscriber(mesh.endpoints.publish, replay=mesh.endpoints.replay, last=20, ctx=mesh.ctx)
+    mesh._sockets.append(late.sub)
+    poll_until(lambda: late.sub.poll(50), what="a heartbeat")
+    now = time.time_ns() + 100 * S
+    mesh.push([Trade("HAAA", 100.0 + i, 1, now + i * 2 * S) for i in range(6)])  # 6 more highs
+    received = collect(late, lambda r: len(r) >= 26)
+    received += drain(late, quiet_ms=300)
+    assert [p.seq for p in received] == list(range(31, 57))  # the last 20 of 50, then 6 live
+    assert late.gaps == 0 and late.lost == 0
+
+
+def test_an_ohlcv_flood_conflates_while_every_tick_flows(mesh_factory) -> None:
+    mesh = mesh_factory({"channels": {"ohlcv": {"buffer": 2_000}}, "router": {"window": 5_000}, **QUIET}).start()
+    recorder = Recorder(mesh)
+    ohlcv = mesh.pid("worker.ohlcv.0")
+    os.kill(ohlcv, signal.SIGSTOP)  # OHLCV cannot keep up at all
+    try:
+        now = time.time_ns()
+        bars = [
+            Bar(f"B{i % 500}", 10.0, 10.5, 9.5, 10.2, 100, now + (k - 1) * 60 * S, now + k * 60 * S)
+            for k in range(60)
+            for i in range(500)
+        ]
+        ticks = _highs(50, 20)  # 50 × 19 new highs
+        producer = mesh.producer()
+        for j in range(30):  # ticks interleaved with the flood
+            producer.send(bars[j * 1_000 : (j + 1) * 1_000])
+            producer.send(ticks[j * 33 : (j + 1) * 33])
+        producer.send(ticks[990:])
+        producer.flush()
+        poll_until(
+            lambda: len([p for p in recorder.received if p.event.source == "tick"]) >= 50 * 19,
+            20,
+            what="every tick event while OHLCV is stalled",
+        )
+    finally:
+        os.kill(ohlcv, signal.SIGCONT)
+    recorder.stop()
+    counters = mesh.counters()
+    assert counters["tick.received"] == counters["tick.processed"] == len(ticks)
+    assert counters["ohlcv.conflated"] > 0
+    assert "tick.dropped_oldest" not in counters and "tick.conflated" not in counters
+
+
+def test_sigterm_under_load_publishes_the_events_of_every_accepted_record(mesh_factory) -> None:
+    mesh = mesh_factory(QUIET).start()
+    records = market(11, seconds=30)
+    expected = reference(records, mesh.config)
+    recorder = Recorder(mesh)
+    producer = mesh.producer()
+    for i in range(0, len(records), 1_000):
+        producer.send(records[i : i + 1_000])
+    producer.flush()  # the router has every record: now stop everything, as honcho does
+    for proc in mesh.procs.values():
+        proc.send_signal(signal.SIGTERM)
+    for name, proc in mesh.procs.items():
+        assert proc.wait(6) == 0, mesh.log(name)
+    time.sleep(0.2)
+    recorder.stop()
+    assert_conserved(recorder, expected)
+
+
+def test_a_poison_fmv_record_trips_the_breaker_and_other_channels_flow_unchanged(mesh_factory) -> None:
+    mesh = mesh_factory({"channels": {"fmv": {"breaker_min_records": 10}}, **QUIET})
+    mesh.env["TICKMESH_FAULT_TICKERS"] = "POISON"
+    mesh.start()
+    recorder = Recorder(mesh)
+    now = time.time_ns()
+    poison = [FairMarketValue("POISON", 10.0, now + i * S, market_price=9.0) for i in range(30)]
+    records = market(5, seconds=30)
+    expected = {i for i in reference(records, mesh.config) if not i.startswith("fmv:")}
+    mesh.push(poison + records)
+    poll_until(lambda: expected <= {p.event.id for p in recorder.received}, 20, what="tick and ohlcv events")
+    recorder.stop()
+    counters = mesh.counters()
+    assert counters["fmv.breaker_trips"] == 1
+    assert counters["fmv.failed"] == 10 and counters["fmv.breaker_skipped"] >= 20
+    dead = (mesh.dir / ".tickmesh/dead-letters/worker.fmv.0.jsonl").read_text().splitlines()
+    assert len(dead) == 10 and all("POISON" in line and "detector_failed" in line for line in dead)
+    assert counters["tick.processed"] == counters["tick.received"]

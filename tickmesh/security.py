@@ -1,0 +1,167 @@
+"""CURVE policy without sockets: which role binds each endpoint, when CURVE is on, and the key files.
+
+Key folder layout (`tickmesh-keys create` writes it):
+
+    <keys_dir>/<role>.key          public key of a role (give it to every host)
+    <keys_dir>/<role>.key_secret   its secret key, mode 0600 (only on the hosts that run the role)
+    <keys_dir>/authorized/*.key    client public keys a binding process accepts
+
+The files use the ZPL certificate format of czmq and `zmq.auth`, so either can read them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tickmesh.config import Config, SecurityConfig
+    from tickmesh.endpoints import Endpoints
+
+ROLES: tuple[str, ...] = ("router", "worker", "aggregator", "control", "feed", "subscriber")
+# Who binds each zmq endpoint (the table in tickmesh/endpoints.py): a client takes that role's public key.
+ENDPOINT_ROLES: dict[str, str] = {
+    "ingest": "router",
+    "sync": "router",
+    "acks": "router",
+    "tick": "router",
+    "ohlcv": "router",
+    "fmv": "router",
+    "events": "aggregator",
+    "publish": "aggregator",
+    "replay": "aggregator",
+    "control_config": "control",
+    "control_status": "control",
+}
+SERVER_ROLES: tuple[str, ...] = ("router", "aggregator", "control")  # the roles that bind zmq endpoints
+SHARDED = ("tick", "ohlcv", "fmv")
+MAX_SHARDS = 64  # the config's upper bound for a channel's shards
+LOOPBACK_HOSTS = frozenset({"localhost", "lo", "::1", "[::1]", "ip6-localhost"})
+Z85_KEY = re.compile(rb"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
+_KEY_LINE = re.compile(rb'^\s*(public-key|secret-key)\s*=\s*"([^"]*)"\s*$', re.MULTILINE)
+
+
+class KeyFileError(ValueError):
+    """A key file is missing, unreadable, malformed or too open; the message names the file."""
+
+
+def tcp_host(endpoint: str) -> str | None:
+    """The host (or interface) of a `tcp://host:port` endpoint; None for ipc, inproc and the like."""
+    if not endpoint.startswith("tcp://"):
+        return None
+    address = endpoint[len("tcp://") :].rpartition(";")[2]  # "source;destination" connects
+    host = address.rpartition(":")[0]
+    return host.strip("[]") if host.startswith("[") else host
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1, localhost and the `lo` interface; `*` and 0.0.0.0 are not loopback."""
+    return host.lower() in LOOPBACK_HOSTS or host.startswith("127.") or host == "::1"
+
+
+def curve_enabled(security: SecurityConfig, endpoints: Endpoints) -> bool:
+    """`on`/`off` as configured; `auto` is on as soon as any zmq endpoint is a non-loopback tcp address."""
+    if security.curve != "auto":
+        return security.curve == "on"
+    for name in ENDPOINT_ROLES:
+        host = tcp_host(getattr(endpoints, name))
+        if host is not None and not is_loopback(host):
+            return True
+    return False
+
+
+def server_roles(config: Config) -> dict[str, str]:
+    """Every zmq endpoint address of the config (shard addresses included) → the role that binds it."""
+    ep = config.endpoints
+    roles = {ep.shard(name, s): "router" for name in SHARDED for s in range(MAX_SHARDS)}
+    roles.update({getattr(ep, name): role for name, role in ENDPOINT_ROLES.items()})  # named ones win
+    return roles
+
+
+def public_key_path(keys_dir: str | Path, role: str) -> Path:
+    return Path(keys_dir) / f"{role}.key"
+
+
+def secret_key_path(keys_dir: str | Path, role: str) -> Path:
+    return Path(keys_dir) / f"{role}.key_secret"
+
+
+def authorized_dir(keys_dir: str | Path) -> Path:
+    return Path(keys_dir) / "authorized"
+
+
+def format_key_file(public: bytes, secret: bytes | None = None) -> str:
+    """A ZPL certificate, as czmq and `zmq.auth.load_certificate` read it."""
+    kind = "Secret" if secret else "Public"
+    lines = [f"#   ZeroMQ CURVE **{kind}** Certificate (tickmesh-keys)"]
+    if secret:
+        lines.append("#   Keep this file mode 0600 and on the hosts that run this role only.")
+    lines += ["", "metadata", "curve", f'    public-key = "{public.decode()}"']
+    if secret:
+        lines.append(f'    secret-key = "{secret.decode()}"')
+    return "\n".join(lines) + "\n"
+
+
+def parse_key_file(text: bytes, path: Path) -> tuple[bytes, bytes | None]:
+    """(public, secret or None) from a ZPL certificate's text; KeyFileError naming `path` if malformed."""
+    found = {name: value for name, value in _KEY_LINE.findall(text)}
+    public, secret = found.get(b"public-key"), found.get(b"secret-key")
+    if public is None or not Z85_KEY.match(public):
+        raise KeyFileError(f"{path}: no valid public-key (40 Z85 characters)")
+    if secret is not None and not Z85_KEY.match(secret):
+        raise KeyFileError(f"{path}: the secret-key is not 40 Z85 characters")
+    return public, secret
+
+
+def read_public_key(path: Path) -> bytes:
+    """The public key in `path`; KeyFileError naming the file when it is missing or malformed."""
+    return parse_key_file(_read(path, "public key"), path)[0]
+
+
+def read_secret_key(path: Path) -> tuple[bytes, bytes]:
+    """(public, secret) from a secret key file that only its owner can read; KeyFileError otherwise."""
+    text = _read(path, "secret key")
+    check_private(path)
+    public, secret = parse_key_file(text, path)
+    if secret is None:
+        raise KeyFileError(f"{path}: no secret-key in this file (is it a public key file?)")
+    return public, secret
+
+
+def check_private(path: Path) -> None:
+    """Refuse a secret key file that its group or other users can read or write."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise KeyFileError(
+            f"{path}: secret key file is readable or writable by group/others (mode {mode:04o}); "
+            f"refusing to start: run `chmod 600 {path}`"
+        )
+
+
+def read_authorized(folder: Path) -> frozenset[bytes]:
+    """The public keys of every `*.key` file in `folder`; KeyFileError if there is none or one is bad."""
+    if not folder.is_dir():
+        raise KeyFileError(f"{folder}: no authorized keys folder (create keys with `tickmesh-keys create`)")
+    keys = frozenset(read_public_key(path) for path in sorted(folder.glob("*.key")))
+    if not keys:
+        raise KeyFileError(f"{folder}: no *.key files: no client would be accepted")
+    return keys
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: {what} file missing (create keys with `tickmesh-keys create`)") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read {what} file: {exc.strerror}") from None
+
+
+def write_new_file(path: Path, text: str, mode: int) -> None:
+    """Write `text` to a file created with `mode` from the start (O_EXCL: never an existing file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)

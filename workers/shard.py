@@ -1,0 +1,302 @@
+"""One worker shard: a (channel, shard) stream in, the channel's detectors, events out to the aggregator."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+
+import msgspec
+import zmq
+
+from tickmesh.bus import BusClient
+from tickmesh.config import CHANNELS, Config
+from tickmesh.deadletters import DeadLetters
+from tickmesh.metrics import Metrics
+from tickmesh.runtime import StopFlag, parser, start
+from tickmesh.schema import (
+    Ack,
+    Batch,
+    Event,
+    EventBatch,
+    Record,
+    StreamState,
+    WorkerDone,
+    encoder,
+    worker_input_decoder,
+)
+from tickmesh.sockets import EndpointError, make_socket
+from workers import checkpoint
+from workers.breaker import CircuitBreaker
+from workers.detectors import make_detector
+
+log = logging.getLogger(__name__)
+
+DRAIN_S = 4.0  # SIGTERM → wait at most this long for the router's final stream state
+PROGRESS_NS = 10_000_000  # report progress (an EventBatch, maybe empty) at least this often
+HEARTBEAT_NS = 1_000_000_000
+DRAIN_LIMIT = 256  # input messages per loop turn
+FAULT_ENV = "TICKMESH_FAULT_TICKERS"  # chaos testing: records of these tickers make the detector step raise
+
+
+class InjectedFault(RuntimeError):
+    """Raised for a record of a ticker named in TICKMESH_FAULT_TICKERS."""
+
+
+class Shard:
+    """Owns one shard's sockets, detector, stream position and checkpoints; `run` is its one loop."""
+
+    def __init__(self, config: Config, ctx: zmq.Context, channel: str, shard: int, stop: StopFlag) -> None:  # type: ignore[type-arg]
+        self.config, self.channel, self.shard, self.stop = config, channel, shard, stop
+        ep, ch = config.endpoints, config.channel(channel)
+        self.name = f"worker.{channel}.{shard}"
+        self.instance = f"{self.name}:{os.getpid()}:{time.time_ns()}"
+        self.metrics = Metrics()
+        self.detector = make_detector(channel, ch)
+        self.breaker = CircuitBreaker(ch.breaker_failure_ratio, ch.breaker_min_records, int(ch.breaker_cooloff_s * 1e9))
+        self.faults = frozenset(filter(None, os.environ.get(FAULT_ENV, "").split(",")))
+        self.dead_letters = DeadLetters(config.state.dead_letters, self.name, config.state.dead_letter_bytes)
+        self.ckpt_path = checkpoint.checkpoint_path(config.state.dir, channel, shard)
+        self.data = make_socket(ctx, zmq.PULL, connect=ep.shard(channel, shard), hwm=ch.hwm)
+        self.events = make_socket(ctx, zmq.PUSH, connect=ep.events, hwm=10_000, linger_ms=2_000)
+        self.acks = make_socket(ctx, zmq.PUSH, connect=ep.acks, hwm=1_000, linger_ms=500)
+        self.bus = BusClient(ctx, config, process=self.name, role="worker", channels=[channel], metrics=self.metrics)
+        self.epoch, self.expected = -1, -1  # the stream position: the next sequence number wanted
+        self.sent_upto = -1  # progress last reported to the aggregator
+        self.ckpt_seq = -1
+        self.retained_from = 0  # the router holds records from here: their events may need resending
+        self.recent: deque[Event] = deque()  # sent events of records the router still holds
+        self.pending: list[Event] = []
+        self.ended = False
+        self.last_progress_ns = self.last_ckpt_ns = self.last_beat_ns = self.last_gap_ns = 0
+
+    # -- the loop ------------------------------------------------------------------
+    def run(self) -> int:
+        self._resume()
+        poller = zmq.Poller()
+        poller.register(self.data, zmq.POLLIN)
+        poller.register(self.bus.sub, zmq.POLLIN)
+        log.info(
+            "%s: consuming %s from seq %d",
+            self.name,
+            self.config.endpoints.shard(self.channel, self.shard),
+            self.expected,
+        )
+        deadline = None
+        parent = os.getppid()
+        while not (self.ended and self.stop) and (deadline is None or time.monotonic() < deadline):
+            if os.getppid() != parent:  # the supervisor is gone: stop rather than linger as an orphan
+                self.stop.stopping = True
+            if self.stop and deadline is None:
+                deadline = time.monotonic() + DRAIN_S
+            ready = dict(poller.poll(5 if self.expected - 1 > self.sent_upto else 100))
+            busy = self.data in ready and self._drain_input() == DRAIN_LIMIT
+            if self.bus.sub in ready:
+                self._apply_config()
+            now = time.monotonic_ns()
+            if self.pending or (
+                self.expected - 1 > self.sent_upto and (not busy or now - self.last_progress_ns >= PROGRESS_NS)
+            ):
+                self._send_events()
+            if now - self.last_ckpt_ns >= self.config.state.checkpoint_s * 1e9 and self.expected - 1 > self.ckpt_seq:
+                self._checkpoint()
+            if now - self.last_beat_ns >= HEARTBEAT_NS:
+                self._ack("heartbeat", self.expected - 1)
+            self.bus.report()
+        self._finish()
+        return 0
+
+    def _resume(self) -> None:
+        """Start from the last checkpoint: its state, its unconfirmed events, and the router's resend."""
+        try:
+            saved = checkpoint.load(self.ckpt_path)
+        except ValueError as exc:
+            log.error("%s: %s; starting with empty state", self.name, exc)
+            saved = None
+        if saved is not None:
+            self.detector.restore(saved.detector)
+            self.epoch, self.expected, self.ckpt_seq = saved.epoch, saved.seq + 1, saved.seq
+            self.pending = list(saved.events)
+            self.metrics.count(f"{self.channel}.restored_events", len(saved.events))
+            log.info(
+                "%s: resumed from checkpoint at seq %d (%d events to confirm)", self.name, saved.seq, len(saved.events)
+            )
+            self._send_events()
+        self._ack("hello", self.expected - 1)
+
+    # -- input ---------------------------------------------------------------------
+    def _drain_input(self) -> int:
+        for n in range(DRAIN_LIMIT):
+            try:
+                frame = self.data.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return n
+            try:
+                message = worker_input_decoder.decode(frame)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self.metrics.count(f"{self.channel}.input_rejected")
+                self.dead_letters.add("undecodable", "router", str(exc), frame)
+                continue
+            if message.epoch != self.epoch:  # a (re)started router, or our first message
+                self.epoch, self.expected, self.ended = message.epoch, message.retained_from, False
+                self.recent.clear()
+            self._retain(message.retained_from)
+            if isinstance(message, StreamState):
+                self._stream_state(message)
+            else:
+                self._process(message)
+        return DRAIN_LIMIT
+
+    def _retain(self, retained_from: int) -> None:
+        """Forget sent events of records the router has released: they were delivered."""
+        self.retained_from = max(self.retained_from, retained_from)
+        while self.recent and self.recent[0].record_seq < self.retained_from:
+            self.recent.popleft()
+
+    def _stream_state(self, state: StreamState) -> None:
+        if state.last_seq >= self.expected:
+            self._gap()
+        elif state.final:
+            self.ended = True
+
+    def _process(self, batch: Batch) -> None:
+        if batch.seq > self.expected:
+            self._gap()
+            return
+        skip = self.expected - batch.seq
+        if skip >= len(batch.records):
+            self.metrics.count(f"{self.channel}.duplicates")
+            return
+        started = time.perf_counter_ns()
+        detected_ns = time.time_ns()
+        for i in range(skip, len(batch.records)):
+            self._detect(batch.records[i], batch.seq + i, batch.ingest_ns[i], detected_ns)
+        self.expected = batch.seq + len(batch.records)
+        self.metrics.counters[f"{self.channel}.processed"] += len(batch.records) - skip
+        self.metrics.latencies[f"{self.channel}.processing"].record_ns(time.perf_counter_ns() - started)
+
+    def _detect(self, record: Record, seq: int, ingest_ns: int, detected_ns: int) -> None:
+        """Run the detector on one record; a failure is counted, dead-lettered and may trip the breaker."""
+        if not self.breaker.allow(detected_ns):
+            self.metrics.counters[f"{self.channel}.breaker_skipped"] += 1
+            return
+        try:
+            if record.ticker in self.faults:
+                raise InjectedFault(f"injected fault for {record.ticker}")
+            self.pending.extend(self.detector.process(record, seq, ingest_ns, detected_ns))
+            self.breaker.record(False, detected_ns)
+        except Exception as exc:  # a detector bug must not take the channel down
+            self.metrics.counters[f"{self.channel}.failed"] += 1
+            self.dead_letters.add("detector_failed", f"{self.channel}/{self.shard} seq {seq}", repr(exc), repr(record))
+            if self.breaker.record(True, detected_ns):
+                self.metrics.count(f"{self.channel}.breaker_trips")
+                log.error("%s: circuit breaker tripped after %d failures", self.name, self.breaker.failures)
+        self.metrics.gauges[f"{self.channel}.breaker_open"] = float(self.breaker.open)
+
+    def _gap(self) -> None:
+        """Records are missing (a lost message): ask the router for everything after what we have."""
+        self.metrics.count(f"{self.channel}.gaps")
+        now = time.monotonic_ns()
+        if now - self.last_gap_ns > 100_000_000:
+            self.last_gap_ns = now
+            self._ack("gap", self.expected - 1)
+
+    # -- output ----------------------------------------------------------------------
+    def _send_events(self) -> None:
+        """Hand detected events (or just progress) to the aggregator; it confirms delivery to the router."""
+        counters = self.metrics.counters
+        for event in self.pending:
+            counters[f"{self.channel}.events.{event.__struct_config__.tag}"] += 1  # type: ignore[attr-defined]
+        batch = EventBatch(self.instance, self.channel, self.shard, self.epoch, self.expected - 1, self.pending)
+        self._send(encoder.encode(batch))
+        self.recent.extend(self.pending)
+        self.pending = []
+        self.sent_upto = self.expected - 1
+        self.last_progress_ns = time.monotonic_ns()
+
+    def _send(self, frame: bytes) -> None:
+        """Send to the aggregator, waiting while it applies backpressure, but not past a stop."""
+        while not self.events.poll(100, zmq.POLLOUT):
+            self.metrics.count("events.send_blocked")
+            if self.stop:
+                self.metrics.count("events.unsent")
+                log.error("%s: aggregator not accepting events at stop; its checkpoint keeps them", self.name)
+                return
+        self.events.send(frame)
+
+    def _checkpoint(self) -> None:
+        saved = checkpoint.Checkpoint(
+            self.channel,
+            self.shard,
+            self.epoch,
+            self.expected - 1,
+            self.detector.snapshot(),
+            [*self.recent, *self.pending],
+        )
+        try:
+            checkpoint.save(self.ckpt_path, saved)
+        except OSError as exc:
+            self.metrics.count(f"{self.channel}.checkpoint_failed")
+            log.error("%s: checkpoint not written: %s", self.name, exc)
+            return
+        self.ckpt_seq = saved.seq
+        self.last_ckpt_ns = time.monotonic_ns()
+        self.metrics.count(f"{self.channel}.checkpoints")
+        self._ack("checkpoint", saved.seq)
+
+    def _ack(self, kind: str, seq: int) -> None:
+        self.last_beat_ns = time.monotonic_ns()
+        try:
+            self.acks.send(
+                encoder.encode(Ack(self.channel, self.shard, self.epoch, seq, self.instance, kind)), zmq.NOBLOCK
+            )
+        except zmq.Again:
+            self.metrics.count("acks.unsent")
+
+    # -- config and stopping ---------------------------------------------------------
+    def _apply_config(self) -> None:
+        new = self.bus.receive(self.config)
+        if new is None:
+            return
+        self.config = new
+        self.detector.configure(new.channel(self.channel))
+        self.breaker.reset()  # a new version from the control plane is also how an operator resets it
+        log.info("%s: applied config version %d", self.name, self.bus.version)
+        self.bus.report(force=True)
+
+    def _finish(self) -> None:
+        self._send_events()
+        self._checkpoint()
+        self._send(encoder.encode(WorkerDone(self.instance)))
+        self.bus.report(force=True)
+        for sock in (self.data, self.events, self.acks):
+            sock.close()
+        self.bus.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("python -m workers.shard", "Run one channel shard's detectors (tickmesh-worker supervises these).")
+    p.add_argument("channel", choices=CHANNELS)
+    p.add_argument("shard", type=int)
+    args = p.parse_args(argv)
+    config = start(args, f"worker.{args.channel}.{args.shard}")
+    if config is None:
+        return 2
+    shards = config.channel(args.channel).shards
+    if not 0 <= args.shard < shards:
+        log.error("shard %d out of range: channel %s has %d", args.shard, args.channel, shards)
+        return 2
+    stop = StopFlag()
+    ctx = zmq.Context()
+    try:
+        return Shard(config, ctx, args.channel, args.shard, stop).run()
+    except EndpointError as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        ctx.term()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
