@@ -1,0 +1,7 @@
+"""`python -m feeds`."""
+
+import sys
+
+from feeds.app import main
+
+sys.exit(main())
