@@ -52,10 +52,13 @@ class Router:
         self.sync = make_socket(ctx, zmq.REP, bind=ep.sync, hwm=1_000)
         self.acks = make_socket(ctx, zmq.PULL, bind=ep.acks, hwm=100_000)
         self.outboxes: dict[str, list[Outbox]] = {}
+        started = time.monotonic_ns()  # a worker is given its liveness period to show up
         self.pushes: dict[str, list[zmq.Socket]] = {}  # type: ignore[type-arg]
         for name in CHANNELS:
             ch = config.channel(name)
             self.outboxes[name] = [Outbox(name, s, self.epoch, ch, rc.window) for s in range(ch.shards)]
+            for box in self.outboxes[name]:
+                box.heard_ns = started
             self.pushes[name] = [
                 make_socket(ctx, zmq.PUSH, bind=ep.shard(name, s), hwm=ch.hwm, linger_ms=0) for s in range(ch.shards)
             ]

@@ -59,8 +59,9 @@ class Shard:
         self.dead_letters = DeadLetters(config.state.dead_letters, self.name, config.state.dead_letter_bytes)
         self.ckpt_path = checkpoint.checkpoint_path(config.state.dir, channel, shard)
         self.data = make_socket(ctx, zmq.PULL, connect=ep.shard(channel, shard), hwm=ch.hwm)
-        self.events = make_socket(ctx, zmq.PUSH, connect=ep.events, hwm=10_000, linger_ms=2_000)
-        self.acks = make_socket(ctx, zmq.PUSH, connect=ep.acks, hwm=1_000, linger_ms=500)
+        # IMMEDIATE: nothing is queued for an aggregator or router that is not connected (yet, or any more)
+        self.events = make_socket(ctx, zmq.PUSH, connect=ep.events, hwm=10_000, linger_ms=2_000, immediate=True)
+        self.acks = make_socket(ctx, zmq.PUSH, connect=ep.acks, hwm=1_000, linger_ms=500, immediate=True)
         self.bus = BusClient(ctx, config, process=self.name, role="worker", channels=[channel], metrics=self.metrics)
         self.epoch, self.expected = -1, -1  # the stream position: the next sequence number wanted
         self.sent_upto = -1  # progress last reported to the aggregator
@@ -123,6 +124,7 @@ class Shard:
                 "%s: resumed from checkpoint at seq %d (%d events to confirm)", self.name, saved.seq, len(saved.events)
             )
             self._send_events()
+        self.acks.poll(1_000, zmq.POLLOUT)  # let the connection to the router complete, so hello is not dropped
         self._ack("hello", self.expected - 1)
 
     # -- input ---------------------------------------------------------------------

@@ -16,13 +16,13 @@ from collections import Counter
 import msgspec
 import pytest
 import zmq
-from workers.detectors import make_detector
 
 from feeds.market import Market, MarketSpec, symbol_names
 from subscriber.client import Subscriber
 from tests.mesh import Mesh, collect, drain, poll_until
 from tickmesh.config import CHANNELS, Config
 from tickmesh.schema import Bar, FairMarketValue, Publication, Record, Trade
+from workers.detectors import make_detector
 
 S = 1_000_000_000
 QUIET = {"aggregator": {"max_event_age_s": 0}}  # these streams include history; staleness is tested elsewhere
@@ -161,10 +161,12 @@ def test_sigstop_of_a_worker_loses_nothing_and_other_shards_flow_on(mesh_factory
     assert others <= during_stop, "shard 0's events waited for the stopped shard 1"
 
 
-def _highs(tickers: int, per_ticker: int) -> list[Record]:
+def _highs(tickers: int, per_ticker: int, prefix: str = "H") -> list[Record]:
+    """Trades 2 s apart, each 0.2 % above the last: every one after a ticker's first is a new high and
+    nothing else (a surge needs 2.5 % within 5 s at these prices)."""
     now = time.time_ns()
-    names = symbol_names(tickers, [], "H")
-    return [Trade(t, 10.0 + step, 1, now + step * 2 * S) for step in range(per_ticker) for t in names]
+    names = symbol_names(tickers, [], prefix)
+    return [Trade(t, 100.0 + 0.2 * step, 1, now + step * 2 * S) for step in range(per_ticker) for t in names]
 
 
 def test_a_slow_subscriber_fills_its_gaps_from_the_ring_and_a_normal_one_sees_everything(mesh_factory) -> None:
@@ -192,11 +194,10 @@ def test_a_late_joiner_gets_the_last_n_then_the_live_stream_without_a_gap(mesh: 
     late = Subscriber(mesh.endpoints.publish, replay=mesh.endpoints.replay, last=20, ctx=mesh.ctx)
     mesh._sockets.append(late.sub)
     poll_until(lambda: late.sub.poll(50), what="a heartbeat")
-    now = time.time_ns() + 100 * S
-    mesh.push([Trade("HAAA", 100.0 + i, 1, now + i * 2 * S) for i in range(6)])  # 6 more highs
-    received = collect(late, lambda r: len(r) >= 26)
+    mesh.push(_highs(1, 6, prefix="L"))  # 5 more highs
+    received = collect(late, lambda r: len(r) >= 25)
     received += drain(late, quiet_ms=300)
-    assert [p.seq for p in received] == list(range(31, 57))  # the last 20 of 50, then 6 live
+    assert [p.seq for p in received] == list(range(31, 56))  # the last 20 of 50, then 5 live
     assert late.gaps == 0 and late.lost == 0
 
 

@@ -1,0 +1,64 @@
+"""The README's run command: `honcho start` shows events of all three channels and stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.mesh import ROOT, poll_until
+
+SOURCES = re.compile(r"#\d+\s+(tick|ohlcv|fmv)\s")
+
+
+@pytest.fixture
+def honcho(tmp_path: Path):
+    """`honcho start` on the repository's Procfile, in an empty working directory (no config)."""
+    if shutil.which("honcho") is None:
+        pytest.skip("honcho is not installed")
+    shutil.copy(ROOT / "Procfile", tmp_path / "Procfile")
+    out = open(tmp_path / "honcho.log", "w+b")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        ["honcho", "start"],
+        cwd=tmp_path,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    yield proc, tmp_path / "honcho.log"
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    out.close()
+
+
+def test_honcho_start_shows_events_of_every_channel_and_ctrl_c_stops_everything(honcho) -> None:
+    proc, log = honcho
+    started = time.monotonic()
+
+    def every_channel() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"honcho exited early:\n{log.read_text(errors='replace')[-3000:]}")
+        return {m.group(1) for m in SOURCES.finditer(log.read_text(errors="replace"))} == {"tick", "ohlcv", "fmv"}
+
+    poll_until(every_channel, timeout=20, interval=0.2, what="events from tick, ohlcv and fmv")
+    seen_after = time.monotonic() - started
+    tree = [proc.pid] + [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    assert len(tree) >= 11  # honcho, 8 Procfile processes, and the shards under each channel's supervisor
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+    stopping = time.monotonic()
+    proc.wait(10)
+    stopped_in = time.monotonic() - stopping
+    output = log.read_text(errors="replace")
+    assert "Traceback" not in output, output[-3000:]
+    assert stopped_in < 5.5, f"took {stopped_in:.1f} s to stop"
+    assert not [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    print(f"events of all three channels after {seen_after:.1f} s; stopped in {stopped_in:.1f} s")
