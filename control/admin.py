@@ -1,0 +1,207 @@
+"""tickmesh-admin: the command-line client of the control plane's gRPC API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rich.console import Console
+from rich.live import Live
+
+from control import tables
+from control.auth import TokenError, read_token
+from control.v1 import control_pb2 as pb
+from control.v1 import control_pb2_grpc as pb_grpc
+from tickmesh.config import Config, ConfigError, load_config
+
+EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_AUTH = 1, 2, 3, 4
+
+
+class AdminError(Exception):
+    """A failure to report in one line, with the exit code to return."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tickmesh-admin", description="Inspect and steer a running tickmesh mesh.")
+    p.add_argument("--config", help="TOML file for the defaults below (default: $TICKMESH_CONFIG, ./tickmesh.toml)")
+    p.add_argument("--target", metavar="HOST:PORT", help="control's gRPC address (default: endpoints.grpc)")
+    p.add_argument("--token", help="admin token (default: $TICKMESH_ADMIN_TOKEN, else control.token_file)")
+    p.add_argument("--ca", metavar="FILE", help="use TLS, trusting this CA/cert (default: control.tls_cert if set)")
+    p.add_argument("--tls", action="store_true", help="use TLS with the system's trusted CAs")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a reply (default 10)")
+    p.add_argument("--json", action="store_true", help="print JSON (one object per line) for scripts")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("channels", help="each channel's live configuration")
+    m = sub.add_parser("metrics", help="per-channel, aggregator and per-process metrics")
+    m.add_argument("--channel", default="", help="only this channel")
+    m.add_argument("--watch", action="store_true", help="keep showing fresh metrics until Ctrl-C")
+    m.add_argument("--interval", type=float, default=1.0, help="seconds between --watch updates (default 1)")
+    m.add_argument("--count", type=int, default=0, help="with --watch: stop after this many updates")
+    s = sub.add_parser("set", help="change channel settings live: set ohlcv big_move_pct=5 batch_size=200")
+    s.add_argument("channel", help="tick, ohlcv or fmv")
+    keys = "batch_size, timeout_ms, priority, paused, overflow, buffer, or a rule (big_move_pct, rules.big_move_pct)"
+    s.add_argument("changes", nargs="+", metavar="KEY=VALUE", help=keys)
+    for name in ("pause", "resume"):
+        sub.add_parser(name, help=f"{name} a channel").add_argument("channel", help="tick, ohlcv or fmv")
+    h = sub.add_parser("health", help="the gRPC health status (needs no token)")
+    h.add_argument("--service", default="", help="a service name (default: the whole server)")
+    return p
+
+
+def parse_changes(items: Sequence[str]) -> dict[str, str]:
+    changes = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise AdminError(f"expected KEY=VALUE, got {item!r}", EXIT_USAGE)
+        changes[key.strip()] = value.strip()
+    return changes
+
+
+def open_channel(args: argparse.Namespace, config: Config) -> grpc.Channel:
+    target = args.target or config.endpoints.grpc
+    ca = args.ca or config.control.tls_cert
+    if not (ca or args.tls):
+        return grpc.insecure_channel(target)
+    try:
+        roots = Path(ca).read_bytes() if ca else None
+    except OSError as exc:
+        raise AdminError(f"cannot read CA file {ca}: {exc.strerror}") from None
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=roots))
+
+
+def auth_metadata(args: argparse.Namespace, config: Config) -> list[tuple[str, str]]:
+    token = args.token
+    if not token:
+        try:
+            found = read_token(os.environ, config.control.token_file)
+        except TokenError as exc:
+            raise AdminError(str(exc), EXIT_AUTH) from None
+        if found is None:
+            raise AdminError(
+                f"no admin token: pass --token, set TICKMESH_ADMIN_TOKEN, or run where control wrote "
+                f"{config.control.token_file}",
+                EXIT_AUTH,
+            )
+        token = found[0]
+    return [("authorization", f"Bearer {token}")]
+
+
+def explain(exc: grpc.RpcError, target: str) -> AdminError:
+    """One clear line for a failed call."""
+    code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return AdminError(f"cannot reach tickmesh-control at {target} ({details})", EXIT_UNREACHABLE)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return AdminError(f"not authorized by {target}: {details}", EXIT_AUTH)
+    return AdminError(f"{code.name.lower().replace('_', ' ')}: {details}")
+
+
+class Admin:
+    """Runs one command; `out` prints text for people or JSON for scripts."""
+
+    def __init__(self, args: argparse.Namespace, config: Config, console: Console) -> None:
+        self.args, self.config, self.console = args, config, console
+        self.channel = open_channel(args, config)
+        self.stub = pb_grpc.ControlStub(self.channel)
+
+    def out(self, msg: Any, render: Callable[[Any], Any]) -> None:
+        if self.args.json:
+            print(json.dumps(msg if isinstance(msg, dict) else tables.to_dict(msg)), flush=True)
+        else:
+            self.console.print(render(msg))
+
+    def run(self) -> int:
+        a = self.args
+        if a.command == "health":
+            return self.health()
+        md = auth_metadata(a, self.config)
+        if a.command == "channels":
+            self.out(self.stub.ListChannels(pb.ListChannelsRequest(), metadata=md, timeout=a.timeout),
+                     tables.channels_table)  # fmt: skip
+        elif a.command == "metrics" and a.watch:
+            self.watch(md)
+        elif a.command == "metrics":
+            req = pb.GetMetricsRequest(channel=a.channel)
+            self.out(self.stub.GetMetrics(req, metadata=md, timeout=a.timeout), tables.metrics_view)
+        else:
+            self.change(md)
+        return 0
+
+    def change(self, md: list[tuple[str, str]]) -> None:
+        a = self.args
+        timeout = self.config.control.ack_timeout_s + a.timeout
+        if a.command == "set":
+            changes = parse_changes(a.changes)
+            req = pb.UpdateChannelRequest(channel=a.channel, changes=changes)
+            reply = self.stub.UpdateChannel(req, metadata=md, timeout=timeout)
+        else:
+            call = self.stub.PauseChannel if a.command == "pause" else self.stub.ResumeChannel
+            reply = call(pb.ChannelRequest(channel=a.channel), metadata=md, timeout=timeout)
+            changes = {"paused": ""}
+        self.out(reply, lambda r: tables.update_text(r, list(changes)))
+
+    def watch(self, md: list[tuple[str, str]]) -> None:
+        a = self.args
+        req = pb.WatchMetricsRequest(channel=a.channel, interval_s=a.interval)
+        stream = self.stub.WatchMetrics(req, metadata=md)
+        try:
+            if a.json:
+                for n, snap in enumerate(stream, 1):
+                    self.out(snap, tables.metrics_view)
+                    if n == a.count:
+                        break
+                return
+            with Live(console=self.console, auto_refresh=False) as live:
+                for n, snap in enumerate(stream, 1):
+                    live.update(tables.metrics_view(snap), refresh=True)
+                    if n == a.count:
+                        break
+        finally:
+            stream.cancel()
+
+    def health(self) -> int:
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=self.args.service), timeout=self.args.timeout)
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        self.out({"service": self.args.service, "status": status}, lambda d: f"{d['status']}")
+        return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        err.print(f"tickmesh-admin: invalid configuration: {exc}", markup=False)
+        return EXIT_USAGE
+    target = args.target or config.endpoints.grpc
+    try:
+        wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160  # pipes: do not squeeze
+        admin = Admin(args, config, Console(highlight=False, width=wide))
+        with admin.channel:
+            return admin.run()
+    except grpc.RpcError as exc:
+        failure = explain(exc, target)
+    except AdminError as exc:
+        failure = exc
+    except KeyboardInterrupt:
+        return 0
+    err.print(f"tickmesh-admin: {failure}", markup=False)
+    return failure.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
