@@ -13,6 +13,7 @@ from aggregator.dedup import Deduplicator
 from aggregator.ring import ReplayRing
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
+from tickmesh.curve import secure_context
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, start
 from tickmesh.schema import (
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = with_endpoints(config, publish=args.publish)
     stop = StopFlag()
-    ctx = zmq.Context()
+    ctx = secure_context(config, "aggregator")
     try:
         return Aggregator(config, ctx, stop).run()
     except EndpointError as exc:

@@ -6,9 +6,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-import zmq
-
 from tickmesh.config import Config
+from tickmesh.curve import secure_context
 from tickmesh.producer import FlushTimeout, Producer
 from tickmesh.schema import Record
 
@@ -53,7 +52,7 @@ class Sender:
     """Sends record lists through a Producer in messages of at most `batch` records."""
 
     def __init__(self, config: Config, batch: int, stopped: Callable[[], bool], name: str | None = None) -> None:
-        self.ctx = zmq.Context()
+        self.ctx = secure_context(config, "feed")
         self.producer = Producer(self.ctx, config.endpoints, name=name, should_stop=stopped)
         self.batch = max(1, batch)
         self.messages = 0

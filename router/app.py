@@ -15,13 +15,14 @@ from router.outbox import Outbox
 from router.validation import Rejection, decode_frame
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
+from tickmesh.curve import secure_context
 from tickmesh.deadletters import DeadLetters
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, start
 from tickmesh.schema import (
     FairMarketValue,
-    IngestItem,
     Mark,
+    Record,
     StreamState,
     Trade,
     ack_decoder,
@@ -142,9 +143,9 @@ class Router:
             if isinstance(item, Mark):
                 self._mark(item)
             else:
-                self._route(item, now_ns, mono_ns)
+                self._route(item, now_ns, mono_ns)  # type: ignore[arg-type]
 
-    def _route(self, record: IngestItem, now_ns: int, mono_ns: int) -> None:
+    def _route(self, record: Record, now_ns: int, mono_ns: int) -> None:
         channel = _TYPE_CHANNEL.get(type(record), "ohlcv")
         count = self.metrics.counters
         count[f"{channel}.received"] += 1
@@ -249,10 +250,10 @@ class Router:
     def _resend(self, box: Outbox, after: int) -> None:
         """Send every held batch past `after` again (a new worker instance, or one that saw a gap)."""
         sock = self.pushes[box.channel][box.shard]
-        for data in box.batches_after(after):
+        for n, data in box.batches_after(after):
             try:
                 sock.send(data, zmq.NOBLOCK)
-                self.metrics.count(f"{box.channel}.resent_batches")
+                self.metrics.count(f"{box.channel}.resent", n)
             except zmq.Again:
                 break  # the worker will see the gap and ask again
 
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = with_endpoints(config, ingest=args.ingest)
     stop = StopFlag()
-    ctx = zmq.Context()
+    ctx = secure_context(config, "router")
     try:
         return Router(config, ctx).run(stop)
     except EndpointError as exc:

@@ -116,9 +116,9 @@ class Outbox:
             _, n, _ = self.unacked.popleft()
             self.in_flight -= n
 
-    def batches_after(self, seq: int) -> list[bytes]:
-        """Every held batch with a record after `seq`, oldest first (for a resend)."""
-        return [data for first, n, data in self.unacked if first + n - 1 > seq]
+    def batches_after(self, seq: int) -> list[tuple[int, bytes]]:
+        """(records, encoded batch) of every held batch with a record after `seq`, oldest first (for a resend)."""
+        return [(n, data) for first, n, data in self.unacked if first + n - 1 > seq]
 
     @property
     def retained_from(self) -> int:

@@ -9,7 +9,7 @@ import msgspec
 from tickmesh.schema import Bar, FairMarketValue, IngestItem, Mark, Trade, ingest_decoder, item_decoder
 
 TAG_CHANNEL = {"T": "tick", "B": "ohlcv", "F": "fmv"}
-_TAG_TYPE: dict[str, type] = {"T": Trade, "B": Bar, "F": FairMarketValue, "M": Mark}
+_TAG_TYPE: dict[str, type[msgspec.Struct]] = {"T": Trade, "B": Bar, "F": FairMarketValue, "M": Mark}
 _raw_list = msgspec.msgpack.Decoder(list[msgspec.Raw])
 _str = msgspec.msgpack.Decoder(str)
 _INDEX = re.compile(r"at `\$\[(\d+)\]")

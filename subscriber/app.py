@@ -6,10 +6,9 @@ import json
 import sys
 import time
 
-import zmq
-
 from subscriber.client import Subscriber, as_dict
 from tickmesh.config import with_endpoints
+from tickmesh.curve import secure_context
 from tickmesh.runtime import StopFlag, parser, start
 from tickmesh.schema import EVENT_KINDS, Publication
 
@@ -49,9 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     config = start(args, "subscribe")
     if config is None:
         return 2
-    ep = with_endpoints(config, publish=args.publish, replay=args.replay).endpoints
+    config = with_endpoints(config, publish=args.publish, replay=args.replay)
+    ep = config.endpoints
     stop = StopFlag()
-    sub = Subscriber(ep.publish, replay=ep.replay, kinds=args.kind, tickers=args.ticker, last=args.last)
+    ctx = secure_context(config, "subscriber")
+    sub = Subscriber(ep.publish, replay=ep.replay, kinds=args.kind, tickers=args.ticker, last=args.last, ctx=ctx)
     seen, warned = 0, False
     try:
         while not stop and (not args.count or seen < args.count):
@@ -70,5 +71,5 @@ def main(argv: list[str] | None = None) -> int:
         sub.close()
         if sub.gaps:
             print(f"subscribe: {sub.gaps} gaps, {sub.missed} events missed, {sub.lost} lost", file=sys.stderr)
-        zmq.Context.instance().term()
+        ctx.term()
     return 0

@@ -153,7 +153,7 @@ class EventBase(Struct, frozen=True, tag_field="kind", omit_defaults=True):
     detected_ns: int  # when the worker detected the event
 
 
-class High(EventBase, tag="high"):
+class High(EventBase, tag="high", frozen=True):
     """A new session high (tick) or a bar closing at its high (ohlcv)."""
 
     previous: float | None = None  # tick: the previous reported high
@@ -161,7 +161,7 @@ class High(EventBase, tag="high"):
     pct: float | None = None  # ohlcv: bar change in percent
 
 
-class Low(EventBase, tag="low"):
+class Low(EventBase, tag="low", frozen=True):
     """A new session low (tick) or a bar closing at its low (ohlcv)."""
 
     previous: float | None = None
@@ -169,7 +169,7 @@ class Low(EventBase, tag="low"):
     pct: float | None = None
 
 
-class Trend(EventBase, tag="trend"):
+class Trend(EventBase, tag="trend", frozen=True):
     """A sustained directional move."""
 
     direction: str  # up | down
@@ -178,7 +178,7 @@ class Trend(EventBase, tag="trend"):
     pct: float | None = None  # ohlcv: total move of the run in percent
 
 
-class Surge(EventBase, tag="surge"):
+class Surge(EventBase, tag="surge", frozen=True):
     """A sharp price move within seconds (tick)."""
 
     direction: str
@@ -186,14 +186,14 @@ class Surge(EventBase, tag="surge"):
     volume_ratio: float
 
 
-class BigMove(EventBase, tag="big_move"):
+class BigMove(EventBase, tag="big_move", frozen=True):
     """A bar whose close moved far from its open (ohlcv)."""
 
     direction: str
     pct: float
 
 
-class VolumeSurge(EventBase, tag="volume_surge"):
+class VolumeSurge(EventBase, tag="volume_surge", frozen=True):
     """A bar whose volume far exceeds the recent average (ohlcv)."""
 
     volume: float
@@ -201,7 +201,7 @@ class VolumeSurge(EventBase, tag="volume_surge"):
     average: float
 
 
-class FmvDeviation(EventBase, tag="fmv_deviation"):
+class FmvDeviation(EventBase, tag="fmv_deviation", frozen=True):
     """Fair market value far from the market price (fmv)."""
 
     direction: str  # overvalued | undervalued
@@ -212,10 +212,7 @@ class FmvDeviation(EventBase, tag="fmv_deviation"):
 
 
 Event = High | Low | Trend | Surge | BigMove | VolumeSurge | FmvDeviation
-EVENT_KINDS: tuple[str, ...] = tuple(
-    cls.__struct_config__.tag
-    for cls in (High, Low, Trend, Surge, BigMove, VolumeSurge, FmvDeviation)  # type: ignore[misc]
-)
+EVENT_KINDS: tuple[str, ...] = ("high", "low", "trend", "surge", "big_move", "volume_surge", "fmv_deviation")
 
 
 def event_id(source: str, kind: str, ticker: str, cause: int | str) -> str:

@@ -15,10 +15,9 @@ import subprocess
 import sys
 import time
 
-import zmq
-
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS
+from tickmesh.curve import secure_context
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, start
 
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = ["--log-level", args.log_level] + (["--config", args.config] if args.config else [])
     children = {n: Child([sys.executable, "-m", "workers.shard", args.channel, str(n), *extra]) for n in shards}
     stop = StopFlag()
-    ctx = zmq.Context()
+    ctx = secure_context(config, "worker")
     metrics = Metrics()
     name = f"supervisor.{args.channel}"
     bus = BusClient(ctx, config, process=name, role="supervisor", channels=[], metrics=metrics)

@@ -12,6 +12,7 @@ import zmq
 
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config
+from tickmesh.curve import secure_context
 from tickmesh.deadletters import DeadLetters
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, start
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("shard %d out of range: channel %s has %d", args.shard, args.channel, shards)
         return 2
     stop = StopFlag()
-    ctx = zmq.Context()
+    ctx = secure_context(config, "worker")
     try:
         return Shard(config, ctx, args.channel, args.shard, stop).run()
     except EndpointError as exc:
