@@ -25,6 +25,7 @@ from control.v1 import control_pb2, control_pb2_grpc
 from tickmesh.config import Config, with_endpoints
 from tickmesh.curve import secure_context
 from tickmesh.runtime import parser, start
+from tickmesh.security import is_loopback
 from tickmesh.sockets import EndpointError
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ async def _grpc_server(
     reflection.enable_server_reflection(names, server)
     address = config.endpoints.grpc
     creds = _credentials(config)
+    if creds is None and not is_loopback(split_hostport(address)[0]):
+        raise StartError(f"gRPC on {address} is off loopback: set control.tls_cert and tls_key (docs/deploy.md)")
     try:
         port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
     except RuntimeError as exc:

@@ -18,6 +18,7 @@ import zmq.asyncio
 from control.state import BadStatus, MeshState, MeshView
 from tickmesh.bus import ConfigState, Status, encode_config, status_decoder
 from tickmesh.config import Config
+from tickmesh.curve import security_counters
 from tickmesh.metrics import Metrics
 from tickmesh.sockets import make_socket
 
@@ -43,6 +44,7 @@ class Hub:
     """The mesh state plus the two bus sockets; every method runs in the event loop's thread."""
 
     def __init__(self, ctx: zmq.asyncio.Context, config: Config) -> None:
+        self.ctx = ctx
         self.state = MeshState(config)
         self.metrics = Metrics()
         self.ack_timeout_s = config.control.ack_timeout_s
@@ -100,6 +102,7 @@ class Hub:
     def report_self(self) -> None:
         """Control's own entry in the process list."""
         now = time.time_ns()
+        self.metrics.counters.update(security_counters(self.ctx))
         status = Status(
             process="control",
             role="control",

@@ -11,6 +11,7 @@ from tickmesh.config import with_endpoints
 from tickmesh.curve import secure_context
 from tickmesh.runtime import StopFlag, parser, start
 from tickmesh.schema import EVENT_KINDS, Publication
+from tickmesh.sockets import EndpointError
 
 ENVELOPE = {"id", "kind", "ticker", "source", "priority", "time", "price", "record_seq", "ingest_ns", "detected_ns"}
 
@@ -52,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     ep = config.endpoints
     stop = StopFlag()
     ctx = secure_context(config, "subscriber")
-    sub = Subscriber(ep.publish, replay=ep.replay, kinds=args.kind, tickers=args.ticker, last=args.last, ctx=ctx)
+    try:
+        sub = Subscriber(ep.publish, replay=ep.replay, kinds=args.kind, tickers=args.ticker, last=args.last, ctx=ctx)
+    except EndpointError as exc:
+        print(f"subscribe: {exc}", file=sys.stderr)
+        ctx.term()
+        return 2
     seen, warned = 0, False
     try:
         while not stop and (not args.count or seen < args.count):

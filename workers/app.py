@@ -20,6 +20,7 @@ from tickmesh.config import CHANNELS
 from tickmesh.curve import secure_context
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, start
+from tickmesh.sockets import EndpointError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     ctx = secure_context(config, "worker")
     metrics = Metrics()
     name = f"supervisor.{args.channel}"
-    bus = BusClient(ctx, config, process=name, role="supervisor", channels=[], metrics=metrics)
+    try:
+        bus = BusClient(ctx, config, process=name, role="supervisor", channels=[], metrics=metrics)
+    except EndpointError as exc:
+        log.error("%s", exc)
+        ctx.term()
+        return 2
     for child in children.values():
         child.start()
     try:
