@@ -70,6 +70,7 @@ class Shard:
         self.retained_from = 0  # the router holds records from here: their events may need resending
         self.recent: deque[Event] = deque()  # sent events of records the router still holds
         self.pending: list[Event] = []
+        self.ignored_before: dict[str, int] = {}
         self.ended = False
         self.last_progress_ns = self.last_ckpt_ns = self.last_beat_ns = self.last_gap_ns = 0
 
@@ -105,7 +106,7 @@ class Shard:
                 self._checkpoint()
             if now - self.last_beat_ns >= HEARTBEAT_NS:
                 self._ack("heartbeat", self.expected - 1)
-            self.bus.report()
+            self._report()
         self._finish()
         return 0
 
@@ -118,6 +119,7 @@ class Shard:
             saved = None
         if saved is not None:
             self.detector.restore(saved.detector)
+            self.ignored_before = dict(self.detector.ignored)
             self.epoch, self.expected, self.ckpt_seq = saved.epoch, saved.seq + 1, saved.seq
             self.pending = list(saved.events)
             self.metrics.count(f"{self.channel}.restored_events", len(saved.events))
@@ -256,6 +258,15 @@ class Shard:
             )
         except zmq.Again:
             self.metrics.count("acks.unsent")
+
+    def _report(self) -> None:
+        """Status on the bus, with what the detector ignored since this process started (its
+        checkpoint carries totals from earlier processes, which those already reported)."""
+        counters = self.metrics.counters
+        for reason, n in self.detector.ignored.items():
+            if n - self.ignored_before.get(reason, 0):
+                counters[f"{self.channel}.ignored.{reason}"] = n - self.ignored_before.get(reason, 0)
+        self.bus.report()
 
     # -- config and stopping ---------------------------------------------------------
     def _apply_config(self) -> None:
