@@ -58,7 +58,9 @@ class Aggregator:
         self.seq = 0
         self.last_sent_ns = 0
         self.subscribers = 0
-        self.workers: dict[str, int] = {}  # worker instance → when last heard (monotonic ns)
+        # (channel, shard) → (its current worker instance, when last heard): a restarted shard's
+        # new instance replaces the dead one, which will never say done
+        self.workers: dict[tuple[str, int], tuple[str, int]] = {}
 
     def run(self) -> int:
         poller = zmq.Poller()
@@ -91,7 +93,7 @@ class Aggregator:
 
     def _waiting_for_workers(self) -> bool:
         now = time.monotonic_ns()
-        return any(now - heard < RECENT_NS for heard in self.workers.values())
+        return any(now - heard < RECENT_NS for _, heard in self.workers.values())
 
     # -- events in -------------------------------------------------------------------
     def _drain_events(self) -> None:
@@ -109,12 +111,14 @@ class Aggregator:
                 log.warning("undecodable event message: %s", exc)
                 continue
             if isinstance(message, EventBatch):
-                self.workers[message.worker] = time.monotonic_ns()
+                self.workers[(message.channel, message.shard)] = (message.worker, time.monotonic_ns())
                 arrived.extend(message.events)
                 stream = (message.channel, message.shard, message.epoch)
                 progress[stream] = max(progress.get(stream, -1), message.upto)
             else:
-                self.workers.pop(message.worker, None)
+                stream = (message.channel, message.shard)
+                if self.workers.get(stream, ("",))[0] == message.worker:
+                    del self.workers[stream]
         self._publish(arrived)
         self._confirm(progress)
 

@@ -236,6 +236,8 @@ class WorkerDone(Struct, tag="done", array_like=True, frozen=True):
     """The worker has sent every event it will send (it is stopping)."""
 
     worker: str
+    channel: str
+    shard: int
 
 
 AggregatorInput = EventBatch | WorkerDone

@@ -282,7 +282,7 @@ class Shard:
     def _finish(self) -> None:
         self._send_events()
         self._checkpoint()
-        self._send(encoder.encode(WorkerDone(self.instance)))
+        self._send(encoder.encode(WorkerDone(self.instance, self.channel, self.shard)))
         self.bus.report(force=True)
         for sock in (self.data, self.events, self.acks):
             sock.close()
