@@ -13,9 +13,8 @@ from aggregator.dedup import Deduplicator
 from aggregator.ring import ReplayRing
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
-from tickmesh.curve import secure_context
 from tickmesh.metrics import Metrics
-from tickmesh.runtime import StopFlag, parser, start
+from tickmesh.runtime import StopFlag, parser, serve, start
 from tickmesh.schema import (
     HEARTBEAT_TOPIC,
     Ack,
@@ -28,7 +27,7 @@ from tickmesh.schema import (
     replay_request_decoder,
     topic_of,
 )
-from tickmesh.sockets import EndpointError, make_socket
+from tickmesh.sockets import make_socket
 
 log = logging.getLogger(__name__)
 
@@ -213,12 +212,4 @@ def main(argv: list[str] | None = None) -> int:
     if config is None:
         return 2
     config = with_endpoints(config, publish=args.publish)
-    stop = StopFlag()
-    ctx = secure_context(config, "aggregator")
-    try:
-        return Aggregator(config, ctx, stop).run()
-    except EndpointError as exc:
-        log.error("%s", exc)
-        return 2
-    finally:
-        ctx.term()
+    return serve(config, "aggregator", lambda ctx, stop: Aggregator(config, ctx, stop).run())

@@ -15,10 +15,9 @@ from router.outbox import Outbox
 from router.validation import Rejection, decode_frame
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
-from tickmesh.curve import secure_context
 from tickmesh.deadletters import DeadLetters
 from tickmesh.metrics import Metrics
-from tickmesh.runtime import StopFlag, parser, start
+from tickmesh.runtime import StopFlag, parser, serve, start
 from tickmesh.schema import (
     FairMarketValue,
     Mark,
@@ -30,7 +29,7 @@ from tickmesh.schema import (
     mark_query_decoder,
 )
 from tickmesh.sharding import shard_of
-from tickmesh.sockets import EndpointError, make_socket
+from tickmesh.sockets import make_socket
 
 log = logging.getLogger(__name__)
 
@@ -342,12 +341,4 @@ def main(argv: list[str] | None = None) -> int:
     if config is None:
         return 2
     config = with_endpoints(config, ingest=args.ingest)
-    stop = StopFlag()
-    ctx = secure_context(config, "router")
-    try:
-        return Router(config, ctx).run(stop)
-    except EndpointError as exc:
-        log.error("%s", exc)
-        return 2
-    finally:
-        ctx.term()
+    return serve(config, "router", lambda ctx, stop: Router(config, ctx).run(stop))

@@ -6,9 +6,16 @@ import argparse
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
 
+import zmq
+
 from tickmesh.config import Config, ConfigError, load_config
+from tickmesh.curve import secure_context
+from tickmesh.sockets import EndpointError
+
+log = logging.getLogger(__name__)
 
 
 class StopFlag:
@@ -46,3 +53,16 @@ def start(args: argparse.Namespace, name: str) -> Config | None:
     except ConfigError as exc:
         print(f"{name}: invalid configuration: {exc}", file=sys.stderr)
         return None
+
+
+def serve(config: Config, role: str, run: Callable[[zmq.Context, StopFlag], int]) -> int:  # type: ignore[type-arg]
+    """Run a mesh process's loop with its (CURVE-aware) context and stop flag; exit 2 on a socket error."""
+    stop = StopFlag()
+    ctx = secure_context(config, role)
+    try:
+        return run(ctx, stop)
+    except EndpointError as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        ctx.term()

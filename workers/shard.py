@@ -12,10 +12,9 @@ import zmq
 
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config
-from tickmesh.curve import secure_context
 from tickmesh.deadletters import DeadLetters
 from tickmesh.metrics import Metrics
-from tickmesh.runtime import StopFlag, parser, start
+from tickmesh.runtime import StopFlag, parser, serve, start
 from tickmesh.schema import (
     Ack,
     Batch,
@@ -27,7 +26,7 @@ from tickmesh.schema import (
     encoder,
     worker_input_decoder,
 )
-from tickmesh.sockets import EndpointError, make_socket
+from tickmesh.sockets import make_socket
 from workers import checkpoint
 from workers.breaker import CircuitBreaker
 from workers.detectors import make_detector
@@ -301,15 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.shard < shards:
         log.error("shard %d out of range: channel %s has %d", args.shard, args.channel, shards)
         return 2
-    stop = StopFlag()
-    ctx = secure_context(config, "worker")
-    try:
-        return Shard(config, ctx, args.channel, args.shard, stop).run()
-    except EndpointError as exc:
-        log.error("%s", exc)
-        return 2
-    finally:
-        ctx.term()
+    return serve(config, "worker", lambda ctx, stop: Shard(config, ctx, args.channel, args.shard, stop).run())
 
 
 if __name__ == "__main__":
