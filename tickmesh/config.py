@@ -172,7 +172,7 @@ class Channels(Struct, frozen=True, forbid_unknown_fields=True):
 class RouterConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     max_message_bytes: Annotated[int, Meta(ge=1_024, le=256 << 20)] = 1 << 20  # larger ingest frames are rejected
     ingest_hwm: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
-    window: Annotated[int, Meta(ge=1, le=10_000_000)] = 50_000  # unacknowledged records per stream
+    window: Annotated[int, Meta(ge=2, le=10_000_000)] = 200_000  # unacknowledged records per stream
     drain_limit: Annotated[int, Meta(ge=1, le=1_000_000)] = 2_000  # ingest messages per loop turn
 
 

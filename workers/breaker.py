@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 
 class CircuitBreaker:
-    """Trips when `ratio` of the last `window` records failed; closes again after `cooloff_ns`.
+    """Trips when `ratio` × `window` records of a run of `window` records failed; closes after `cooloff_ns`.
 
-    While open, records are skipped (the caller counts them). `reset()` closes
-    it at once (a new config version from the control plane does that).
+    Runs are counted back to back (a new run starts every `window` records), so
+    successes are noted in bulk, once per batch. While open, records are
+    skipped (the caller counts them). `reset()` closes it at once (a new config
+    version from the control plane does that).
     """
 
     def __init__(self, ratio: float, window: int, cooloff_ns: int) -> None:
-        self.ratio, self.cooloff_ns = ratio, cooloff_ns
-        self.outcomes: deque[bool] = deque(maxlen=window)  # True = failed
+        self.limit = max(1.0, ratio * window)
+        self.window, self.cooloff_ns = window, cooloff_ns
+        self.records = 0
         self.failures = 0
         self.opened_ns: int | None = None
         self.trips = 0
@@ -27,17 +28,21 @@ class CircuitBreaker:
             return True
         return False
 
-    def record(self, failed: bool, now_ns: int) -> bool:
-        """Note one record's outcome; True if this one tripped the breaker."""
-        outcomes = self.outcomes
-        if len(outcomes) == outcomes.maxlen and outcomes[0]:
-            self.failures -= 1
-        outcomes.append(failed)
-        self.failures += failed
-        if len(outcomes) == outcomes.maxlen and self.failures >= self.ratio * len(outcomes):
+    def succeeded(self, n: int) -> None:
+        self.records += n
+        if self.records >= self.window:
+            self.records = self.failures = 0
+
+    def failed(self, now_ns: int) -> bool:
+        """Note one failed record; True if it tripped the breaker."""
+        self.records += 1
+        self.failures += 1
+        if self.failures >= self.limit:
             self.opened_ns = now_ns
             self.trips += 1
             return True
+        if self.records >= self.window:
+            self.records = self.failures = 0
         return False
 
     @property
@@ -46,5 +51,4 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         self.opened_ns = None
-        self.outcomes.clear()
-        self.failures = 0
+        self.records = self.failures = 0

@@ -101,13 +101,22 @@ class Shard:
                 self.expected - 1 > self.sent_upto and (not busy or now - self.last_progress_ns >= PROGRESS_NS)
             ):
                 self._send_events()
-            if now - self.last_ckpt_ns >= self.config.state.checkpoint_s * 1e9 and self.expected - 1 > self.ckpt_seq:
+            if self._checkpoint_due(now):
                 self._checkpoint()
             if now - self.last_beat_ns >= HEARTBEAT_NS:
                 self._ack("heartbeat", self.expected - 1)
             self._report()
         self._finish()
         return 0
+
+    def _checkpoint_due(self, now_ns: int) -> bool:
+        """Every checkpoint_s, or sooner when half the router's window waits on it (the router
+        releases records only once they are checkpointed, so this keeps the stream moving)."""
+        behind = self.expected - 1 - self.ckpt_seq
+        if behind <= 0:
+            return False
+        due_ns = self.last_ckpt_ns + self.config.state.checkpoint_s * 1e9
+        return behind >= self.config.router.window // 2 or now_ns >= due_ns
 
     def _resume(self) -> None:
         """Start from the last checkpoint: its state, its unconfirmed events, and the router's resend."""
@@ -173,30 +182,43 @@ class Shard:
             self.metrics.count(f"{self.channel}.duplicates")
             return
         started = time.perf_counter_ns()
-        detected_ns = time.time_ns()
-        for i in range(skip, len(batch.records)):
-            self._detect(batch.records[i], batch.seq + i, batch.ingest_ns[i], detected_ns)
+        self._detect(batch, skip, time.time_ns())
         self.expected = batch.seq + len(batch.records)
         self.metrics.counters[f"{self.channel}.processed"] += len(batch.records) - skip
         self.metrics.latencies[f"{self.channel}.processing"].record_ns(time.perf_counter_ns() - started)
 
-    def _detect(self, record: Record, seq: int, ingest_ns: int, detected_ns: int) -> None:
-        """Run the detector on one record; a failure is counted, dead-lettered and may trip the breaker."""
-        if not self.breaker.allow(detected_ns):
-            self.metrics.counters[f"{self.channel}.breaker_skipped"] += 1
-            return
-        try:
-            if record.ticker in self.faults:
-                raise InjectedFault(f"injected fault for {record.ticker}")
-            self.pending.extend(self.detector.process(record, seq, ingest_ns, detected_ns))
-            self.breaker.record(False, detected_ns)
-        except Exception as exc:  # a detector bug must not take the channel down
-            self.metrics.counters[f"{self.channel}.failed"] += 1
-            self.dead_letters.add("detector_failed", f"{self.channel}/{self.shard} seq {seq}", repr(exc), repr(record))
-            if self.breaker.record(True, detected_ns):
-                self.metrics.count(f"{self.channel}.breaker_trips")
-                log.error("%s: circuit breaker tripped after %d failures", self.name, self.breaker.failures)
-        self.metrics.gauges[f"{self.channel}.breaker_open"] = float(self.breaker.open)
+    def _detect(self, batch: Batch, start: int, detected_ns: int) -> None:
+        """Run the detector over batch records from `start`: one tight loop, left only when a record fails.
+
+        A failure is counted, dead-lettered and may trip the breaker; while it is
+        open the rest of the batch is skipped and counted.
+        """
+        records, ingest_ns, seq = batch.records, batch.ingest_ns, batch.seq
+        detect, emit, faults = self.detector.process, self.pending.extend, self.faults
+        i, n = start, len(records)
+        while i < n:
+            if not self.breaker.allow(detected_ns):
+                self.metrics.counters[f"{self.channel}.breaker_skipped"] += n - i
+                return
+            first = i
+            try:
+                for i in range(first, n):  # noqa: B007 - i names the failing record below
+                    if faults and records[i].ticker in faults:
+                        raise InjectedFault(f"injected fault for {records[i].ticker}")
+                    emit(detect(records[i], seq + i, ingest_ns[i], detected_ns))
+                self.breaker.succeeded(n - first)
+                return
+            except Exception as exc:  # a detector bug must not take the channel down
+                self.breaker.succeeded(i - first)
+                self._failed(records[i], seq + i, exc, detected_ns)
+                i += 1
+
+    def _failed(self, record: Record, seq: int, exc: Exception, now_ns: int) -> None:
+        self.metrics.counters[f"{self.channel}.failed"] += 1
+        self.dead_letters.add("detector_failed", f"{self.channel}/{self.shard} seq {seq}", repr(exc), repr(record))
+        if self.breaker.failed(now_ns):
+            self.metrics.count(f"{self.channel}.breaker_trips")
+            log.error("%s: circuit breaker tripped after %d failures", self.name, self.breaker.failures)
 
     def _gap(self) -> None:
         """Records are missing (a lost message): ask the router for everything after what we have."""
@@ -262,6 +284,7 @@ class Shard:
         """Status on the bus, with what the detector ignored since this process started (its
         checkpoint carries totals from earlier processes, which those already reported)."""
         counters = self.metrics.counters
+        self.metrics.gauges[f"{self.channel}.breaker_open"] = float(self.breaker.open)
         for reason, n in self.detector.ignored.items():
             if n - self.ignored_before.get(reason, 0):
                 counters[f"{self.channel}.ignored.{reason}"] = n - self.ignored_before.get(reason, 0)

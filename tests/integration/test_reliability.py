@@ -266,7 +266,7 @@ def test_a_poison_fmv_record_trips_the_breaker_and_other_channels_flow_unchanged
     recorder.stop()
     counters = mesh.counters()
     assert counters["fmv.breaker_trips"] == 1
-    assert counters["fmv.failed"] == 10 and counters["fmv.breaker_skipped"] >= 20
+    assert counters["fmv.failed"] == 5 and counters["fmv.breaker_skipped"] >= 25  # half of a run of 10 failed
     dead = (mesh.dir / ".tickmesh/dead-letters/worker.fmv.0.jsonl").read_text().splitlines()
-    assert len(dead) == 10 and all("POISON" in line and "detector_failed" in line for line in dead)
+    assert len(dead) == 5 and all("POISON" in line and "detector_failed" in line for line in dead)
     assert counters["tick.processed"] == counters["tick.received"]
