@@ -131,12 +131,12 @@ class Router:
                 frame = self.ingest.recv(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return n
-            self._route_frame(frame)
-            if n % 64 == 63:  # ticks waiting behind a long drain go out now
+            if self._route_frame(frame):  # ticks never wait behind the rest of a long drain
                 self._flush_channel("tick", time.monotonic_ns())
         return limit
 
-    def _route_frame(self, frame: bytes) -> None:
+    def _route_frame(self, frame: bytes) -> int:
+        """Route one ingest frame; how many trades it held."""
         items, rejections = decode_frame(frame, self.config.router.max_message_bytes)
         for rejection in rejections:
             self._reject(rejection)
@@ -160,6 +160,7 @@ class Router:
         for channel, n in received.items():
             if n:
                 counters[self.keys[channel]] += n
+        return received["tick"]
 
     def _place(self, channel: str, record: Record, now_ns: int, mono_ns: int) -> None:
         """Put a record in its shard's outbox (or count it dropped while its channel is paused)."""

@@ -7,6 +7,10 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
+# Records and events hold only scalars, so they cannot form reference cycles:
+# gc=False keeps the hundreds of thousands a process may hold out of the
+# cycle collector's passes (fewer and shorter GC pauses on the hot path).
+
 # -- value constraints shared by every record -------------------------------
 # Prices are finite and positive: gt=0 rejects NaN, the upper bound rejects +inf.
 Price = Annotated[float, Meta(gt=0, lt=1e9)]
@@ -21,7 +25,7 @@ Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 Condition = Annotated[int, Meta(ge=0, lt=1 << 16)]
 
 
-class Trade(Struct, tag="T", array_like=True, frozen=True, omit_defaults=True):
+class Trade(Struct, tag="T", array_like=True, frozen=True, omit_defaults=True, gc=False):
     """One executed trade (TICK channel)."""
 
     ticker: Ticker
@@ -33,7 +37,7 @@ class Trade(Struct, tag="T", array_like=True, frozen=True, omit_defaults=True):
     sequence: Count | None = None  # the source's own sequence number (Polygon `q`)
 
 
-class Bar(Struct, tag="B", array_like=True, frozen=True, omit_defaults=True):
+class Bar(Struct, tag="B", array_like=True, frozen=True, omit_defaults=True, gc=False):
     """One OHLCV aggregate bar over [start, end) (OHLCV channel)."""
 
     ticker: Ticker
@@ -55,7 +59,7 @@ class Bar(Struct, tag="B", array_like=True, frozen=True, omit_defaults=True):
             raise ValueError("bar start must be before its end")
 
 
-class FairMarketValue(Struct, tag="F", array_like=True, frozen=True, omit_defaults=True):
+class FairMarketValue(Struct, tag="F", array_like=True, frozen=True, omit_defaults=True, gc=False):
     """One fair-market-value update (FMV channel)."""
 
     ticker: Ticker
@@ -139,7 +143,7 @@ class Ack(Struct, tag="ack", array_like=True, frozen=True):
 
 
 # -- events --------------------------------------------------------------------
-class EventBase(Struct, frozen=True, tag_field="kind", omit_defaults=True):
+class EventBase(Struct, frozen=True, tag_field="kind", omit_defaults=True, gc=False):
     """The envelope every event carries (kind is the tag)."""
 
     id: str  # deterministic: source, kind, ticker and the causing record

@@ -37,6 +37,7 @@ DRAIN_S = 4.0  # SIGTERM → wait at most this long for the router's final strea
 PROGRESS_NS = 10_000_000  # report progress (an EventBatch, maybe empty) at least this often
 HEARTBEAT_NS = 1_000_000_000
 DRAIN_LIMIT = 256  # input messages per loop turn
+NICE_PER_PRIORITY = 3  # priority 1 → nice +0, 2 → +3, 3 → +6
 FAULT_ENV = "TICKMESH_FAULT_TICKERS"  # chaos testing: records of these tickers make the detector step raise
 
 
@@ -323,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.shard < shards:
         log.error("shard %d out of range: channel %s has %d", args.shard, args.channel, shards)
         return 2
+    # Priority is real down to the CPU: a lower channel's shards run at a higher niceness, so when
+    # the cores are contended the scheduler serves the tick path first.
+    os.nice(NICE_PER_PRIORITY * (config.channel(args.channel).priority - 1))
     return serve(config, "worker", lambda ctx, stop: Shard(config, ctx, args.channel, args.shard, stop).run())
 
 
