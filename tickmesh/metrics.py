@@ -22,18 +22,23 @@ class Latency:
 
     def __init__(self) -> None:
         self.histogram = HdrHistogram(1, 600_000_000, 2)
+        self.total_us = 0  # the mean is kept here: hdrh's get_mean_value walks every bucket (~3 ms)
+        self.count = 0
 
     def record_ns(self, ns: int) -> None:
-        self.histogram.record_value(max(1, min(ns // 1_000, 600_000_000)))
+        us = max(1, min(ns // 1_000, 600_000_000))
+        self.histogram.record_value(us)
+        self.total_us += us
+        self.count += 1
 
     def summary(self, prefix: str) -> dict[str, float]:
-        h = self.histogram
-        if h.get_total_count() == 0:
+        """Mean, p50, p99, p99.9 and max; one pass over the histogram (this runs on the hot loop's thread)."""
+        if self.count == 0:
             return {}
-        out = {f"{prefix}_mean_us": float(h.get_mean_value())}
-        for p in PERCENTILES:
-            out[f"{prefix}_p{p:g}_us"] = float(h.get_value_at_percentile(p))
-        out[f"{prefix}_max_us"] = float(h.get_max_value())
+        out = {f"{prefix}_mean_us": self.total_us / self.count}
+        for p, value in self.histogram.get_percentile_to_value_dict(list(PERCENTILES)).items():
+            out[f"{prefix}_p{p:g}_us"] = float(value)
+        out[f"{prefix}_max_us"] = float(self.histogram.get_max_value())
         return out
 
 
