@@ -38,7 +38,6 @@ DRAIN_S = 3.5  # SIGTERM → exit well inside honcho's 5 s
 MARKS_KEPT = 10_000
 HEARTBEAT_NS = 1_000_000_000  # a quiet stream gets a StreamState this often
 LIVENESS = 3  # heartbeats a worker may miss before it is declared silent
-_TYPE_CHANNEL: dict[type, str] = {Trade: "tick", Bar: "ohlcv", FairMarketValue: "fmv"}
 
 
 class Router:
@@ -127,6 +126,8 @@ class Router:
     # -- ingest ------------------------------------------------------------------
     def _drain_ingest(self, limit: int) -> int:
         for n in range(limit):
+            if n and self._ingest_blocked():  # a block channel filled up mid-drain: stop reading now
+                return n
             try:
                 frame = self.ingest.recv(zmq.NOBLOCK, copy=True)
             except zmq.Again:
@@ -136,31 +137,57 @@ class Router:
         return limit
 
     def _route_frame(self, frame: bytes) -> int:
-        """Route one ingest frame; how many trades it held."""
+        """Route one ingest frame; how many trades it held. Records are placed per channel, not one by one."""
         items, rejections = decode_frame(frame, self.config.router.max_message_bytes)
         for rejection in rejections:
             self._reject(rejection)
         now_ns, mono_ns = time.time_ns(), time.monotonic_ns()
-        received = dict.fromkeys(CHANNELS, 0)
+        trades: list[Record] = []
+        bars: list[Record] = []
+        fmvs: list[Record] = []
         last_price = self.last_price
-        for item in items:  # the hot loop: one pass, counters added once per frame
-            if isinstance(item, Mark):
-                self._mark(item)
-                continue
-            channel = _TYPE_CHANNEL[type(item)]
-            received[channel] += 1
+        for item in items:  # the hot loop: split by type, nothing else
             if isinstance(item, Trade):
                 last_price[item.ticker] = item.price
-            elif isinstance(item, FairMarketValue) and item.market_price is None:
-                last = last_price.get(item.ticker)
-                if last is not None:
-                    item = msgspec.structs.replace(item, market_price=last)
-            self._place(channel, item, now_ns, mono_ns)
+                trades.append(item)
+            elif isinstance(item, Bar):
+                bars.append(item)
+            elif isinstance(item, FairMarketValue):
+                if item.market_price is None and item.ticker in last_price:
+                    item = msgspec.structs.replace(item, market_price=last_price[item.ticker])
+                fmvs.append(item)
+            else:  # a Mark: everything before it is placed, then flushed and acknowledged
+                self._place_all(trades, bars, fmvs, now_ns, mono_ns)
+                trades, bars, fmvs = [], [], []
+                self._mark(item)
+        n_trades = len(trades)
+        self._place_all(trades, bars, fmvs, now_ns, mono_ns)
+        return n_trades
+
+    def _place_all(
+        self, trades: list[Record], bars: list[Record], fmvs: list[Record], now_ns: int, mono_ns: int
+    ) -> None:
+        """Count and place a frame's records, channel by channel."""
         counters = self.metrics.counters
-        for channel, n in received.items():
-            if n:
-                counters[self.keys[channel]] += n
-        return received["tick"]
+        for channel, records in (("tick", trades), ("ohlcv", bars), ("fmv", fmvs)):
+            if records:
+                counters[self.keys[channel]] += len(records)
+                self._place_many(channel, records, now_ns, mono_ns)
+
+    def _place_many(self, channel: str, records: list[Record], now_ns: int, mono_ns: int) -> None:
+        """Put a channel's records in their shards' outboxes (a whole run at once when it fits)."""
+        cfg = self.config.channel(channel)
+        if cfg.paused and cfg.overflow != "conflate":
+            self.metrics.counters[f"{channel}.paused_dropped"] += len(records)
+            return
+        boxes = self.outboxes[channel]
+        if len(boxes) == 1:
+            box = boxes[0]
+            if len(box.records) + len(records) <= cfg.buffer:
+                box.add_many(records, now_ns, mono_ns)
+                return
+        for record in records:  # several shards, or the buffer overflows: one by one
+            self._place(channel, record, now_ns, mono_ns)
 
     def _place(self, channel: str, record: Record, now_ns: int, mono_ns: int) -> None:
         """Put a record in its shard's outbox (or count it dropped while its channel is paused)."""

@@ -42,6 +42,13 @@ class Outbox:
         self.records.append(record)
         self.ingest_ns.append(ingest_ns)
 
+    def add_many(self, records: list[Record], ingest_ns: int, now_ns: int) -> None:
+        """Records of one ingest frame at once (one stamp: they arrived together)."""
+        if not self.records:
+            self.first_ns = now_ns
+        self.records.extend(records)
+        self.ingest_ns.extend([ingest_ns] * len(records))
+
     @property
     def full(self) -> bool:
         return len(self.records) >= self.config.buffer

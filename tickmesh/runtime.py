@@ -64,5 +64,8 @@ def serve(config: Config, role: str, run: Callable[[zmq.Context, StopFlag], int]
     except EndpointError as exc:
         log.error("%s", exc)
         return 2
+    except Exception:  # a bug: say so and exit, so the supervisor (or honcho) sees it
+        log.exception("%s crashed", role)
+        return 1
     finally:
-        ctx.term()
+        ctx.destroy(linger=0)  # term() would wait forever on sockets a crash left open
