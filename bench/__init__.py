@@ -1,0 +1,1 @@
+"""tickmesh-bench: the benchmark harness (real mesh, raw ceiling, single-process peer, one report)."""

@@ -1,0 +1,149 @@
+"""The benchmark harness at tiny scale: it starts the real processes, drives them, stops them, writes a full report.
+
+No timing assertions: only that every part ran, every figure has its place, and nothing was left running.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import psutil
+
+from bench import app
+from bench.dedup import DedupPlan, judge
+from bench.ramp import growing, judge_step
+from bench.workload import NS, Mix, Workload
+
+TINY = [
+    "--quick", "--duration", "1", "--hold", "1", "--settle", "0.3", "--steps", "2000,4000", "--flat-out", "1",
+    "--memory-symbols", "20,60", "--dedup-tickers", "4", "--scale", "0.01", "--tick-rate", "300",
+    "--flood-rate", "2000", "--set", "control.status_interval_s=0.2", "--set", "aggregator.heartbeat_s=0.2",
+]  # fmt: skip
+
+
+def _bench_processes() -> list[psutil.Process]:
+    """Processes a bench run starts (their command lines name a bench module or a bench stage dir)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "/tmb-" in cmdline or "-m bench." in cmdline:
+            found.append(proc)
+    return found
+
+
+def test_tiny_run_writes_a_complete_report_and_leaves_nothing_running(tmp_path: Path) -> None:
+    before = {p.pid for p in _bench_processes()}
+    code = app.main(["--out", str(tmp_path), *TINY])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["errors"] == {}, report["errors"]
+    assert code == 0
+    assert set(report) >= {
+        "meta",
+        "plan",
+        "scenarios",
+        "isolation",
+        "dedup",
+        "ceiling",
+        "sustained",
+        "memory",
+        "targets",
+    }
+    assert set(report["meta"]) >= {"date", "cpu_model", "cores", "command"}
+    for name in ("market_open_surge", "steady_state"):
+        scenario = report["scenarios"][name]
+        assert scenario["records_processed"] >= scenario["records_sent"] > 0
+        assert set(scenario) >= {"tick_latency", "ohlcv_symbols_processed_per_min", "rss_mb", "rss_total_mb"}
+        assert scenario["rss_total_mb"] > 0
+    for system in ("mesh", "peer"):
+        ramp = report["sustained"][system]
+        assert ramp["steps"] and {"offered", "held", "tick_latency", "cpu_percent"} <= set(ramp["steps"][0])
+    assert report["ceiling"]["raw_ceiling"]["delivered_per_s"] > 0
+    assert report["ceiling"]["pass_through_mesh"]["processed_per_s"] > 0
+    assert {"without_flood", "with_flood"} <= set(report["isolation"])
+    assert report["dedup"]["distinct_expected"] > 0 and "all_duplicates_suppressed" in report["dedup"]
+    assert {"tick", "ohlcv", "fmv"} <= set(report["memory"])
+    assert len(report["targets"]) >= 8
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Targets" in markdown and "Sustained throughput: mesh" in markdown
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "latency.png").stat().st_size > 1_000
+    else:
+        assert "not drawn" in report["chart"]
+    deadline = time.monotonic() + 5
+    while (
+        left := [p for p in _bench_processes() if p.pid not in before and p.is_running()]
+    ) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, [" ".join(p.cmdline()) for p in left]
+
+
+# -- the pure parts the report rests on -------------------------------------------------------------
+def test_planned_highs_pass_the_default_gate_and_nothing_else_moves_the_levels() -> None:
+    mix = Mix(tick_symbols=3, ohlcv_symbols=5, fmv_symbols=1, trade_share=0.8, fmv_share=0.05, high_every_s=1.2)
+    workload = Workload(mix)
+    highs: dict[str, list[tuple[int, float]]] = {}
+    levels: dict[str, tuple[float, float]] = {}
+    t = 1_800_000_000 * NS
+    for _ in range(200):  # 20 s of event time, 50 ms apart
+        for record in workload.records(10, t):
+            if record[0] != "T":
+                continue
+            _, ticker, price, _, ts = record
+            if ticker not in levels:
+                levels[ticker] = (price, price)
+                continue
+            high, low = levels[ticker]
+            assert price >= low
+            if price > high:
+                highs.setdefault(ticker, []).append((ts, price))
+                assert price - high >= min(0.0005 * high, 0.10) and 100 <= price < 500
+                levels[ticker] = (price, low)
+        t += NS // 20
+    assert set(highs) == set(levels) and workload.counts["planned_highs"] == sum(map(len, highs.values()))
+    for series in highs.values():
+        assert all(b[0] - a[0] >= NS for a, b in zip(series, series[1:], strict=False))
+
+
+def test_bars_are_valid_and_in_order_per_symbol() -> None:
+    workload = Workload(Mix(tick_symbols=0, ohlcv_symbols=7, fmv_symbols=0, trade_share=0.0, fmv_share=0.0))
+    last_end: dict[str, int] = {}
+    for k in range(50):
+        for _, ticker, o, h, lo, c, v, start, end in workload.bars(20, 1_800_000_000 * NS + k):
+            assert lo <= min(o, c) and max(o, c) <= h and start < end and v > 0
+            assert start >= last_end.get(ticker, 0)
+            last_end[ticker] = end
+
+
+def test_a_step_is_held_only_when_every_condition_holds() -> None:
+    load = {"behind_s": 0.0}
+    window = {"rates": {"tick.processed": 9_900.0}, "deltas": {}}
+    fast = {"count": 100, "p99_us": 800}
+    flat = [0.0] * 8
+    assert judge_step(10_000, load, window, flat, fast, fast) == (True, True, [])
+    assert judge_step(10_000, {"behind_s": 2.0}, window, flat, fast, fast)[:2] == (False, False)
+    slow_worker = {"rates": {"tick.processed": 5_000.0}, "deltas": {}}
+    assert judge_step(10_000, load, slow_worker, flat, fast, fast)[:2] == (False, False)
+    assert judge_step(10_000, load, window, [0, 0, 1e4, 2e4, 3e4, 4e4, 5e4, 6e4], fast, fast)[:2] == (False, False)
+    assert judge_step(10_000, load, {**window, "deltas": {"ohlcv.conflated": 3}}, flat, fast, fast)[:2] == (
+        False,
+        False,
+    )
+    assert judge_step(10_000, load, window, flat, fast, {"count": 9, "p99_us": 500_000})[:2] == (False, False)
+    late = {"count": 100, "p99_us": 5_000}
+    assert judge_step(10_000, load, window, flat, late, fast)[:2] == (True, False)  # kept up, but too slow
+    assert judge_step(10_000, load, window, flat, {"count": 0}, fast)[:2] == (True, False)
+    assert growing([3_000, 3_500, 2_800, 3_200, 3_100, 2_900, 3_300, 3_000], 10_000) is False  # steady
+
+
+def test_dedup_verdict_counts_leaks_and_losses() -> None:
+    plan = DedupPlan(3, 1_800_000_000 * NS)
+    exact = sorted(plan.expected())
+    assert judge(plan, exact, 0)["all_duplicates_suppressed"] is True
+    verdict = judge(plan, exact + [exact[0]] + sorted(plan.cross_source())[:1], 0)
+    assert verdict["duplicates_published"] == 2 and verdict["cross_source_published"] == 1
+    assert not verdict["all_duplicates_suppressed"] and verdict["no_distinct_suppressed"]
+    lossy = judge(plan, exact[1:], 0)
+    assert lossy["distinct_suppressed"] == 1 and not lossy["no_distinct_suppressed"]
