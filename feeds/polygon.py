@@ -106,7 +106,7 @@ class PolygonClient:
     def _session(self) -> bool:
         """One connection, until it drops, goes silent or we stop; True if it delivered data."""
         timeout = self.opts.silence_s or HANDSHAKE_S
-        with connect(self.opts.url, open_timeout=timeout, close_timeout=1, max_size=1 << 24) as ws:
+        with connect(self.opts.url, open_timeout=timeout, close_timeout=0.5, max_size=1 << 24) as ws:
             self.counters["connects"] += 1
             got = self._handshake(ws)
             last = time.monotonic()

@@ -12,7 +12,7 @@ from tickmesh.producer import FlushTimeout, Producer
 from tickmesh.schema import Record
 
 log = logging.getLogger(__name__)
-FLUSH_S = 3.0  # the final flush must end well inside honcho's 5 s
+FLUSH_S = 2.5  # the final flush must end well inside honcho's 5 s (with the close and exit)
 
 
 class Pacer:
