@@ -136,10 +136,6 @@ class Outbox:
         return self.next_seq - 1
 
     @property
-    def drained(self) -> bool:
-        return not self.records and not self.unacked
-
-    @property
     def delivered_all(self) -> bool:
         """Nothing waits and the events of everything sent are published (what a graceful stop needs)."""
         return not self.records and self.delivered >= self.last_seq
