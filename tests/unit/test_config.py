@@ -55,7 +55,12 @@ def test_live_update_is_validated() -> None:
 
 def test_shard_hash_is_stable() -> None:
     # crc32, not Python's salted hash(): the same answer in every process, forever.
-    assert [shard_of(t, 4) for t in ("AAPL", "MSFT", "NVDA", "SPY")] == [
-        shard_of(t, 4) for t in ("AAPL", "MSFT", "NVDA", "SPY")
+    # crc32 of AAPL, MSFT, NVDA, SPY: 3060094812, 3974476411, 2809157911, 968359423
+    assert [shard_of(t, 4) for t in ("AAPL", "MSFT", "NVDA", "SPY")] == [0, 3, 3, 3]
+    assert [shard_of(t, 7) for t in ("AAPL", "MSFT", "NVDA", "SPY")] == [
+        3060094812 % 7,
+        3974476411 % 7,
+        2809157911 % 7,
+        968359423 % 7,
     ]
-    assert shard_of("AAPL", 4) == 0x2D4B1C68 % 4 or shard_of("AAPL", 4) in range(4)
+    assert shard_of("AAPL", 1) == 0
