@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # only the attributes are used: this module stays free of zmq
     from tickmesh.bus import Status
 
 LIVE_INTERVALS = 3  # a process is live if it reported within this many status intervals
+LIVE_FLOOR_S = 2.0
 FIXED_FIELDS = frozenset({"shards", "hwm"})  # sockets and processes are built from them at start
 COUNTER_MAX = 2**63 - 1  # the proto's int64
 MAX_PROCESSES = 1_024  # bounded: reports under new names past this are refused
@@ -109,7 +110,8 @@ class MeshState:
         self.config = config
         self.version = 0
         self.channel_versions: dict[str, int] = dict.fromkeys(CHANNELS, 0)
-        self.live_ns = int(LIVE_INTERVALS * config.control.status_interval_s * 1e9)
+        # at least LIVE_FLOOR_S: a process that misses a few fast reports on a busy machine is not gone
+        self.live_ns = int(max(LIVE_INTERVALS * config.control.status_interval_s, LIVE_FLOOR_S) * 1e9)
         self._entries: dict[str, _Entry] = {}
         self._retired: defaultdict[str, int] = defaultdict(int)  # counts of earlier incarnations
 
