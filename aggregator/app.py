@@ -112,12 +112,12 @@ class Aggregator:
             if isinstance(message, EventBatch):
                 self.workers[(message.channel, message.shard)] = (message.worker, time.monotonic_ns())
                 arrived.extend(message.events)
-                stream = (message.channel, message.shard, message.epoch)
-                progress[stream] = max(progress.get(stream, -1), message.upto)
+                key = (message.channel, message.shard, message.epoch)
+                progress[key] = max(progress.get(key, -1), message.upto)
             else:
-                stream = (message.channel, message.shard)
-                if self.workers.get(stream, ("",))[0] == message.worker:
-                    del self.workers[stream]
+                shard = (message.channel, message.shard)
+                if self.workers.get(shard, ("",))[0] == message.worker:
+                    del self.workers[shard]
         self._publish(arrived)
         self._confirm(progress)
 

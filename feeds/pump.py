@@ -80,5 +80,4 @@ class Sender:
             log.warning("flush failed: %s; records sent just before may be lost", exc)
             return False
         finally:
-            self.producer.push.close(0)
-            self.ctx.term()
+            self.ctx.destroy(linger=0)  # closes every socket first: term() alone waits for any left open

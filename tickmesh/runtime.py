@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import signal
 import sys
@@ -16,10 +17,15 @@ from tickmesh.curve import secure_context
 from tickmesh.sockets import EndpointError
 
 log = logging.getLogger(__name__)
+STUCK_S = 4.0  # a process still stopping this long after the signal logs every thread's stack
 
 
 class StopFlag:
-    """Set by SIGTERM or SIGINT; loops poll with a timeout and check it."""
+    """Set by SIGTERM or SIGINT; loops poll with a timeout and check it.
+
+    Stopping must end inside honcho's 5 s: if it has not after STUCK_S, every thread's
+    stack goes to stderr (the process keeps going), so a stuck stop names where it is stuck.
+    """
 
     def __init__(self) -> None:
         self.stopping = False
@@ -27,6 +33,8 @@ class StopFlag:
         signal.signal(signal.SIGINT, self._set)
 
     def _set(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stopping:
+            faulthandler.dump_traceback_later(STUCK_S, exit=False)
         self.stopping = True
 
     def __bool__(self) -> bool:

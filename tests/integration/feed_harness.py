@@ -107,11 +107,14 @@ class Feed:
     def wait(self, timeout: float = 20.0) -> int:
         return self.proc.wait(timeout)
 
-    def stop(self, timeout: float = 5.0) -> int:
-        """SIGTERM; the exit code (the test fails if it takes longer than `timeout`)."""
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM; the exit code. `timeout` guards against a hang (honcho's 5 s is test_honcho's)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the feed did not stop in {timeout} s; its log:\n{self.log()[-6000:]}") from None
 
     def close(self) -> None:
         if self.proc.poll() is None:

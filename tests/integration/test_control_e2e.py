@@ -73,8 +73,7 @@ def settled(admin: Admin, channel: str, **expected: int) -> pb.ChannelMetrics:
         metrics = admin.channel_metrics(channel)
         return metrics if all(getattr(metrics, k) >= v for k, v in expected.items()) else None
 
-    metrics = poll_until(check, what=f"{channel} {expected}")
-    assert metrics is not None
+    metrics: pb.ChannelMetrics = poll_until(check, what=f"{channel} {expected}")
     return metrics
 
 
@@ -85,8 +84,7 @@ def published(admin: Admin, n: int) -> pb.MetricsSnapshot:
         snap = admin.metrics()
         return snap if snap.aggregator.published >= n else None
 
-    snap = poll_until(check, what=f"{n} published")
-    assert snap is not None
+    snap: pb.MetricsSnapshot = poll_until(check, what=f"{n} published")
     return snap
 
 

@@ -59,7 +59,7 @@ def test_sim_is_deterministic_end_to_end(router: FakeRouter, feeds: list[Feed], 
 def test_sim_stops_on_sigterm_and_flushes(router: FakeRouter, feeds: list[Feed], tmp_path: Path) -> None:
     feed = start(feeds, tmp_path, router, "sim", "--rate", "5000", "--batch", "50")
     poll_until(lambda: len(router.records) > 3_000, 15, what="records from the sim")
-    assert feed.stop(timeout=5) == 0
+    assert feed.stop() == 0
     line = next(x for x in feed.log().splitlines() if "sim done: sent" in x)
     sent = int(line.split("sent ")[1].split()[0])
     assert sent == len(router.records) and router.marks  # the last records were acknowledged, not lost

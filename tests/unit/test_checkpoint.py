@@ -30,7 +30,8 @@ def test_round_trip_and_missing(tmp_path: Path) -> None:
     checkpoint.save(path, saved)
     assert checkpoint.load(path) == saved
     checkpoint.save(path, checkpoint.Checkpoint("tick", 1, 99, 8, b"newer", []))
-    assert checkpoint.load(path).seq == 8
+    loaded = checkpoint.load(path)
+    assert loaded is not None and loaded.seq == 8
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
 
 
