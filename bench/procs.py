@@ -20,7 +20,7 @@ import psutil
 import zmq
 
 from tickmesh.bus import Status, status_decoder
-from tickmesh.config import CHANNELS, Config, load_config
+from tickmesh.config import CHANNELS, Config, load_config, to_toml
 from tickmesh.endpoints import Endpoints
 from tickmesh.sockets import make_socket
 
@@ -47,30 +47,6 @@ def poll_until(check: Callable[[], T], timeout: float, what: str, interval: floa
         time.sleep(interval)
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    return repr(value)
-
-
-def write_toml(path: Path, data: dict[str, Any]) -> None:
-    """A tiny TOML writer for nested dicts of scalars."""
-    lines: list[str] = []
-
-    def emit(table: dict[str, Any], name: str) -> None:
-        if name:
-            lines.append(f"[{name}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict))
-        for k, v in table.items():
-            if isinstance(v, dict):
-                emit(v, f"{name}.{k}" if name else k)
-
-    emit(data, "")
-    path.write_text("\n".join(lines) + "\n")
-
-
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
@@ -94,7 +70,7 @@ class Stage:
         data["endpoints"].update(grpc="127.0.0.1:0", prometheus="127.0.0.1:0")
         data = merge(data, settings or {})
         self.config_path = self.dir / "tickmesh.toml"
-        write_toml(self.config_path, data)
+        self.config_path.write_text(to_toml(data))
         self.config: Config = load_config(str(self.config_path), env={})
         self.endpoints = self.config.endpoints
         self.ctx = zmq.Context()

@@ -18,7 +18,7 @@ import zmq
 
 from subscriber.client import Subscriber
 from tickmesh.bus import Status, status_decoder
-from tickmesh.config import CHANNELS, Config, load_config
+from tickmesh.config import CHANNELS, Config, load_config, to_toml
 from tickmesh.endpoints import Endpoints
 from tickmesh.producer import Producer
 from tickmesh.schema import Publication, Record
@@ -59,31 +59,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    return repr(value)
-
-
-def write_toml(path: Path, data: dict[str, Any], prefix: str = "") -> None:
-    """A tiny TOML writer for nested dicts of scalars (enough for test configs)."""
-    lines: list[str] = []
-
-    def emit(table: dict[str, Any], name: str) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
-        if name:
-            lines.append(f"[{name}]")
-        lines.extend(f"{k} = {toml_value(v)}" for k, v in scalars.items())
-        for k, v in table.items():
-            if isinstance(v, dict):
-                emit(v, f"{name}.{k}" if name else k)
-
-    emit(data, prefix)
-    path.write_text("\n".join(lines) + "\n")
-
-
 class Mesh:
     """Starts and stops real mesh processes; plays the control process's part on the bus."""
 
@@ -94,7 +69,7 @@ class Mesh:
         for section, values in (settings or {}).items():
             data.setdefault(section, {}).update(values)
         self.config_path = self.dir / "tickmesh.toml"
-        write_toml(self.config_path, data)
+        self.config_path.write_text(to_toml(data))
         self.config: Config = load_config(str(self.config_path), env={})
         self.endpoints = self.config.endpoints
         self.ctx = zmq.Context()

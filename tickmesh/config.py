@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -266,6 +267,29 @@ def load_config(flag: str | None = None, env: Mapping[str, str] | None = None) -
         data["security"] = {**data.get("security", {}), "keys_dir": env["TICKMESH_KEYS_DIR"]}
         origin = f"{origin} + TICKMESH_KEYS_DIR"
     return _convert(data, origin)
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """TOML for nested tables of scalars and lists of scalars: what `load_config` reads back."""
+    lines: list[str] = []
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v) if isinstance(v, str) else repr(v)  # a JSON string is a TOML basic string
+
+    def emit(table: Mapping[str, Any], name: str) -> None:
+        if name:
+            lines.append(f"[{name}]")
+        lines.extend(f"{k} = {value(v)}" for k, v in table.items() if not isinstance(v, Mapping))
+        for k, v in table.items():
+            if isinstance(v, Mapping):
+                emit(v, f"{name}.{k}" if name else k)
+
+    emit(data, "")
+    return "\n".join(lines) + "\n"
 
 
 def with_endpoints(config: Config, **endpoints: str | None) -> Config:

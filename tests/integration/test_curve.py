@@ -15,10 +15,10 @@ import msgspec
 import pytest
 import zmq
 
-from tests.mesh import free_port, ipc_endpoints, poll_until, write_toml
+from tests.mesh import free_port, ipc_endpoints, poll_until
 from tickmesh import keys
 from tickmesh.bus import BusClient, status_decoder
-from tickmesh.config import Config, SecurityConfig
+from tickmesh.config import Config, SecurityConfig, to_toml
 from tickmesh.curve import SecurityError, secure_context, security_counters
 from tickmesh.endpoints import Endpoints
 from tickmesh.metrics import Metrics
@@ -230,7 +230,7 @@ def test_the_router_refuses_to_start_with_a_bad_secret_key(keys_dir: Path, tmp_p
     path = tmp_path / "tickmesh.toml"
     folder = tempfile.mkdtemp(prefix="tm-")  # ipc paths must be short
     endpoints = ipc_endpoints(folder) | {"ingest": f"tcp://127.0.0.1:{free_port()}"}
-    write_toml(path, {"endpoints": endpoints, "security": {"curve": "on", "keys_dir": str(keys_dir)}})
+    path.write_text(to_toml({"endpoints": endpoints, "security": {"curve": "on", "keys_dir": str(keys_dir)}}))
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "router", "--config", str(path)],

@@ -22,8 +22,9 @@ import msgspec
 import pytest
 import zmq
 
-from tests.mesh import poll_until, write_toml
+from tests.mesh import poll_until
 from tickmesh.bus import Status, status_decoder
+from tickmesh.config import to_toml
 from tickmesh.security import SERVER_ROLES, public_key_path, secret_key_path
 from tickmesh.sockets import make_socket
 
@@ -123,13 +124,14 @@ class Hosts:
     def write_config(self) -> None:
         endpoints = {name: f"tcp://{HOST_A}:{port}" for name, port in PORTS.items()}
         endpoints |= {"control_config": f"ipc://{self.dir}/config", "control_status": f"ipc://{self.dir}/status"}
-        write_toml(
-            self.config_path,
-            {
-                "endpoints": endpoints,  # security.curve stays "auto": non-loopback tcp turns CURVE on
-                "aggregator": {"heartbeat_s": 0.2},
-                "control": {"status_interval_s": 0.2},
-            },
+        self.config_path.write_text(
+            to_toml(
+                {
+                    "endpoints": endpoints,  # security.curve stays "auto": non-loopback tcp turns CURVE on
+                    "aggregator": {"heartbeat_s": 0.2},
+                    "control": {"status_interval_s": 0.2},
+                }
+            )
         )
 
     def make_keys(self) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from tickmesh.config import ConfigError, load_config, update_channel
+from tickmesh.config import ConfigError, load_config, to_toml, update_channel
 from tickmesh.sharding import shard_of
 
 
@@ -64,3 +65,11 @@ def test_shard_hash_is_stable() -> None:
         968359423 % 7,
     ]
     assert shard_of("AAPL", 1) == 0
+
+
+def test_to_toml_writes_what_load_config_reads_back(tmp_path: Path) -> None:
+    config = update_channel(load_config(env={}), "ohlcv", {"big_move_pct": 4.5, "paused": True})
+    path = tmp_path / "round.toml"
+    path.write_text(to_toml(msgspec.to_builtins(config)))
+    assert load_config(str(path), env={}) == config
+    assert to_toml({"a": {"s": 'say "hi"\\', "xs": [1, 2.5]}}) == '[a]\ns = "say \\"hi\\"\\\\"\nxs = [1, 2.5]\n'
