@@ -1,0 +1,97 @@
+"""What every TICK rule shares: the per-ticker state layout and rings, the price-band gate, the event cause."""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+from tickmesh.config import TickRules
+from tickmesh.schema import Trade
+
+DAY_NS = 86_400 * 1_000_000_000
+EPS = 1e-9  # within EPS of a threshold counts as on it: decimal prices meet binary floats
+INF = math.inf
+NEVER = -1e18  # the time of "no event yet": every cooldown has passed
+# A trend ring key is bucket * 2**36 + the session's trade count before the bucket: exact in a
+# float for buckets < 2**17 (a day of 1 s buckets) and < 2**36 trades per ticker and session.
+KEY_UNIT = float(1 << 36)
+CUM_MASK = (1 << 36) - 1
+# A ticker's scalars live in one float array (one allocation, contiguous, nothing boxed); times
+# in it are ns since the session start, exact in a float. While a trade is before WAKE and
+# strictly inside (PMIN, PMAX) no rule can fire and no window moves: the hot path only counts it.
+# fmt: off
+(WAKE, PMAX, PMIN, N, CV,
+ LAST, FIRST, HI, LO, RHI, RLO, HIT, LOT, HIC, LOC,
+ TB, TB_END, TH, P1, P2, P3, TUP, TDN, TUPF, TDNF, TDIR, TLAST, VFIRST,
+ SS_END, SH, SO, SELIG, RMIN, RMAX, SUP, SDN, SFROM, SLAST, WAKE2, NFIELDS) = range(40)
+# fmt: on
+
+
+def cause_of(trade: Trade) -> str:
+    """The id cause of a trade: its timestamp, with the source's sequence number when it has one."""
+    return str(trade.timestamp) if trade.sequence is None else f"{trade.timestamp}.{trade.sequence}"
+
+
+class Bands:
+    """The price-band table: the gate of band i is (min %, min $) for high/low and for surge."""
+
+    __slots__ = ("edges", "hl_pct", "hl_usd", "sg_pct", "sg_usd")
+
+    def __init__(self, rules: TickRules) -> None:
+        get = rules.__getattribute__
+        self.edges = tuple(get(f"band{k}_below") for k in range(1, 6))
+        self.hl_pct = tuple(get(f"band{k}_high_low_pct") for k in range(1, 7))
+        self.hl_usd = tuple(get(f"band{k}_high_low_usd") for k in range(1, 7))
+        self.sg_pct = tuple(get(f"band{k}_surge_pct") for k in range(1, 7))
+        self.sg_usd = tuple(get(f"band{k}_surge_usd") for k in range(1, 7))
+
+    def band(self, price: float) -> int:
+        """The band of a price: the first whose upper edge is above it (band 6, index 5, for the rest)."""
+        i = 0
+        for edge in self.edges:
+            if price < edge:
+                return i
+            i += 1
+        return i
+
+
+def passes(move: float, ref: float, pct: float, usd: float) -> bool:
+    """The gate: an (absolute) move from `ref` reaches the dollar OR the percent minimum."""
+    return move > 0.0 and (move >= usd - EPS or move / ref * 100.0 >= pct - EPS)
+
+
+class TickState:
+    """One ticker's session: its day start, scalars, trend ring, surge ring.
+
+    `a` holds the scalars (indexes above); `tr` holds (bucket key, first price, cumulative volume
+    before it) for each trend bucket with trades; `sr` holds (time, price, cumulative volume
+    after it) of the first trade of each surge slot.
+    """
+
+    __slots__ = ("day", "a", "tr", "sr")
+
+    def __init__(self, day: int, a: array[float], tr: array[float], sr: array[float]) -> None:
+        self.day, self.a, self.tr, self.sr = day, a, tr, sr
+
+
+def new_state(day: int, r: int, price: float) -> TickState:
+    """The state of a ticker's first trade of a session (at r ns after `day`)."""
+    a = array("d", bytes(8 * NFIELDS))
+    a[LAST] = a[FIRST] = r
+    a[HI] = a[LO] = a[RHI] = a[RLO] = price
+    a[HIT] = a[LOT] = a[TLAST] = a[SLAST] = NEVER
+    st = TickState(day, a, array("d"), array("d"))
+    reset_windows(st)
+    return st
+
+
+def reset_windows(st: TickState) -> None:
+    """Empty the trend, volume and surge windows (a new session, or their layout changed)."""
+    a = st.a
+    st.tr, st.sr = array("d"), array("d")
+    a[WAKE] = a[WAKE2] = a[TB_END] = a[SS_END] = a[TUPF] = a[TDNF] = a[SFROM] = NEVER
+    a[PMAX], a[PMIN] = -INF, INF
+    a[TB] = a[VFIRST] = -1
+    a[TH] = a[P1] = a[P2] = a[P3] = a[SH] = a[SO] = 0.0
+    a[TUP] = a[SUP] = a[SELIG] = a[RMIN] = INF
+    a[TDN] = a[SDN] = a[RMAX] = -INF

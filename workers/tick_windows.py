@@ -1,0 +1,282 @@
+"""TICK trend and surge windows over a ticker's two rings: mixins of TickDetector (workers/tick_rules.py)."""
+
+from __future__ import annotations
+
+from array import array
+
+from tickmesh.config import TickRules
+from tickmesh.schema import Event, Surge, Trade, Trend, event_id
+from workers.tick_state import (
+    CUM_MASK,
+    CV,
+    EPS,
+    FIRST,
+    INF,
+    KEY_UNIT,
+    LAST,
+    P1,
+    P2,
+    P3,
+    PMAX,
+    PMIN,
+    RMAX,
+    RMIN,
+    SDN,
+    SELIG,
+    SFROM,
+    SH,
+    SLAST,
+    SO,
+    SS_END,
+    SUP,
+    TB,
+    TB_END,
+    TDIR,
+    TDN,
+    TDNF,
+    TH,
+    TLAST,
+    TUP,
+    TUPF,
+    VFIRST,
+    WAKE,
+    WAKE2,
+    Bands,
+    N,
+    TickState,
+    cause_of,
+    passes,
+)
+
+
+class TickRuleBase:
+    """What the windows read from the detector: the settings TickDetector.configure derives from
+    the rules, and the event id every rule stamps."""
+
+    rules: TickRules
+    priority: int
+    bands: Bands
+    surge_on: bool
+    bucket_ns: int  # trend bucket width
+    spans: tuple[int, int, int]  # the three trend windows, in buckets
+    weights: tuple[float, float, float]
+    history_ns: int
+    interval_ns: int
+    nv: int  # the surge volume window, in buckets
+    tcap: int  # trend ring capacity, in buckets
+    lookback_ns: int
+    slot_ns: int  # surge ring slot width
+    scap: int  # surge ring capacity, in slots
+    surge_cd_ns: int
+
+    def _event_id(self, kind: str, tr: Trade) -> str:
+        return event_id("tick", kind, tr.ticker, cause_of(tr))
+
+
+class TrendWindows(TickRuleBase):
+    """The trend rule: three windows over the trend ring, a price filter, and the weighted score."""
+
+    def _roll(self, st: TickState, r: int, price: float) -> None:
+        """A trade in a new bucket: move the window pointers, append the bucket, refresh the filter."""
+        a, tr, cap = st.a, st.tr, self.tcap
+        b = r // self.bucket_ns
+        a[TB_END], a[TB] = (b + 1) * self.bucket_ns, b
+        if a[VFIRST] < 0:
+            a[VFIRST] = b
+        th = int(a[TH])
+        s1, s2, s3 = self.spans
+        p, bound = int(a[P1]), (b - s1) * KEY_UNIT
+        while p < th and tr[p % cap * 3] < bound:
+            p += 1
+        a[P1], p, bound = p, int(a[P2]), (b - s2) * KEY_UNIT
+        while p < th and tr[p % cap * 3] < bound:
+            p += 1
+        a[P2], p, bound = p, int(a[P3]), (b - s3) * KEY_UNIT
+        while p < th and tr[p % cap * 3] < bound:
+            p += 1
+        a[P3] = p
+        i = th % cap * 3
+        if i == len(tr):
+            tr.extend((b * KEY_UNIT + a[N], price, a[CV]))
+        else:
+            tr[i], tr[i + 1], tr[i + 2] = b * KEY_UNIT + a[N], price, a[CV]
+        a[TH] = th + 1
+        self._trend_filter(st)
+
+    def _oldest(self, st: TickState) -> tuple[float, float, float]:
+        """The oldest price inside each trend window."""
+        a, tr, cap = st.a, st.tr, self.tcap
+        return tr[int(a[P1]) % cap * 3 + 1], tr[int(a[P2]) % cap * 3 + 1], tr[int(a[P3]) % cap * 3 + 1]
+
+    def _trend_filter(self, st: TickState) -> None:
+        """Prices beyond which the score may pass the threshold (the score is linear in the price)."""
+        (q1, q2, q3), (w1, w2, w3) = self._oldest(st), self.weights
+        k = 100.0 * (w1 / q1 + w2 / q2 + w3 / q3)
+        c = 100.0 * (w1 + w2 + w3)
+        thr, a = self.rules.trend_threshold, st.a
+        if not self.rules.trend_enabled or k <= 0.0:
+            a[TUP], a[TDN] = INF, -INF
+        else:  # generous margins: the exact score decides in _trend
+            a[TUP] = (c + thr) / k * (1.0 - 1e-7) - 1e-8
+            a[TDN] = (c - thr) / k * (1.0 + 1e-7) + 1e-8
+
+    def _trend_gates(self, a: array[float]) -> None:
+        """Earliest times an up / down trend may fire: history, and the interval unless it flips."""
+        start = a[FIRST] + self.history_ns
+        again = max(start, a[TLAST] + self.interval_ns)
+        a[TUPF] = again if a[TDIR] == 1 else start
+        a[TDNF] = again if a[TDIR] == -1 else start
+
+    def score(self, st: TickState, price: float) -> float:
+        """The weighted score at `price` (0.3 w180 + 0.4 w360 + 0.3 w600 by default; 1 % = 1.0)."""
+        (q1, q2, q3), (w1, w2, w3) = self._oldest(st), self.weights
+        return w1 * ((price - q1) / q1 * 100.0) + w2 * ((price - q2) / q2 * 100.0) + w3 * ((price - q3) / q3 * 100.0)
+
+    def _trend(self, st: TickState, tr: Trade, r: int, out: list[Event], env: tuple[int, ...]) -> None:
+        a, rules = st.a, self.rules
+        in_window = a[N] - (int(st.tr[int(a[P1]) % self.tcap * 3]) & CUM_MASK)  # the smallest window
+        if in_window < rules.trend_min_trades:
+            return
+        score = self.score(st, tr.price)
+        if abs(score) < rules.trend_threshold - EPS or score == 0.0:
+            return
+        up = score > 0.0
+        if r < (a[TUPF] if up else a[TDNF]):
+            return
+        a[TDIR], a[TLAST] = (1 if up else -1), r
+        self._trend_gates(a)
+        strength = "strong" if abs(score) >= rules.trend_strong - EPS else "moderate"
+        out.append(
+            Trend(
+                self._event_id("trend", tr),
+                tr.ticker,
+                "tick",
+                self.priority,
+                tr.timestamp,
+                tr.price,
+                env[0],
+                env[1],
+                env[2],
+                direction="up" if up else "down",
+                score=score,
+                strength=strength,
+            )
+        )
+
+
+class SurgeWindows(TickRuleBase):
+    """The surge rule: the surge ring's baseline, a price filter, and the volume ratio."""
+
+    def _next_slot(self, st: TickState, tr: Trade, r: int) -> None:
+        """A trade that only starts a slot: count it, append it, narrow the filter to cover it."""
+        a = st.a
+        a[LAST] = r
+        a[N] += 1.0
+        a[CV] += tr.size
+        self._slot(st, r, tr.price)
+        gate = a[SFROM] if a[SFROM] > a[SELIG] else a[SELIG]
+        if r >= gate:
+            if a[SUP] < a[PMAX]:
+                a[PMAX] = a[SUP]
+            if a[SDN] > a[PMIN]:
+                a[PMIN] = a[SDN]
+        elif gate < a[WAKE2]:
+            a[WAKE2] = gate
+        a[WAKE] = a[SS_END] if a[SS_END] < a[WAKE2] else a[WAKE2]
+
+    def _slot(self, st: TickState, r: int, price: float) -> None:
+        """The first trade of a slot joins the ring; the filter widens to cover it."""
+        a, sr, cap = st.a, st.sr, self.scap
+        head = int(a[SH])
+        i = head % cap * 3
+        if i == len(sr):
+            sr.extend((r, price, a[CV]))
+        else:
+            sr[i], sr[i + 1], sr[i + 2] = r, price, a[CV]
+            if head - a[SO] >= cap:  # full: the oldest is older than any baseline from now on
+                a[SO] = head - cap + 1
+        a[SH] = head + 1
+        if head == 0:
+            a[SELIG] = r + self.lookback_ns  # no baseline before this
+        a[SS_END] = (r // self.slot_ns + 1) * self.slot_ns
+        if price < a[RMIN]:
+            a[RMIN] = price
+            a[SUP] = self._surge_up(price) if self.surge_on else INF
+        if price > a[RMAX]:
+            a[RMAX] = price
+            a[SDN] = self._surge_down(price) if self.surge_on else -INF
+
+    def _baseline(self, st: TickState, r: int) -> int:
+        """The ring position of the baseline at `r` (the newest entry at least the lookback older),
+        or -1; older entries are dropped, as no later trade can need them."""
+        a, sr, cap = st.a, st.sr, self.scap
+        cutoff, p, head = r - self.lookback_ns, int(a[SO]), int(a[SH])
+        while p + 1 < head and sr[(p + 1) % cap * 3] <= cutoff:
+            p += 1
+        a[SO] = p
+        return p if p < head and sr[p % cap * 3] <= cutoff else -1
+
+    def _surge_filter(self, st: TickState) -> None:
+        """Prices beyond which a move may pass the gate from some ring entry (the baseline is one
+        of them until the next check). The bounds grow with the base price, so the lowest and
+        highest entries decide."""
+        a, sr, cap = st.a, st.sr, self.scap
+        prices = [sr[p % cap * 3 + 1] for p in range(int(a[SO]), int(a[SH]))]
+        a[RMIN], a[RMAX] = (min(prices), max(prices)) if prices else (INF, -INF)
+        on = self.surge_on and prices
+        a[SUP] = self._surge_up(a[RMIN]) if on else INF
+        a[SDN] = self._surge_down(a[RMAX]) if on else -INF
+
+    def _surge_up(self, base: float) -> float:
+        """Below this price no move up from `base` passes the gate (with margins; past base's
+        band the exact check decides)."""
+        bands = self.bands
+        i = bands.band(base)
+        hi = bands.edges[i] if i < len(bands.edges) else INF
+        return min(base + min(bands.sg_usd[i], base * bands.sg_pct[i] / 100.0), hi) * (1.0 - 1e-7) - 1e-8
+
+    def _surge_down(self, base: float) -> float:
+        """Above this price no move down from `base` passes the gate (the mirror of _surge_up)."""
+        bands = self.bands
+        i = bands.band(base)
+        lo = bands.edges[i - 1] if i else 0.0
+        return max(base - min(bands.sg_usd[i], base * bands.sg_pct[i] / 100.0), lo) * (1.0 + 1e-7) + 1e-8
+
+    def volume_ratio(self, st: TickState, base_volume: float) -> float:
+        """Volume after the baseline over the average lookback-long volume of the volume window."""
+        a, tr, cap = st.a, st.tr, self.tcap
+        oldest = max(int(a[TB]) - self.nv + 1, int(a[VFIRST]))
+        p, bound, start = int(a[TH]) - 1, oldest * KEY_UNIT, a[CV]
+        while p >= 0 and tr[p % cap * 3] >= bound:  # the first bucket with trades from `oldest` on
+            start, p = tr[p % cap * 3 + 2], p - 1
+        average = (a[CV] - start) / ((a[TB] - oldest + 1) * self.bucket_ns / self.lookback_ns)
+        return (a[CV] - base_volume) / average if average > 0.0 else 0.0
+
+    def _surge(self, st: TickState, tr: Trade, r: int, out: list[Event], env: tuple[int, ...]) -> None:
+        p = self._baseline(st, r)
+        self._surge_filter(st)
+        if p < 0:
+            return
+        a, bands, i = st.a, self.bands, p % self.scap * 3
+        base, base_volume = st.sr[i + 1], st.sr[i + 2]
+        move = tr.price - base
+        band = bands.band(tr.price)
+        if not passes(abs(move), base, bands.sg_pct[band], bands.sg_usd[band]):
+            return
+        a[SLAST], a[SFROM] = r, r + self.surge_cd_ns
+        out.append(
+            Surge(
+                self._event_id("surge", tr),
+                tr.ticker,
+                "tick",
+                self.priority,
+                tr.timestamp,
+                tr.price,
+                env[0],
+                env[1],
+                env[2],
+                direction="up" if move > 0 else "down",
+                move_pct=move / base * 100.0,
+                volume_ratio=self.volume_ratio(st, base_volume),
+            )
+        )
