@@ -214,8 +214,25 @@ def machine(argv: list[str] | None) -> dict[str, Any]:
         "msgspec": msgspec.__version__,
         "command": " ".join(["tickmesh-bench", *(sys.argv[1:] if argv is None else argv)]),
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],  # other work on the machine skews every figure
+        "python_speed_start": python_speed(),
         "code": code_version(),
     }
+
+
+def python_speed() -> float:
+    """Million iterations/s of a fixed pure-Python loop, best of 3: the host's speed right now.
+
+    Shared cloud cores vary from day to day and hour to hour (the same plain loop took 0.72 to
+    1.13 s on one idle machine within minutes), so a report carries the figure: two reports
+    compare the code only when their hosts ran at about the same speed.
+    """
+    best = float("inf")
+    for _ in range(3):
+        started, total = time.perf_counter(), 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(2.0 / best, 1)
 
 
 def code_version() -> str:
@@ -275,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
         results["meta"]["elapsed_s"] = round(time.monotonic() - began, 1)
         results["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        results["meta"]["python_speed_end"] = python_speed()
         paths = report.write(results, Path(args.out))
         for path in paths.values():
             print(f"wrote {path}")

@@ -231,7 +231,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"msgspec {meta.get('msgspec', '')}\n",
         f"Command: `{meta.get('command', '')}` · code: {meta.get('code', '?')}\n",
         f"Load average (1, 5, 15 min) at start {meta.get('loadavg_start')}, at end {meta.get('loadavg_end')}; "
-        f"run took {meta.get('elapsed_s', '?')} s.\n",
+        f"run took {meta.get('elapsed_s', '?')} s. Host speed (a fixed pure-Python loop, M iterations/s, "
+        f"best of 3): {meta.get('python_speed_start')} at start, {meta.get('python_speed_end')} at end.\n",
         "## Targets\n",
         _table(
             ["target", "goal", "measured", "met", "note"],

@@ -51,7 +51,7 @@ def test_tiny_run_writes_a_complete_report_and_leaves_nothing_running(tmp_path: 
         "memory",
         "targets",
     }
-    assert set(report["meta"]) >= {"date", "cpu_model", "cores", "command"}
+    assert set(report["meta"]) >= {"date", "cpu_model", "cores", "command", "python_speed_start", "python_speed_end"}
     for name in ("market_open_surge", "steady_state"):
         scenario = report["scenarios"][name]
         assert scenario["records_processed"] >= scenario["records_sent"] > 0
