@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from bench import app
 from bench.dedup import DedupPlan, judge
@@ -34,6 +35,7 @@ def _bench_processes() -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.timeout(360)  # ~50 s here: ten stages of ~9 processes each; a slow host must not fail it
 def test_tiny_run_writes_a_complete_report_and_leaves_nothing_running(tmp_path: Path) -> None:
     before = {p.pid for p in _bench_processes()}
     code = app.main(["--out", str(tmp_path), *TINY])
