@@ -34,7 +34,9 @@ from workers.detectors import make_detector
 log = logging.getLogger(__name__)
 
 DRAIN_S = 4.0  # SIGTERM → wait at most this long for the router's final stream state
-PROGRESS_NS = 10_000_000  # report progress (an EventBatch, maybe empty) at least this often
+# Progress without events (an empty EventBatch) goes at most this often: every message costs
+# each hop a wake-up, and the router only needs it to let go of what it holds.
+PROGRESS_NS = 10_000_000
 HEARTBEAT_NS = 1_000_000_000
 DRAIN_LIMIT = 256  # input messages per loop turn
 NICE_PER_PRIORITY = 3  # priority 1 → nice +0, 2 → +3, 3 → +6
@@ -93,15 +95,14 @@ class Shard:
                 self.stop.stopping = True
             if self.stop and deadline is None:
                 deadline = time.monotonic() + DRAIN_S
-            ready = dict(poller.poll(5 if self.expected - 1 > self.sent_upto else 100))
-            busy = self.data in ready and self._drain_input() == DRAIN_LIMIT
+            ready = dict(poller.poll(self._timeout_ms()))
+            if self.data in ready:
+                self._drain_input()
             if self.bus.sub in ready:
                 self._apply_config()
             now = time.monotonic_ns()
-            if self.pending or (
-                self.expected - 1 > self.sent_upto and (not busy or now - self.last_progress_ns >= PROGRESS_NS)
-            ):
-                self._send_events()
+            if self.pending or (self.expected - 1 > self.sent_upto and now - self.last_progress_ns >= PROGRESS_NS):
+                self._send_events()  # events at once; bare progress at most every PROGRESS_NS
             if self._checkpoint_due(now):
                 self._checkpoint()
             if now - self.last_beat_ns >= HEARTBEAT_NS:
@@ -109,6 +110,12 @@ class Shard:
             self._report()
         self._finish()
         return 0
+
+    def _timeout_ms(self) -> int:
+        """Until progress is due (when there is some to report), else 100 ms."""
+        if self.expected - 1 <= self.sent_upto:
+            return 100
+        return max(0, (self.last_progress_ns + PROGRESS_NS - time.monotonic_ns()) // 1_000_000 + 1)
 
     def _checkpoint_due(self, now_ns: int) -> bool:
         """Every checkpoint_s, or sooner when half the router's window waits on it (the router
