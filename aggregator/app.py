@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 DRAIN_S = 4.5  # SIGTERM → wait this long at most for the workers' last events
 DRAIN_LIMIT = 1_000  # event messages per loop turn
 RECENT_NS = 10_000_000_000  # a worker heard from this recently is waited for at stop
+SNDMORE = int(zmq.SNDMORE)  # a plain int: send_multipart ORs enum flags per part, 3.6x the cost of two sends
 
 
 class Aggregator:
@@ -145,7 +146,8 @@ class Aggregator:
         for event in admitted:
             self.seq += 1
             publication = Publication(self.seq, self.epoch, time.time_ns(), event)
-            self.pub.send_multipart([topic_of(event), encoder.encode(publication)])
+            self.pub.send(topic_of(event), SNDMORE)
+            self.pub.send(encoder.encode(publication))
             self.ring.append(publication)
             self.metrics.latencies[f"{event.source}.latency"].record_ns(publication.published_ns - event.ingest_ns)
         if admitted:
@@ -155,7 +157,8 @@ class Aggregator:
     def _heartbeat(self) -> None:
         if time.monotonic_ns() - self.last_sent_ns >= self.config.aggregator.heartbeat_s * 1e9:
             beat = Heartbeat(self.seq, self.epoch, time.time_ns())
-            self.pub.send_multipart([HEARTBEAT_TOPIC, encoder.encode(beat)])
+            self.pub.send(HEARTBEAT_TOPIC, SNDMORE)
+            self.pub.send(encoder.encode(beat))
             self.last_sent_ns = time.monotonic_ns()
 
     # -- subscribers -----------------------------------------------------------------

@@ -251,13 +251,18 @@ class Shard:
 
     def _send(self, frame: bytes) -> None:
         """Send to the aggregator, waiting while it applies backpressure, but not past a stop."""
-        while not self.events.poll(100, zmq.POLLOUT):
-            self.metrics.count("events.send_blocked")
-            if self.stop:
-                self.metrics.count("events.unsent")
-                log.error("%s: aggregator not accepting events at stop; its checkpoint keeps them", self.name)
+        while True:
+            try:
+                self.events.send(frame, zmq.NOBLOCK)  # the common case, without a poll per message
                 return
-        self.events.send(frame)
+            except zmq.Again:
+                pass
+            while not self.events.poll(100, zmq.POLLOUT):
+                self.metrics.count("events.send_blocked")
+                if self.stop:
+                    self.metrics.count("events.unsent")
+                    log.error("%s: aggregator not accepting events at stop; its checkpoint keeps them", self.name)
+                    return
 
     def _checkpoint(self) -> None:
         saved = checkpoint.Checkpoint(
