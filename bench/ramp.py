@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from bench.drive import LoadProc, SinkProc, Window, hold, summarize
+from bench.sink import HOPS
 from bench.stages import System
 from bench.workload import Mix
 
@@ -83,6 +84,7 @@ def step(system: System, load: LoadProc, sink: SinkProc, rate: float, hold_s: fl
         "backlog_end": backlog[-1] if backlog else 0,
         "tick_latency": tick,
         "made_to_delivered": source,
+        "tick_hops": {name.rsplit(".", 1)[1]: summarize(taken.latency.get(name)) for name in HOPS},
         "events": taken.counts.get("events", 0),
         "gaps": taken.counts.get("gaps", 0),
         "cpu_percent": measured["cpu_percent"],

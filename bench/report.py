@@ -187,6 +187,21 @@ def _lat(summary: dict[str, Any] | None) -> list[str]:
     return [_ms(summary["p50_us"]), _ms(summary["p99_us"]), _ms(summary["p99.9_us"]), f"{summary['count']:,}"]
 
 
+def _hops_table(steps: list[dict[str, Any]]) -> str:
+    """Tick latency split at the event's stamps, per step: where the time goes."""
+    hops = ("detect", "publish", "deliver")
+    rows = [
+        [_rate(s["offered"]), *(f"{_ms(h['p50_us'])} / {_ms(h['p99_us'])}" for h in (s["tick_hops"][n] for n in hops))]
+        for s in steps
+        if all(s.get("tick_hops", {}).get(n, {}).get("count") for n in hops)
+    ]
+    if not rows:
+        return ""
+    return "\nTick latency by hop, p50 / p99: ingest → detected (router batch and send, worker queue, detection), " \
+        "detected → published (worker send, aggregator queue, dedup), published → received (PUB → SUB).\n\n" + \
+        _table(["offered", "ingest → detected", "detected → published", "published → received"], rows)  # fmt: skip
+
+
 def _rate(value: float | None) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.0f}/s"
 
@@ -306,6 +321,7 @@ def markdown(results: dict[str, Any]) -> str:
                 rows,
             ),  # fmt: skip
         ]
+        parts.append(_hops_table(data["steps"]))
         top = data.get("at_max") or data.get("at_capacity")
         if top:
             cpu = ", ".join(f"{n} {v:.0f} %" for n, v in top["cpu_percent"].items())

@@ -4,6 +4,10 @@ Each publication is stamped with `time.time_ns()` on receipt. Latencies (µs):
 `<source>` = receipt − the router's `ingest_ns` (ingest → delivered), and
 `tick.source` = receipt − the event's own time (for the benchmark's trades that
 is when the load generator made the record, so it includes any ingest backlog).
+A tick event's ingest → delivered time is also split at its stamps (`HOPS`):
+router ingest → worker detection (batching, the router's send, the worker's
+queue, detection), detection → publish (the worker's send, the aggregator's
+queue, dedup), publish → receipt (PUB to SUB).
 Requests on `--control`: {"op": "ready"}, {"op": "take"} (everything since the
 last take, then start afresh), {"op": "stop"} (take, then exit).
 """
@@ -26,6 +30,7 @@ from tickmesh.schema import Publication, published_decoder
 from tickmesh.sockets import make_socket
 
 log = logging.getLogger(__name__)
+HOPS = ("tick.hop.detect", "tick.hop.publish", "tick.hop.deliver")
 _decode = msgspec.msgpack.Decoder(dict[str, Any])
 _encode = msgspec.msgpack.Encoder()
 
@@ -65,6 +70,9 @@ class Tally:
         self._record(event.source, received_ns - event.ingest_ns)
         if event.source == "tick":
             self._record("tick.source", received_ns - event.time)
+            self._record(HOPS[0], event.detected_ns - event.ingest_ns)
+            self._record(HOPS[1], message.published_ns - event.detected_ns)
+            self._record(HOPS[2], received_ns - message.published_ns)
         if self.keep:
             self.keys.append((kind, event.source, event.ticker, event.time))
             self.payloads.append(payload)
