@@ -7,10 +7,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from tickmesh.config import CHANNELS, Config, update_channel
 
 if TYPE_CHECKING:  # only the attributes are used: this module stays free of zmq
-    from tickmesh.bus import Status
+    from tickmesh.bus import ConfigState, Status
 
 LIVE_INTERVALS = 3  # a process is live if it reported within this many status intervals
 LIVE_FLOOR_S = 2.0
@@ -132,8 +134,18 @@ class MeshState:
         self._entries[status.process] = _Entry(status, now_ns)
         if status.config_version > self.version:
             self.version = status.config_version
+            if status.config is not None and status.config.version == status.config_version:
+                self._adopt(status.config)
             return True
         return False
+
+    def _adopt(self, live: ConfigState) -> None:
+        """Continue from the live config a process reports (control restarted while the mesh ran)."""
+        adopted = msgspec.structs.replace(self.config, channels=live.channels, aggregator=live.aggregator)
+        for channel in CHANNELS:
+            if adopted.channel(channel) != self.config.channel(channel):
+                self.channel_versions[channel] = live.version
+        self.config = adopted
 
     def _retire(self, status: Status) -> None:
         for name, value in status.counters.items():

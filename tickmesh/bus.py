@@ -47,6 +47,9 @@ class Status(Struct, tag="status", frozen=True):
     time_ns: int
     counters: dict[str, int]
     gauges: dict[str, float]
+    # The live config this process applies, once it has applied a version from control (None
+    # before): a restarted control continues from it instead of from its own file.
+    config: ConfigState | None = None
 
 
 config_decoder = msgspec.msgpack.Decoder(ConfigState)
@@ -78,6 +81,7 @@ class BusClient:
         self.process, self.role, self.channels, self.metrics = process, role, channels, metrics
         self.ctx = ctx  # its CURVE handshake counters (if any) are reported with the metrics
         self.version = 0
+        self.live: ConfigState | None = None  # the last version applied from control, reported back
         self.interval_ns = int(config.control.status_interval_s * 1e9)
         self._next_report = 0
         self.sub = make_socket(ctx, zmq.SUB, connect=config.endpoints.control_config, hwm=100)
@@ -94,7 +98,7 @@ class BusClient:
             return None
         if state.version <= self.version:
             return None
-        self.version = state.version
+        self.version, self.live = state.version, state
         return msgspec.structs.replace(config, channels=state.channels, aggregator=state.aggregator)
 
     def report(self, *, force: bool = False) -> None:
@@ -115,6 +119,7 @@ class BusClient:
             time_ns=now,
             counters=dict(self.metrics.counters),
             gauges=self.metrics.snapshot_gauges(),
+            config=self.live,
         )
         try:
             self.push.send(encode_status(status), zmq.NOBLOCK)

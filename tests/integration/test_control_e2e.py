@@ -108,6 +108,32 @@ def test_raising_big_move_pct_live_changes_which_bars_are_big_moves(steered: tup
     assert (ohlcv.received, ohlcv.routed, ohlcv.processed, ohlcv.events["big_move"]) == (3, 3, 3, 2)
 
 
+def test_a_restarted_control_continues_from_the_live_config(steered: tuple[Mesh, Admin]) -> None:
+    mesh, admin = steered
+    assert admin.update("ohlcv", big_move_pct=5.0).config_version == 1
+    admin.channel.close()
+    control = mesh.procs["control"]
+    control.terminate()
+    assert control.wait(20) == 0
+    mesh.spawn("control", "-m", "control")  # reads the file's big_move_pct = 2.0 at start
+    again = Admin(mesh)
+
+    def adopted() -> pb.ListChannelsResponse | None:
+        try:
+            listed = again.stub.ListChannels(pb.ListChannelsRequest(), metadata=again.md, timeout=5)
+        except grpc.RpcError:  # not listening yet
+            return None
+        return listed if listed.config_version == 1 else None
+
+    listed: pb.ListChannelsResponse = poll_until(adopted, 20, what="the live config adopted")
+    ohlcv = next(c for c in listed.channels if c.name == "ohlcv")
+    assert (ohlcv.rules["big_move_pct"], ohlcv.config_version) == ("5.0", 1)
+    poll_until(lambda: again.live(["router", "worker.ohlcv.0"]), 20, what="holders live in the new control")
+    reply = again.update("ohlcv", batch_size=40)  # built on the live config, not on the file
+    assert (reply.config_version, reply.channel.batch_size, reply.channel.rules["big_move_pct"]) == (2, 40, "5.0")
+    again.channel.close()
+
+
 def test_a_new_fmv_batch_size_shows_in_the_batches_sent(steered: tuple[Mesh, Admin]) -> None:
     mesh, admin = steered
     now = time.time_ns()

@@ -13,14 +13,14 @@ from control.auth import TOKEN_ENV, TokenError, read_token, server_token, token_
 from control.convert import snapshot_message
 from control.state import BadStatus, FixedFieldError, MeshState
 from control.tables import to_dict
-from tickmesh.bus import Status
-from tickmesh.config import Config, ConfigError
+from tickmesh.bus import ConfigState, Status
+from tickmesh.config import Config, ConfigError, update_channel
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S  # control's clock in these tests
 
 
-def status(process: str, *, version: int = 0, counters=None, gauges=None, channels=None, pid=100, started=1):
+def status(process: str, *, version: int = 0, counters=None, gauges=None, channels=None, pid=100, started=1, live=None):
     role = process.split(".")[0]
     return Status(
         process=process,
@@ -33,6 +33,7 @@ def status(process: str, *, version: int = 0, counters=None, gauges=None, channe
         time_ns=T0,
         counters=counters or {},
         gauges=gauges or {},
+        config=live,
     )
 
 
@@ -128,6 +129,19 @@ def test_control_continues_from_the_highest_version_the_processes_report(mesh: M
     assert mesh.version == 7
     mesh.commit("tick", mesh.propose("tick", {"batch_size": "4"}))
     assert mesh.version == 8 and mesh.channel_versions["tick"] == 8
+
+
+def test_a_restarted_control_continues_from_the_live_config_the_processes_report(mesh: MeshState) -> None:
+    changed = update_channel(Config(), "ohlcv", {"big_move_pct": "4.5"})
+    live = ConfigState(7, changed.channels, changed.aggregator)
+    assert mesh.apply_status(status("worker.ohlcv.0", version=7, live=live), T0) is True
+    assert mesh.config.channels.ohlcv.rules.big_move_pct == 4.5
+    assert (mesh.version, mesh.channel_versions) == (7, {"tick": 0, "ohlcv": 7, "fmv": 0})
+    mesh.commit("ohlcv", mesh.propose("ohlcv", {"batch_size": "40"}))  # built on the live config, not the file
+    assert (mesh.config.channels.ohlcv.batch_size, mesh.config.channels.ohlcv.rules.big_move_pct) == (40, 4.5)
+    stale = ConfigState(3, Config().channels, Config().aggregator)  # an older version never wins
+    assert mesh.apply_status(status("worker.fmv.0", version=3, live=stale), T0) is False
+    assert mesh.config.channels.ohlcv.rules.big_move_pct == 4.5 and mesh.version == 8
 
 
 def test_bad_status_reports_are_refused_and_the_process_table_is_bounded(
