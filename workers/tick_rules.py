@@ -201,15 +201,7 @@ class TickDetector(TrendWindows, SurgeWindows):
             a[RHI], a[HIT], a[HIC] = tr.price, r, a[HIC] + 1
             out.append(
                 High(
-                    self._event_id("high", tr),
-                    tr.ticker,
-                    "tick",
-                    self.priority,
-                    tr.timestamp,
-                    tr.price,
-                    env[0],
-                    env[1],
-                    env[2],
+                    *self._envelope("high", tr, env),
                     previous=ref,
                     count=int(a[HIC]),
                 )
@@ -222,15 +214,7 @@ class TickDetector(TrendWindows, SurgeWindows):
             a[RLO], a[LOT], a[LOC] = tr.price, r, a[LOC] + 1
             out.append(
                 Low(
-                    self._event_id("low", tr),
-                    tr.ticker,
-                    "tick",
-                    self.priority,
-                    tr.timestamp,
-                    tr.price,
-                    env[0],
-                    env[1],
-                    env[2],
+                    *self._envelope("low", tr, env),
                     previous=ref,
                     count=int(a[LOC]),
                 )

@@ -48,10 +48,12 @@ from workers.tick_state import (
     passes,
 )
 
+Envelope = tuple[str, str, str, int, int, float, int, int, int]
+
 
 class TickRuleBase:
     """What the windows read from the detector: the settings TickDetector.configure derives from
-    the rules, and the event id every rule stamps."""
+    the rules, and the envelope every tick event starts with."""
 
     rules: TickRules
     priority: int
@@ -69,8 +71,11 @@ class TickRuleBase:
     scap: int  # surge ring capacity, in slots
     surge_cd_ns: int
 
-    def _event_id(self, kind: str, tr: Trade) -> str:
-        return event_id("tick", kind, tr.ticker, cause_of(tr))
+    def _envelope(self, kind: str, tr: Trade, env: tuple[int, ...]) -> Envelope:
+        """An event's common fields in EventBase order: id, ticker, source, priority, time, price,
+        then `env` (record_seq, ingest_ns, detected_ns)."""
+        return (event_id("tick", kind, tr.ticker, cause_of(tr)), tr.ticker, "tick", self.priority, tr.timestamp,
+                tr.price, env[0], env[1], env[2])  # fmt: skip
 
 
 class TrendWindows(TickRuleBase):
@@ -148,15 +153,7 @@ class TrendWindows(TickRuleBase):
         strength = "strong" if abs(score) >= rules.trend_strong - EPS else "moderate"
         out.append(
             Trend(
-                self._event_id("trend", tr),
-                tr.ticker,
-                "tick",
-                self.priority,
-                tr.timestamp,
-                tr.price,
-                env[0],
-                env[1],
-                env[2],
+                *self._envelope("trend", tr, env),
                 direction="up" if up else "down",
                 score=score,
                 strength=strength,
@@ -266,15 +263,7 @@ class SurgeWindows(TickRuleBase):
         a[SLAST], a[SFROM] = r, r + self.surge_cd_ns
         out.append(
             Surge(
-                self._event_id("surge", tr),
-                tr.ticker,
-                "tick",
-                self.priority,
-                tr.timestamp,
-                tr.price,
-                env[0],
-                env[1],
-                env[2],
+                *self._envelope("surge", tr, env),
                 direction="up" if move > 0 else "down",
                 move_pct=move / base * 100.0,
                 volume_ratio=self.volume_ratio(st, base_volume),
