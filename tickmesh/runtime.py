@@ -17,7 +17,9 @@ from tickmesh.curve import secure_context
 from tickmesh.sockets import EndpointError
 
 log = logging.getLogger(__name__)
-STUCK_S = 4.0  # a process still stopping this long after the signal logs every thread's stack
+# A process still stopping this long after the signal logs every thread's stack: later than the
+# longest drain (the aggregator's 4.5 s), before honcho's kill at 5 s.
+STUCK_S = 4.8
 
 
 class StopFlag:
