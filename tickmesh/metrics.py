@@ -10,20 +10,35 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import psutil
 from hdrh.histogram import HdrHistogram
 
 PERCENTILES = (50.0, 99.0, 99.9)
+WINDOW_S = 60.0  # latency summaries cover the last one to two of these
 
 
 class Latency:
-    """An HDR histogram of microseconds, 1 µs .. 10 min at 2 significant digits."""
+    """HDR histograms of microseconds, 1 µs .. 10 min at 2 significant digits.
 
-    def __init__(self) -> None:
-        self.histogram = HdrHistogram(1, 600_000_000, 2)
+    `histogram` holds what was recorded since the last rotation. `summary` (every status
+    report) rotates it every WINDOW_S and summarizes the current and the previous window
+    together: the last one to two minutes, so an operator sees the mesh as it is now, not
+    the warm-up of an hour ago.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.histogram = self._new()
         self.total_us = 0  # the mean is kept here: hdrh's get_mean_value walks every bucket (~3 ms)
         self.count = 0
+        self._previous, self._previous_total_us, self._previous_count = self._new(), 0, 0
+        self._clock = clock
+        self._rotate_at = clock() + WINDOW_S
+
+    @staticmethod
+    def _new() -> HdrHistogram:
+        return HdrHistogram(1, 600_000_000, 2)
 
     def record_ns(self, ns: int) -> None:
         us = max(1, min(ns // 1_000, 600_000_000))
@@ -32,13 +47,22 @@ class Latency:
         self.count += 1
 
     def summary(self, prefix: str) -> dict[str, float]:
-        """Mean, p50, p99, p99.9 and max; one pass over the histogram (this runs on the hot loop's thread)."""
-        if self.count == 0:
+        """Mean, p50, p99, p99.9 and max over the last one to two windows (runs on the hot loop's thread)."""
+        now = self._clock()
+        if now >= self._rotate_at:
+            self._previous, self._previous_total_us, self._previous_count = self.histogram, self.total_us, self.count
+            self.histogram, self.total_us, self.count = self._new(), 0, 0
+            self._rotate_at = now + WINDOW_S
+        count = self.count + self._previous_count
+        if count == 0:
             return {}
-        out = {f"{prefix}_mean_us": self.total_us / self.count}
-        for p, value in self.histogram.get_percentile_to_value_dict(list(PERCENTILES)).items():
+        both = self._new()
+        both.add(self.histogram)
+        both.add(self._previous)
+        out = {f"{prefix}_mean_us": (self.total_us + self._previous_total_us) / count}
+        for p, value in both.get_percentile_to_value_dict(list(PERCENTILES)).items():
             out[f"{prefix}_p{p:g}_us"] = float(value)
-        out[f"{prefix}_max_us"] = float(self.histogram.get_max_value())
+        out[f"{prefix}_max_us"] = float(both.get_max_value())
         return out
 
 
