@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 
-import msgspec
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from aggregator.dedup import Deduplicator
 from aggregator.ring import ReplayRing
+from tickmesh.boundary import Rejection, decode_single, recv_frames, reject
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
 from tickmesh.metrics import Metrics
@@ -101,14 +101,12 @@ class Aggregator:
         progress: dict[tuple[str, int, int], int] = {}  # (channel, shard, epoch) → records covered
         for _ in range(DRAIN_LIMIT):
             try:
-                frame = self.pull.recv(zmq.NOBLOCK)
+                frames, peer = recv_frames(self.pull)
             except zmq.Again:
                 break
-            try:
-                message = aggregator_input_decoder.decode(frame)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self.metrics.count("rejected")
-                log.warning("undecodable event message: %s", exc)
+            message = decode_single(aggregator_input_decoder, frames)
+            if isinstance(message, Rejection):
+                reject(self.metrics, "events", message, peer)
                 continue
             if isinstance(message, EventBatch):
                 self.workers[(message.channel, message.shard)] = (message.worker, time.monotonic_ns())
@@ -177,14 +175,16 @@ class Aggregator:
 
     def _answer_replay(self) -> None:
         try:
-            identity, *_, payload = self.replay.recv_multipart(zmq.NOBLOCK)
-        except (zmq.Again, ValueError):
+            frames, peer = recv_frames(self.replay)
+        except zmq.Again:
             return
-        try:
-            reply = encoder.encode(self.ring.answer(replay_request_decoder.decode(payload)))
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self.metrics.count("replay.rejected")
-            reply = encoder.encode({"type": "error", "error": str(exc)})
+        identity, *_ = frames  # ROUTER: the identity, a REQ's or DEALER's delimiter, the request
+        request = decode_single(replay_request_decoder, [f for f in frames[1:] if f])
+        if isinstance(request, Rejection):
+            reject(self.metrics, "replay", request, peer)
+            reply = encoder.encode({"type": "error", "error": f"{request.reason}: {request.detail}"})
+        else:
+            reply = encoder.encode(self.ring.answer(request))
         self.metrics.count("replay.requests")
         self.replay.send_multipart([identity, b"", reply])
 

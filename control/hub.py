@@ -11,11 +11,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
 import zmq
 import zmq.asyncio
 
 from control.state import BadStatus, MeshState, MeshView
+from tickmesh.boundary import Rejection, decode_single
 from tickmesh.bus import ConfigState, Status, encode_config, status_decoder
 from tickmesh.config import Config
 from tickmesh.curve import security_counters
@@ -83,12 +83,12 @@ class Hub:
             self.handle_status(frames)
 
     def handle_status(self, frames: list[bytes]) -> None:
+        status = decode_single(status_decoder, frames)
         try:
-            if len(frames) != 1:
-                raise BadStatus(f"{len(frames)} frames, expected 1")
-            status = status_decoder.decode(frames[0])
+            if isinstance(status, Rejection):
+                raise BadStatus(f"{status.reason}: {status.detail}")
             newer = self.state.apply_status(status, time.time_ns())
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, BadStatus) as exc:
+        except BadStatus as exc:
             self.metrics.count("control.status_invalid")
             if self.metrics.counters["control.status_invalid"] % LOG_EVERY_INVALID == 1:
                 log.warning("bad status report ignored: %s", exc)

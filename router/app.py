@@ -12,7 +12,9 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from router.outbox import Outbox
-from router.validation import Rejection, decode_frame
+from router.validation import Rejection as RecordRejection
+from router.validation import decode_frame
+from tickmesh.boundary import Rejection, decode_single, recv_frames, reject
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
 from tickmesh.deadletters import DeadLetters
@@ -214,7 +216,7 @@ class Router:
         if policy != "block":
             self.metrics.count(f"{channel}.dropped_oldest", box.drop_oldest(max(1, box.config.buffer // 10)))
 
-    def _reject(self, rejection: Rejection) -> None:
+    def _reject(self, rejection: RecordRejection) -> None:
         scope = rejection.channel or "ingest"
         key = f"{scope}.rejected.{rejection.reason}"
         self.metrics.count(key)
@@ -231,14 +233,23 @@ class Router:
             self.marks.popitem(last=False)
 
     def _answer_sync(self) -> None:
+        """Answer one flush query: b"1" once the producer's mark is routed. REP must answer every
+        request, whatever it holds, or the socket is stuck (EFSM) for every later producer."""
         try:
-            query = mark_query_decoder.decode(self.sync.recv(zmq.NOBLOCK))
-            seen = self.marks.get(query.producer, -1) >= query.n
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            seen = False
+            frames, peer = recv_frames(self.sync)
         except zmq.Again:
             return
-        self.sync.send(b"1" if seen else b"0")
+        query = decode_single(mark_query_decoder, frames)
+        if isinstance(query, Rejection):
+            reject(self.metrics, "sync", query, peer)
+            seen = False
+        else:
+            seen = self.marks.get(query.producer, -1) >= query.n
+        try:
+            self.sync.send(b"1" if seen else b"0")
+        except zmq.ZMQError as exc:  # the asker is gone: nothing to answer
+            self.metrics.count("sync.unanswered")
+            log.debug("sync reply not sent: %s", exc)
 
     # -- batches out ---------------------------------------------------------------
     def _flush(self, now_ns: int, force: bool = False) -> None:
@@ -261,11 +272,12 @@ class Router:
     def _drain_acks(self) -> None:
         while True:
             try:
-                ack = ack_decoder.decode(self.acks.recv(zmq.NOBLOCK))
+                frames, peer = recv_frames(self.acks)
             except zmq.Again:
                 return
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                self.metrics.count("acks.rejected")
+            ack = decode_single(ack_decoder, frames)
+            if isinstance(ack, Rejection):
+                reject(self.metrics, "acks", ack, peer)
                 continue
             boxes = self.outboxes.get(ack.channel, [])
             if not 0 <= ack.shard < len(boxes):

@@ -6,6 +6,7 @@ import re
 
 import msgspec
 
+from tickmesh.boundary import reason_of
 from tickmesh.schema import Bar, FairMarketValue, IngestItem, Mark, Trade, ingest_decoder, item_decoder
 
 TAG_CHANNEL = {"T": "tick", "B": "ohlcv", "F": "fmv"}
@@ -35,11 +36,11 @@ def decode_frame(frame: bytes, max_bytes: int) -> tuple[list[IngestItem], list[R
         return [], [Rejection("oversize", None, f"{len(frame)} bytes > max_message_bytes {max_bytes}", frame[:64])]
     try:
         return ingest_decoder.decode(frame), []
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    except Exception:  # the decode boundary: take the frame apart below
         pass
     try:
         raws = _raw_list.decode(frame)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+    except Exception as exc:  # the boundary (tickmesh/boundary.py): bytes never raise past here
         if isinstance(exc, msgspec.ValidationError):  # not an array: maybe nothing we know
             return [], [Rejection("not_a_record", None, str(exc), frame)]
         return [], [_frame_rejection(exc, frame)]
@@ -50,16 +51,14 @@ def decode_frame(frame: bytes, max_bytes: int) -> tuple[list[IngestItem], list[R
     for raw in raws:
         try:
             items.append(item_decoder.decode(raw))
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        except Exception as exc:  # invalid UTF-8, nesting, post-init checks: all the record's fault
             rejections.append(classify(exc, raw))
     return items, rejections
 
 
 def _frame_rejection(exc: BaseException, payload: bytes | msgspec.Raw) -> Rejection:
-    if isinstance(exc, RecursionError):
-        return Rejection("too_deep", None, "nesting too deep", bytes(payload))
-    reason = "truncated" if "truncated" in str(exc) else "malformed"
-    return Rejection(reason, None, str(exc), bytes(payload))
+    reason = reason_of(exc)
+    return Rejection("malformed" if reason == "invalid" else reason, None, str(exc), bytes(payload))
 
 
 def _tag_of(raw: bytes | msgspec.Raw) -> str | None:
@@ -67,13 +66,13 @@ def _tag_of(raw: bytes | msgspec.Raw) -> str | None:
     try:
         first = _raw_list.decode(raw)[0]
         return _str.decode(first)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, IndexError):
+    except Exception:  # not a record with a readable tag
         return None
 
 
 def classify(exc: BaseException, raw: bytes | msgspec.Raw) -> Rejection:
     """A short, countable reason for why one record failed to decode."""
-    if not isinstance(exc, msgspec.ValidationError):  # (a subclass of DecodeError)
+    if not isinstance(exc, msgspec.ValidationError):  # invalid UTF-8, nesting, a bad frame
         return _frame_rejection(exc, raw)
     tag = _tag_of(raw)
     message = str(exc)

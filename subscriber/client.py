@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import msgspec
 import zmq
 
+from tickmesh.boundary import Rejection, decode
 from tickmesh.schema import (
     Publication,
     ReplayRequest,
@@ -54,6 +55,7 @@ class Subscriber:
         self.gaps = 0  # gaps seen
         self.missed = 0  # events in gaps
         self.lost = 0  # events in gaps that the ring could not give back
+        self.rejected = 0  # messages that could not be decoded
         self.last_heard = time.monotonic()
         self.ready: deque[Publication] = deque()
         if last and replay:
@@ -75,10 +77,10 @@ class Subscriber:
 
     def _receive(self, frames: list[bytes]) -> None:
         self.last_heard = time.monotonic()
-        try:
-            message = published_decoder.decode(frames[-1])
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.warning("undecodable publication: %s", exc)
+        message = decode(published_decoder, frames[-1])
+        if isinstance(message, Rejection):
+            self.rejected += 1
+            log.warning("undecodable publication: %s", message.detail)
             return
         expected_last = message.seq - 1 if isinstance(message, Publication) else message.seq
         if message.epoch != self.epoch:  # first message, or the aggregator restarted
@@ -110,12 +112,13 @@ class Subscriber:
             if not req.poll(REPLAY_TIMEOUT_MS):
                 log.warning("replay ring at %s did not answer", self.replay_endpoint)
                 return
-            reply = replay_reply_decoder.decode(req.recv())
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.warning("bad replay reply: %s", exc)
-            return
+            reply = decode(replay_reply_decoder, req.recv())
         finally:
             req.close(0)
+        if isinstance(reply, Rejection):
+            self.rejected += 1
+            log.warning("bad replay reply: %s", reply.detail)
+            return
         if reply.epoch != self.epoch:
             self.epoch, self.last_seq = reply.epoch, (reply.publications[0].seq - 1 if reply.publications else 0)
         for publication in reply.publications:

@@ -18,6 +18,7 @@ import msgspec
 import zmq
 from msgspec import Struct
 
+from tickmesh.boundary import Rejection, decode_single, reject
 from tickmesh.config import AggregatorConfig, Channels, Config
 from tickmesh.curve import security_counters
 from tickmesh.metrics import Metrics
@@ -92,9 +93,12 @@ class BusClient:
     def receive(self, config: Config) -> Config | None:
         """Read one config message; the new Config if it is a newer version, else None."""
         try:
-            _, payload = self.sub.recv_multipart(zmq.NOBLOCK)
-            state = config_decoder.decode(payload)
-        except (zmq.Again, ValueError, msgspec.DecodeError):
+            frames = self.sub.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        state = decode_single(config_decoder, frames[1:])  # [topic, payload]
+        if isinstance(state, Rejection):
+            reject(self.metrics, "bus", state)
             return None
         if state.version <= self.version:
             return None

@@ -7,9 +7,9 @@ import os
 import time
 from collections import deque
 
-import msgspec
 import zmq
 
+from tickmesh.boundary import Rejection, decode, reject
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config
 from tickmesh.deadletters import DeadLetters
@@ -153,11 +153,10 @@ class Shard:
                 frame = self.data.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return n
-            try:
-                message = worker_input_decoder.decode(frame)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self.metrics.count(f"{self.channel}.input_rejected")
-                self.dead_letters.add("undecodable", "router", str(exc), frame)
+            message = decode(worker_input_decoder, frame)
+            if isinstance(message, Rejection):
+                reject(self.metrics, "stream", message)
+                self.dead_letters.add(message.reason, "router", message.detail, frame)
                 continue
             if message.epoch != self.epoch:  # a (re)started router, or our first message
                 self.epoch, self.expected, self.ended = message.epoch, message.retained_from, False
