@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import time
 
+import msgspec
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from aggregator.dedup import Deduplicator
 from aggregator.ring import ReplayRing
-from tickmesh.boundary import Rejection, decode_single, recv_frames, reject
+from tickmesh.boundary import Rejection, decode, decode_single, recv_frames, reject
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
 from tickmesh.metrics import Metrics
@@ -24,6 +25,7 @@ from tickmesh.schema import (
     Publication,
     aggregator_input_decoder,
     encoder,
+    event_decoder,
     replay_request_decoder,
     topic_of,
 )
@@ -46,7 +48,7 @@ class Aggregator:
         self.epoch = time.time_ns()
         self.metrics = Metrics()
         self.dedup = Deduplicator(ac)
-        self.ring = ReplayRing(self.epoch, ac.replay_size)
+        self.ring = ReplayRing(self.epoch, ac.replay_size, ac.replay_max_bytes)
         self.pull = make_socket(ctx, zmq.PULL, bind=ep.events, hwm=100_000)
         self.pub = make_socket(ctx, zmq.XPUB, bind=ep.publish, hwm=ac.pub_hwm)
         self.replay = make_socket(ctx, zmq.ROUTER, bind=ep.replay, hwm=1_000)
@@ -110,7 +112,7 @@ class Aggregator:
                 continue
             if isinstance(message, EventBatch):
                 self.workers[(message.channel, message.shard)] = (message.worker, time.monotonic_ns())
-                arrived.extend(message.events)
+                arrived.extend(self._valid_events(message, peer))
                 key = (message.channel, message.shard, message.epoch)
                 progress[key] = max(progress.get(key, -1), message.upto)
             else:
@@ -119,6 +121,19 @@ class Aggregator:
                     del self.workers[shard]
         self._publish(arrived)
         self._confirm(progress)
+
+    def _valid_events(self, batch: EventBatch[msgspec.Raw], peer: str) -> list[Event]:
+        """The batch's events that decode and validate and come from the batch's own channel."""
+        valid = []
+        for raw in batch.events:
+            event = decode(event_decoder, raw)
+            if isinstance(event, Rejection):
+                reject(self.metrics, "events", event, peer)
+            elif event.source != batch.channel:
+                reject(self.metrics, "events", Rejection("wrong_source", f"{event.source} event from {batch.channel}"))
+            else:
+                valid.append(event)
+        return valid
 
     def _confirm(self, progress: dict[tuple[str, int, int], int]) -> None:
         """Tell the router which records' events are now published, so it can let go of them."""
@@ -144,9 +159,10 @@ class Aggregator:
         for event in admitted:
             self.seq += 1
             publication = Publication(self.seq, self.epoch, time.time_ns(), event)
+            data = encoder.encode(publication)
             self.pub.send(topic_of(event), SNDMORE)
-            self.pub.send(encoder.encode(publication))
-            self.ring.append(publication)
+            self.pub.send(data)
+            self.ring.append(self.seq, data)
             self.metrics.latencies[f"{event.source}.latency"].record_ns(publication.published_ns - event.ingest_ns)
         if admitted:
             counters["published"] += len(admitted)
@@ -195,7 +211,7 @@ class Aggregator:
             return
         self.config = new
         self.dedup.configure(new.aggregator)
-        self.ring.resize(new.aggregator.replay_size)
+        self.ring.resize(new.aggregator.replay_size, new.aggregator.replay_max_bytes)
         log.info("applied config version %d", self.bus.version)
         self.bus.report(force=True)
 

@@ -4,29 +4,46 @@ from __future__ import annotations
 
 from collections import deque
 
-from tickmesh.schema import Publication, ReplayReply, ReplayRequest
+import msgspec
+
+from tickmesh.schema import ReplayReply, ReplayRequest
 
 
 class ReplayRing:
-    """A bounded ring of publications of one epoch, answering `since` and `last` queries."""
+    """A bounded ring of encoded publications of one epoch, answering `since` and `last` queries.
 
-    def __init__(self, epoch: int, size: int) -> None:
-        self.epoch = epoch
-        self.ring: deque[Publication] = deque(maxlen=max(1, size))
+    Publications are kept as the bytes that were published (no re-encoding per request), and a
+    reply carries at most `max_bytes` of them: a larger answer says `more`, and the asker goes on
+    from the last one it got, so one small request can never make a huge reply.
+    """
 
-    def append(self, publication: Publication) -> None:
-        self.ring.append(publication)
+    def __init__(self, epoch: int, size: int, max_bytes: int) -> None:
+        self.epoch, self.max_bytes = epoch, max_bytes
+        self.ring: deque[tuple[int, bytes]] = deque(maxlen=max(1, size))  # (seq, encoded publication)
 
-    def resize(self, size: int) -> None:
+    def append(self, seq: int, publication: bytes) -> None:
+        self.ring.append((seq, publication))
+
+    def resize(self, size: int, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
         if size != self.ring.maxlen:
             self.ring = deque(self.ring, maxlen=max(1, size))
 
-    def answer(self, request: ReplayRequest) -> ReplayReply:
+    def answer(self, request: ReplayRequest) -> ReplayReply[msgspec.Raw]:
         held = list(self.ring)
         if request.since is not None:
-            oldest = held[0].seq if held else request.since + 1
-            wanted = [p for p in held if p.seq > request.since]
-            return ReplayReply(self.epoch, oldest <= request.since + 1, wanted)
-        last = max(0, request.last or 0)
-        wanted = held[-last:] if last else []
-        return ReplayReply(self.epoch, len(wanted) == last or not held or held[0].seq == 1, wanted)
+            oldest = held[0][0] if held else request.since + 1
+            wanted = [entry for entry in held if entry[0] > request.since]
+            complete = oldest <= request.since + 1
+        else:
+            last = max(0, request.last or 0)
+            wanted = held[-last:] if last else []
+            complete = len(wanted) == last or not held or held[0][0] == 1
+        sent: list[msgspec.Raw] = []
+        size = 0
+        for _, data in wanted:
+            if sent and size + len(data) > self.max_bytes:
+                break
+            sent.append(msgspec.Raw(data))
+            size += len(data)
+        return ReplayReply(self.epoch, complete, sent, more=len(sent) < len(wanted))

@@ -13,6 +13,7 @@ import msgspec
 
 from feeds.market import OHLCV_NAMES, TICK_NAMES, Market, MarketSpec, symbol_names
 from feeds.pump import Pacer, Sender, sleep
+from feeds.session import SessionDays
 from tickmesh.config import Config
 from tickmesh.schema import Ticker, encoder
 
@@ -53,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same market (default 0)")
     p.add_argument("--scenario", choices=sorted(SCENARIOS), help="a load preset (flags given override it)")
     p.add_argument("--batch", type=int, default=100, help="records per message (default 100)")
-    p.add_argument("--start", type=float, help="event time of the first record, Unix seconds (default: now)")
+    p.add_argument("--start", type=float, help="first event time, Unix seconds (default: a new session day per run)")
     p.add_argument("--bar-seconds", type=int, default=60, help="OHLCV bar length in event seconds (default 60)")
     p.add_argument("--history-bars", type=int, help="bars per OHLCV symbol before start (default 10; scenarios 5)")
     p.add_argument("--unpaced", action="store_true", help="send as fast as the router takes it (benchmarks)")
@@ -73,8 +74,11 @@ def _symbols(value: str | None, default: int, known: list[str], prefix: str) -> 
     return names
 
 
-def build_spec(args: argparse.Namespace) -> tuple[MarketSpec, float, float]:
-    """The market the flags describe, the wall-clock rate and the compression; ValueError if inconsistent."""
+def build_spec(args: argparse.Namespace, start_ns: int | None = None) -> tuple[MarketSpec, float, float]:
+    """The market the flags describe, the wall-clock rate and the compression; ValueError if inconsistent.
+
+    The event time starts at `--start`, else at `start_ns` (the run's session, feeds/session.py), else now.
+    """
     sc = SCENARIOS.get(args.scenario or "")
     compression = args.compression or (1.0 if sc else 10.0)
     if compression <= 0:
@@ -91,7 +95,10 @@ def build_spec(args: argparse.Namespace) -> tuple[MarketSpec, float, float]:
     if args.duration is not None:
         duration = args.duration * compression
     history = args.history_bars if args.history_bars is not None else (sc.history_bars if sc else 10)
-    start = int((args.start if args.start is not None else time.time()) * 1e9)
+    if args.start is not None:
+        start = int(args.start * 1e9)
+    else:
+        start = start_ns if start_ns is not None else time.time_ns()
     spec = MarketSpec(
         tick_symbols=tick,
         ohlcv_symbols=ohlcv,
@@ -110,8 +117,11 @@ def build_spec(args: argparse.Namespace) -> tuple[MarketSpec, float, float]:
 
 def run(args: argparse.Namespace, config: Config, is_stopped: Callable[[], bool]) -> int:
     """Generate and send until the duration is over or we are stopped; flush; 0 on success."""
+    days = None
+    if args.start is None and not args.dry_run:  # each run trades a session of its own
+        days = SessionDays(config.state.dir, config.channels.tick.rules.session_start_s)
     try:
-        spec, rate, compression = build_spec(args)
+        spec, rate, compression = build_spec(args, days.start_ns() if days else None)
     except ValueError as exc:
         log.error("sim: %s", exc)
         return 2
@@ -126,6 +136,7 @@ def run(args: argparse.Namespace, config: Config, is_stopped: Callable[[], bool]
         spec.seed,
         f", scenario {args.scenario}" if args.scenario else "",
     )
+    log.info("sim: event time starts at %s UTC", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(spec.start_ns / 1e9)))
     if args.dry_run:
         return _dry_run(market, is_stopped)
     sender = Sender(config, args.batch, is_stopped, name=f"sim-{spec.seed}-{time.monotonic_ns() % 1_000_000}")
@@ -138,6 +149,8 @@ def run(args: argparse.Namespace, config: Config, is_stopped: Callable[[], bool]
         if not sender.send(records):
             break
         kinds.update(type(r).__name__ for r in records)
+        if days is not None:
+            days.reached(market.clock_ns)
         if time.monotonic() - last_log >= STATS_S:
             last_log = time.monotonic()
             _log_stats(kinds, sender.sent, last_log - began, market.clock_ns - spec.start_ns)

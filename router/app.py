@@ -30,12 +30,14 @@ from tickmesh.schema import (
     ack_decoder,
     encoder,
     mark_query_decoder,
+    record_time,
 )
 from tickmesh.sharding import shard_of
 from tickmesh.sockets import make_socket
 
 log = logging.getLogger(__name__)
 
+CHANNEL_OF = {Trade: "tick", Bar: "ohlcv", FairMarketValue: "fmv"}
 DRAIN_S = 3.5  # SIGTERM → exit well inside honcho's 5 s
 MARKS_KEPT = 10_000
 HEARTBEAT_NS = 1_000_000_000  # a quiet stream gets a StreamState this often
@@ -68,6 +70,7 @@ class Router:
             ctx, config, process="router", role="router", channels=list(CHANNELS), metrics=self.metrics
         )
         self.marks: OrderedDict[str, int] = OrderedDict()
+        self.max_future_ns = int(rc.max_future_s * 1e9)
         self.last_price: dict[str, float] = {}
         self.shard_of: dict[str, dict[str, int]] = {name: {} for name in CHANNELS}  # ticker → shard, cached
         self.keys = {name: f"{name}.received" for name in CHANNELS}
@@ -144,17 +147,27 @@ class Router:
         for rejection in rejections:
             self._reject(rejection)
         now_ns, mono_ns = time.time_ns(), time.monotonic_ns()
+        horizon = now_ns + self.max_future_ns
         trades: list[Record] = []
         bars: list[Record] = []
         fmvs: list[Record] = []
         last_price = self.last_price
         for item in items:  # the hot loop: split by type, nothing else
             if isinstance(item, Trade):
+                if item.timestamp > horizon:
+                    self._reject_future(item, now_ns)
+                    continue
                 last_price[item.ticker] = item.price
                 trades.append(item)
             elif isinstance(item, Bar):
+                if item.end > horizon:
+                    self._reject_future(item, now_ns)
+                    continue
                 bars.append(item)
             elif isinstance(item, FairMarketValue):
+                if item.timestamp > horizon:
+                    self._reject_future(item, now_ns)
+                    continue
                 if item.market_price is None and item.ticker in last_price:
                     item = msgspec.structs.replace(item, market_price=last_price[item.ticker])
                 fmvs.append(item)
@@ -225,6 +238,11 @@ class Router:
         )
         if self.metrics.counters[key] & (self.metrics.counters[key] - 1) == 0:  # 1st, 2nd, 4th, 8th…
             log.warning("rejected (%s, seen %d times): %s", key, self.metrics.counters[key], rejection.detail)
+
+    def _reject_future(self, record: Record, now_ns: int) -> None:
+        ahead_s = (record_time(record) - now_ns) / 1e9
+        detail = f"{record.ticker} stamped {ahead_s:.0f} s ahead of the router's clock (max_future_s)"
+        self._reject(RecordRejection("future_timestamp", CHANNEL_OF[type(record)], detail, encoder.encode(record)))
 
     def _mark(self, mark: Mark) -> None:
         self._flush(time.monotonic_ns(), force=True)

@@ -13,6 +13,7 @@ import zmq
 from tickmesh.boundary import Rejection, decode
 from tickmesh.schema import (
     Publication,
+    ReplayReply,
     ReplayRequest,
     encoder,
     published_decoder,
@@ -23,6 +24,7 @@ from tickmesh.sockets import make_socket
 log = logging.getLogger(__name__)
 
 REPLAY_TIMEOUT_MS = 1_000
+MAX_REPLAY_ROUNDS = 1_000  # replies of at most replay_max_bytes each
 
 
 class Subscriber:
@@ -104,29 +106,40 @@ class Subscriber:
             self.last_seq = up_to
 
     def _fill(self, request: ReplayRequest, up_to: int | None = None) -> None:
-        """Ask the ring for what was missed; accept what it holds, in order."""
+        """Ask the ring for what was missed; accept what it holds, in order. A reply cut at the
+        ring's byte bound says `more`: ask again from the last one received."""
+        for _ in range(MAX_REPLAY_ROUNDS):
+            reply = self._ask(request)
+            if reply is None:
+                return
+            if reply.epoch != self.epoch:
+                self.epoch, self.last_seq = reply.epoch, (reply.publications[0].seq - 1 if reply.publications else 0)
+            for publication in reply.publications:
+                if up_to is not None and publication.seq > up_to:
+                    return
+                if publication.seq > self.last_seq:
+                    self.lost += publication.seq - self.last_seq - 1
+                    self._accept(publication)
+            if not reply.more or (up_to is not None and self.last_seq >= up_to):
+                return
+            request = ReplayRequest(since=self.last_seq)
+
+    def _ask(self, request: ReplayRequest) -> ReplayReply[Publication] | None:
         assert self.replay_endpoint is not None
         req = make_socket(self.ctx, zmq.REQ, connect=self.replay_endpoint, hwm=10)
         try:
             req.send(encoder.encode(request))
             if not req.poll(REPLAY_TIMEOUT_MS):
                 log.warning("replay ring at %s did not answer", self.replay_endpoint)
-                return
+                return None
             reply = decode(replay_reply_decoder, req.recv())
         finally:
             req.close(0)
         if isinstance(reply, Rejection):
             self.rejected += 1
             log.warning("bad replay reply: %s", reply.detail)
-            return
-        if reply.epoch != self.epoch:
-            self.epoch, self.last_seq = reply.epoch, (reply.publications[0].seq - 1 if reply.publications else 0)
-        for publication in reply.publications:
-            if up_to is not None and publication.seq > up_to:
-                break
-            if publication.seq > self.last_seq:
-                self.lost += publication.seq - self.last_seq - 1
-                self._accept(publication)
+            return None
+        return reply
 
     def _accept(self, publication: Publication) -> None:
         self.last_seq = publication.seq

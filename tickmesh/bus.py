@@ -10,9 +10,12 @@ state every second, so a process that starts late converges.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import time
+from collections.abc import Mapping
+from typing import TypeVar
 
 import msgspec
 import zmq
@@ -25,6 +28,8 @@ from tickmesh.metrics import Metrics
 from tickmesh.sockets import make_socket
 
 CONFIG_TOPIC = b"config"
+MAX_SERIES = 4_000  # counters, and gauges, per report (control refuses a report of over 10,000)
+V = TypeVar("V", int, float)
 
 
 class ConfigState(Struct, tag="config", array_like=True, frozen=True):
@@ -64,6 +69,17 @@ def encode_config(state: ConfigState) -> list[bytes]:
 
 def encode_status(status: Status) -> bytes:
     return _encoder.encode(status)
+
+
+def bounded(series: Mapping[str, V], dropped: str) -> dict[str, V]:
+    """At most MAX_SERIES of a report's counters or gauges, plus how many were left out under
+    `dropped`: a label that multiplies (a bug, or input that slipped past validation) can
+    neither grow a report without bound nor get the whole report refused by control."""
+    if len(series) <= MAX_SERIES:
+        return dict(series)
+    kept = dict(itertools.islice(series.items(), MAX_SERIES))  # the oldest names: the steady ones
+    kept[dropped] = len(series) - MAX_SERIES  # type: ignore[assignment]
+    return kept
 
 
 class BusClient:
@@ -121,8 +137,8 @@ class BusClient:
             config_version=self.version,
             started_ns=self.metrics.started_ns,
             time_ns=now,
-            counters=dict(self.metrics.counters),
-            gauges=self.metrics.snapshot_gauges(),
+            counters=bounded(self.metrics.counters, "bus.counters_dropped"),
+            gauges=bounded(self.metrics.snapshot_gauges(), "bus.gauges_dropped"),
             config=self.live,
         )
         try:

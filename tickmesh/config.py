@@ -175,6 +175,9 @@ class RouterConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     ingest_hwm: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
     window: Annotated[int, Meta(ge=2, le=10_000_000)] = 200_000  # unacknowledged records per stream
     drain_limit: Annotated[int, Meta(ge=1, le=1_000_000)] = 2_000  # ingest messages per loop turn
+    # records stamped further ahead of the router's clock are rejected (future_timestamp): one bad
+    # clock cannot move a ticker's session forward; history (any time in the past) is unaffected
+    max_future_s: Annotated[float, Meta(ge=1, le=86_400 * 366)] = 300.0
 
 
 class StateConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -192,6 +195,7 @@ class AggregatorConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     max_event_age_s: Seconds = 120.0  # wall-clock staleness limit; 0 turns it off
     heartbeat_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
     replay_size: Annotated[int, Meta(ge=0, le=1_000_000)] = 10_000  # events kept for late joiners
+    replay_max_bytes: Annotated[int, Meta(ge=4_096, le=256 << 20)] = 1 << 20  # per replay reply (then `more`)
     pub_hwm: Annotated[int, Meta(ge=1, le=10_000_000)] = 100_000
 
 

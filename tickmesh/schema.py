@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
@@ -23,6 +23,11 @@ Nanos = Annotated[int, Meta(ge=TIME_MIN_NS, lt=TIME_MAX_NS)]
 Ticker = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9.:\-]*$")]
 Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 Condition = Annotated[int, Meta(ge=0, lt=1 << 16)]
+Real = Annotated[float, Meta(ge=-1e300, le=1e300)]  # finite: NaN and ±inf fail the bounds
+Source = Literal["tick", "ohlcv", "fmv"]  # the channels (tickmesh.config.CHANNELS)
+Priority = Annotated[int, Meta(ge=1, le=9)]
+EventId = Annotated[str, Meta(min_length=1, max_length=160)]
+Direction = Literal["up", "down"]
 
 
 class Trade(Struct, tag="T", array_like=True, frozen=True, omit_defaults=True, gc=False):
@@ -144,75 +149,76 @@ class Ack(Struct, tag="ack", array_like=True, frozen=True):
 
 # -- events --------------------------------------------------------------------
 class EventBase(Struct, frozen=True, tag_field="kind", omit_defaults=True, gc=False):
-    """The envelope every event carries (kind is the tag)."""
+    """The envelope every event carries (kind is the tag). Decoding validates every field as
+    strictly as the router validates records: the aggregator takes events from a socket too."""
 
-    id: str  # deterministic: source, kind, ticker and the causing record
-    ticker: str
-    source: str  # channel that detected it: tick | ohlcv | fmv
-    priority: int
-    time: int  # event time: the data's time in ns, not the wall clock
-    price: float
-    record_seq: int  # the causing record's sequence number on its stream
-    ingest_ns: int  # when the router received the causing record
-    detected_ns: int  # when the worker detected the event
+    id: EventId  # deterministic: source, kind, ticker and the causing record
+    ticker: Ticker
+    source: Source  # channel that detected it: tick | ohlcv | fmv
+    priority: Priority
+    time: Nanos  # event time: the data's time in ns, not the wall clock
+    price: Price
+    record_seq: Count  # the causing record's sequence number on its stream
+    ingest_ns: Nanos  # when the router received the causing record
+    detected_ns: Nanos  # when the worker detected the event
 
 
 class High(EventBase, tag="high", frozen=True):
     """A new session high (tick) or a bar closing at its high (ohlcv)."""
 
-    previous: float | None = None  # tick: the previous reported high
-    count: int | None = None  # tick: highs reported this session
-    pct: float | None = None  # ohlcv: bar change in percent
+    previous: Price | None = None  # tick: the previous reported high
+    count: Count | None = None  # tick: highs reported this session
+    pct: Real | None = None  # ohlcv: bar change in percent
 
 
 class Low(EventBase, tag="low", frozen=True):
     """A new session low (tick) or a bar closing at its low (ohlcv)."""
 
-    previous: float | None = None
-    count: int | None = None
-    pct: float | None = None
+    previous: Price | None = None
+    count: Count | None = None
+    pct: Real | None = None
 
 
 class Trend(EventBase, tag="trend", frozen=True):
     """A sustained directional move."""
 
-    direction: str  # up | down
-    score: float | None = None  # tick: weighted multi-window score
-    strength: str | None = None  # tick: strong | moderate
-    pct: float | None = None  # ohlcv: total move of the run in percent
+    direction: Direction
+    score: Real | None = None  # tick: weighted multi-window score
+    strength: Literal["strong", "moderate"] | None = None  # tick
+    pct: Real | None = None  # ohlcv: total move of the run in percent
 
 
 class Surge(EventBase, tag="surge", frozen=True):
     """A sharp price move within seconds (tick)."""
 
-    direction: str
-    move_pct: float
-    volume_ratio: float
+    direction: Direction
+    move_pct: Real
+    volume_ratio: Real
 
 
 class BigMove(EventBase, tag="big_move", frozen=True):
     """A bar whose close moved far from its open (ohlcv)."""
 
-    direction: str
-    pct: float
+    direction: Direction
+    pct: Real
 
 
 class VolumeSurge(EventBase, tag="volume_surge", frozen=True):
     """A bar whose volume far exceeds the recent average (ohlcv)."""
 
-    volume: float
-    ratio: float
-    average: float
+    volume: Size
+    ratio: Real
+    average: Real
 
 
 class FmvDeviation(EventBase, tag="fmv_deviation", frozen=True):
     """Fair market value far from the market price (fmv)."""
 
-    direction: str  # overvalued | undervalued
-    fmv: float
-    market_price: float
-    deviation: float  # percent
-    confidence: float
+    direction: Literal["overvalued", "undervalued"]
+    fmv: Price
+    market_price: Price
+    deviation: Real  # percent
+    confidence: Annotated[float, Meta(ge=0, le=1)]
 
 
 Event = High | Low | Trend | Surge | BigMove | VolumeSurge | FmvDeviation
@@ -225,26 +231,33 @@ def event_id(source: str, kind: str, ticker: str, cause: int | str) -> str:
 
 
 # -- worker -> aggregator --------------------------------------------------------
-class EventBatch(Struct, tag="events", array_like=True, frozen=True):
-    """Events a worker detected in the records of its stream up to `upto` (events may be empty)."""
+E = TypeVar("E")
 
-    worker: str
-    channel: str
-    shard: int
-    epoch: int
+
+class EventBatch(Struct, Generic[E], tag="events", array_like=True, frozen=True):
+    """Events a worker detected in the records of its stream up to `upto` (events may be empty).
+
+    Workers send `EventBatch[Event]`; the aggregator decodes `EventBatch[msgspec.Raw]` and then
+    each event on its own, so one invalid event is rejected without its neighbours.
+    """
+
+    worker: Annotated[str, Meta(max_length=200)]
+    channel: Source
+    shard: Annotated[int, Meta(ge=0, lt=64)]
+    epoch: Count
     upto: int
-    events: list[Event]
+    events: list[E]
 
 
 class WorkerDone(Struct, tag="done", array_like=True, frozen=True):
     """The worker has sent every event it will send (it is stopping)."""
 
-    worker: str
-    channel: str
-    shard: int
+    worker: Annotated[str, Meta(max_length=200)]
+    channel: Source
+    shard: Annotated[int, Meta(ge=0, lt=64)]
 
 
-AggregatorInput = EventBatch | WorkerDone
+AggregatorInput = EventBatch[msgspec.Raw] | WorkerDone
 
 
 # -- aggregator -> subscribers (self-describing maps) ------------------------------
@@ -276,15 +289,22 @@ class ReplayRequest(Struct, tag="replay", tag_field="type", frozen=True):
     last: int | None = None
 
 
-class ReplayReply(Struct, tag="replayed", tag_field="type", frozen=True):
+P = TypeVar("P")
+
+
+class ReplayReply(Struct, Generic[P], tag="replayed", tag_field="type", frozen=True):
     """What the replay ring still holds of what was asked, oldest first.
 
     `complete` is False when the ring no longer holds all of it (or the epoch changed).
+    `more` is True when the reply stopped at `aggregator.replay_max_bytes`: ask again with
+    `since` = the last seq received. (The aggregator encodes `ReplayReply[msgspec.Raw]`: the
+    publications exactly as they were published.)
     """
 
     epoch: int
     complete: bool
-    publications: list[Publication]
+    publications: list[P]
+    more: bool = False
 
 
 def topic_of(event: EventBase) -> bytes:
@@ -300,7 +320,8 @@ item_decoder = msgspec.msgpack.Decoder(IngestItem)
 worker_input_decoder = msgspec.msgpack.Decoder(WorkerInput)
 ack_decoder = msgspec.msgpack.Decoder(Ack)
 aggregator_input_decoder = msgspec.msgpack.Decoder(AggregatorInput)
+event_decoder = msgspec.msgpack.Decoder(Event)
 published_decoder = msgspec.msgpack.Decoder(Published)
 mark_query_decoder = msgspec.msgpack.Decoder(MarkQuery)
 replay_request_decoder = msgspec.msgpack.Decoder(ReplayRequest)
-replay_reply_decoder = msgspec.msgpack.Decoder(ReplayReply)
+replay_reply_decoder = msgspec.msgpack.Decoder(ReplayReply[Publication])

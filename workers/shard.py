@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from collections import deque
+from typing import cast
 
 import zmq
 
@@ -21,6 +22,7 @@ from tickmesh.schema import (
     Event,
     EventBatch,
     Record,
+    Source,
     StreamState,
     WorkerDone,
     encoder,
@@ -51,7 +53,8 @@ class Shard:
     """Owns one shard's sockets, detector, stream position and checkpoints; `run` is its one loop."""
 
     def __init__(self, config: Config, ctx: zmq.Context, channel: str, shard: int, stop: StopFlag) -> None:  # type: ignore[type-arg]
-        self.config, self.channel, self.shard, self.stop = config, channel, shard, stop
+        self.config, self.shard, self.stop = config, shard, stop
+        self.channel = cast(Source, channel)
         ep, ch = config.endpoints, config.channel(channel)
         self.name = f"worker.{channel}.{shard}"
         self.instance = f"{self.name}:{os.getpid()}:{time.time_ns()}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from array import array
 
 from tickmesh.config import TickRules
-from tickmesh.schema import Event, Surge, Trade, Trend, event_id
+from tickmesh.schema import Event, Source, Surge, Trade, Trend, event_id
 from workers.tick_state import (
     CUM_MASK,
     CV,
@@ -48,7 +48,7 @@ from workers.tick_state import (
     passes,
 )
 
-Envelope = tuple[str, str, str, int, int, float, int, int, int]
+Envelope = tuple[str, str, Source, int, int, float, int, int, int]
 
 
 class TickRuleBase:
@@ -150,13 +150,13 @@ class TrendWindows(TickRuleBase):
             return
         a[TDIR], a[TLAST] = (1 if up else -1), r
         self._trend_gates(a)
-        strength = "strong" if abs(score) >= rules.trend_strong - EPS else "moderate"
+        strong = abs(score) >= rules.trend_strong - EPS
         out.append(
             Trend(
                 *self._envelope("trend", tr, env),
                 direction="up" if up else "down",
                 score=score,
-                strength=strength,
+                strength="strong" if strong else "moderate",
             )
         )
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+import msgspec
 import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
@@ -161,3 +162,45 @@ def test_fuzzed_frames_on_each_socket_stop_nothing(hostile: Hostile, socket: str
     hostile.all_up()
     hostile.valid_traffic_flows()
     hostile.all_up()
+
+
+def test_forged_or_invalid_events_are_refused_one_by_one_and_valid_ones_published(hostile: Hostile) -> None:
+    now = time.time_ns()
+    sub = hostile.mesh.subscriber()
+
+    def high(ticker: str, price: float, **fields: Any) -> bytes:
+        values: dict[str, Any] = dict(id=f"tick:high:{ticker}:{now}", ticker=ticker, source="tick", priority=1,
+                                      time=now, price=price, record_seq=0, ingest_ns=now, detected_ns=now)  # fmt: skip
+        values.update(fields)
+        return encoder.encode({"kind": "high", **values})
+
+    bad = [
+        high("NANPX", float("nan")),
+        high("AAPL/evil", 10.0),
+        high("NEGPRIO", 10.0, priority=-5),
+        high("X" * 100_000, 10.0),
+        high("INFPX", float("inf")),
+        high("OTHER", 10.0, source="ohlcv"),  # not the batch's channel: cannot suppress tick highs
+        high("NOSOURCE", 10.0, source="evil"),
+    ]
+    frame = encoder.encode(
+        ["events", "forger", "tick", 0, 1, 0, [*map(msgspec.Raw, bad), msgspec.Raw(high("GOOD", 9.0))]]
+    )
+    before = hostile.counted("events.rejected")
+    hostile.send("events", [frame])
+    got = collect(sub, lambda r: any(p.event.ticker == "GOOD" for p in r))
+    assert {p.event.ticker for p in got} == {"GOOD"}
+    poll_until(lambda: hostile.counted("events.rejected") - before == len(bad), 10, what="each bad event counted")
+    assert hostile.counted("events.rejected.wrong_source") == 1
+    hostile.all_up()
+
+
+def test_a_trade_stamped_2099_is_rejected_and_the_tickers_genuine_trades_yield_events(hostile: Hostile) -> None:
+    now = time.time_ns()
+    sub = hostile.mesh.subscriber(tickers=["FUT"])
+    year_2099 = 4_070_908_800 * S
+    hostile.mesh.push([Trade("FUT", 50.0, 100, now), Trade("FUT", 99.0, 100, year_2099)])
+    hostile.mesh.push([Trade("FUT", 50.0 + i, 100, now + i * 2 * S) for i in range(1, 3)])
+    highs = collect(sub, lambda got: len(got) >= 2)
+    assert [(p.event.price, p.event.time) for p in highs] == [(51.0, now + 2 * S), (52.0, now + 4 * S)]
+    poll_until(lambda: hostile.metrics().channels[0].rejected["future_timestamp"] == 1, 10, what="the rejection")
