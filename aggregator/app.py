@@ -18,7 +18,6 @@ from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, serve, start
 from tickmesh.schema import (
     HEARTBEAT_TOPIC,
-    Ack,
     Event,
     EventBatch,
     Heartbeat,
@@ -30,6 +29,7 @@ from tickmesh.schema import (
     topic_of,
 )
 from tickmesh.sockets import make_socket
+from tickmesh.stream import HEARTBEAT_NS, delivered
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ class Aggregator:
         # (channel, shard) → (its current worker instance, when last heard): a restarted shard's
         # new instance replaces the dead one, which will never say done
         self.workers: dict[tuple[str, int], tuple[str, int]] = {}
+        self.delivered: dict[tuple[str, int], tuple[int, int]] = {}  # (channel, shard) → (epoch, upto) confirmed
+        self.last_reconfirm_ns = 0
 
     def run(self) -> int:
         poller = zmq.Poller()
@@ -138,10 +140,21 @@ class Aggregator:
     def _confirm(self, progress: dict[tuple[str, int, int], int]) -> None:
         """Tell the router which records' events are now published, so it can let go of them."""
         for (channel, shard, epoch), upto in progress.items():
-            try:
-                self.acks.send(encoder.encode(Ack(channel, shard, epoch, upto, "aggregator", "delivered")), zmq.NOBLOCK)
-            except zmq.Again:  # the router is gone or busy; a later confirmation covers this one
-                self.metrics.count("acks.unsent")
+            last = self.delivered.get((channel, shard))
+            if last is None or last[0] != epoch or last[1] < upto:
+                self.delivered[(channel, shard)] = (epoch, upto)
+            self._send_delivered(channel, shard, epoch, upto)
+
+    def _reconfirm(self) -> None:
+        """Repeat each stream's last confirmation every heartbeat: a lost one never holds a stream."""
+        for (channel, shard), (epoch, upto) in self.delivered.items():
+            self._send_delivered(channel, shard, epoch, upto)
+
+    def _send_delivered(self, channel: str, shard: int, epoch: int, upto: int) -> None:
+        try:
+            self.acks.send(delivered(channel, shard, epoch, upto), zmq.NOBLOCK)
+        except zmq.Again:  # the router is gone or busy; the next confirmation covers this one
+            self.metrics.count("acks.unsent")
 
     def _publish(self, arrived: list[Event]) -> None:
         """Admit what is new, then publish it highest priority first (arrival order within one)."""
@@ -169,6 +182,9 @@ class Aggregator:
             self.last_sent_ns = time.monotonic_ns()
 
     def _heartbeat(self) -> None:
+        if time.monotonic_ns() - self.last_reconfirm_ns >= HEARTBEAT_NS:
+            self._reconfirm()
+            self.last_reconfirm_ns = time.monotonic_ns()
         if time.monotonic_ns() - self.last_sent_ns >= self.config.aggregator.heartbeat_s * 1e9:
             beat = Heartbeat(self.seq, self.epoch, time.time_ns())
             self.pub.send(HEARTBEAT_TOPIC, SNDMORE)

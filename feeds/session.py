@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
+
+from tickmesh.durable import move_aside, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +58,10 @@ class SessionDays:
         except FileNotFoundError:
             return 0
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            aside = self.path.with_name(f"{self.path.name}.unreadable-{time.time_ns()}")
+            aside = move_aside(self.path)
             log.warning("sim: %s is unreadable (%s); moved aside to %s, starting a new day", self.path, exc, aside)
-            os.replace(self.path, aside)
             return 0
 
     def _write(self, next_day: int) -> None:
         self.next_day = next_day
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w") as f:
-            json.dump({"next_day": next_day}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps({"next_day": next_day}).encode())

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 import msgspec
 import zmq
@@ -18,14 +19,17 @@ from tickmesh.boundary import Rejection, decode_single, recv_frames, reject
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
 from tickmesh.deadletters import DeadLetters
+from tickmesh.durable import move_aside, write_atomic
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, serve, start
 from tickmesh.schema import (
+    Ack,
     Bar,
     FairMarketValue,
+    Gap,
+    Hello,
     Mark,
     Record,
-    StreamState,
     Trade,
     ack_decoder,
     encoder,
@@ -40,8 +44,6 @@ log = logging.getLogger(__name__)
 CHANNEL_OF = {Trade: "tick", Bar: "ohlcv", FairMarketValue: "fmv"}
 DRAIN_S = 3.5  # SIGTERM → exit well inside honcho's 5 s
 MARKS_KEPT = 10_000
-HEARTBEAT_NS = 1_000_000_000  # a quiet stream gets a StreamState this often
-LIVENESS = 3  # heartbeats a worker may miss before it is declared silent
 
 
 class Router:
@@ -50,19 +52,17 @@ class Router:
     def __init__(self, config: Config, ctx: zmq.Context) -> None:  # type: ignore[type-arg]
         self.config, self.ctx = config, ctx
         ep, rc = config.endpoints, config.router
-        self.epoch = time.time_ns()
+        self.epoch = next_epoch(Path(config.state.dir) / "router.epoch")
         self.metrics = Metrics()
         self.ingest = make_socket(ctx, zmq.PULL, bind=ep.ingest, hwm=rc.ingest_hwm)
         self.sync = make_socket(ctx, zmq.REP, bind=ep.sync, hwm=1_000)
         self.acks = make_socket(ctx, zmq.PULL, bind=ep.acks, hwm=100_000)
         self.outboxes: dict[str, list[Outbox]] = {}
-        started = time.monotonic_ns()  # a worker is given its liveness period to show up
+        started = time.monotonic_ns()
         self.pushes: dict[str, list[zmq.Socket]] = {}  # type: ignore[type-arg]
         for name in CHANNELS:
             ch = config.channel(name)
-            self.outboxes[name] = [Outbox(name, s, self.epoch, ch, rc.window) for s in range(ch.shards)]
-            for box in self.outboxes[name]:
-                box.heard_ns = started
+            self.outboxes[name] = [Outbox(name, s, self.epoch, ch, rc.window, started) for s in range(ch.shards)]
             self.pushes[name] = [
                 make_socket(ctx, zmq.PUSH, bind=ep.shard(name, s), hwm=ch.hwm, linger_ms=0) for s in range(ch.shards)
             ]
@@ -71,6 +71,7 @@ class Router:
         )
         self.marks: OrderedDict[str, int] = OrderedDict()
         self.max_future_ns = int(rc.max_future_s * 1e9)
+        self.flush_order = flush_order(config)
         self.last_price: dict[str, float] = {}
         self.shard_of: dict[str, dict[str, int]] = {name: {} for name in CHANNELS}  # ticker → shard, cached
         self.keys = {name: f"{name}.received" for name in CHANNELS}
@@ -137,7 +138,7 @@ class Router:
                 frame = self.ingest.recv(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return n
-            if self._route_frame(frame):  # ticks never wait behind the rest of a long drain
+            if self._route_frame(frame) and self.flush_order[0] == "tick":  # nor behind a long drain
                 self._flush_channel("tick", time.monotonic_ns())
         return limit
 
@@ -271,7 +272,7 @@ class Router:
 
     # -- batches out ---------------------------------------------------------------
     def _flush(self, now_ns: int, force: bool = False) -> None:
-        for name in CHANNELS:  # priority order: tick first
+        for name in self.flush_order:  # highest priority (lowest number) first: the live setting
             self._flush_channel(name, now_ns, force)
 
     def _flush_channel(self, name: str, now_ns: int, force: bool = False) -> None:
@@ -281,9 +282,9 @@ class Router:
                 if not sock.poll(0, zmq.POLLOUT):
                     count[f"{name}.send_blocked"] += 1
                     break
-                before = box.next_seq
+                before = box.stream.next_seq
                 sock.send(box.take(now_ns), zmq.NOBLOCK)
-                count[f"{name}.routed"] += box.next_seq - before
+                count[f"{name}.routed"] += box.stream.next_seq - before
                 count[f"{name}.batches"] += 1
 
     # -- acknowledgements and liveness --------------------------------------------------
@@ -299,51 +300,51 @@ class Router:
                 continue
             boxes = self.outboxes.get(ack.channel, [])
             if not 0 <= ack.shard < len(boxes):
+                reject(self.metrics, "acks", Rejection("no_stream", f"{ack.channel} shard {ack.shard}"), peer)
                 continue
-            box = boxes[ack.shard]
-            if ack.kind != "delivered":
-                self._heard(box, ack.sender)
-            if ack.kind == "hello" or ack.kind == "gap":
-                self.metrics.count(f"{box.channel}.resend_requests")
-                self._resend(box, ack.seq if ack.epoch == self.epoch else -1)
-            elif ack.epoch == self.epoch:
-                box.ack(ack.kind, ack.seq)
+            self._ack(boxes[ack.shard], ack, peer)
 
-    def _heard(self, box: Outbox, sender: str) -> None:
-        if box.worker and sender != box.worker:
-            log.info("%s shard %d: worker %s took over from %s", box.channel, box.shard, sender, box.worker)
+    def _ack(self, box: Outbox, ack: Ack, peer: str) -> None:
+        stream, before = box.stream, box.stream.worker
+        refused, resend = stream.on_ack(ack, time.monotonic_ns())
+        if refused is not None:
+            reject(
+                self.metrics, "acks", Rejection(refused, f"{type(ack).__name__} {ack} (stream {stream.epoch})"), peer
+            )
+            return
+        if stream.worker != before:
+            log.info("%s shard %d: worker %s holds the stream (was %s)", box.channel, box.shard, stream.worker, before)
             self.metrics.count(f"{box.channel}.worker_changes")
-        if box.heard_ns and time.monotonic_ns() - box.heard_ns > LIVENESS * HEARTBEAT_NS:
-            log.info("%s shard %d: worker %s is back", box.channel, box.shard, sender)
-        box.worker, box.heard_ns = sender, time.monotonic_ns()
-
-    def _resend(self, box: Outbox, after: int) -> None:
-        """Send every held batch past `after` again (a new worker instance, or one that saw a gap)."""
+        if isinstance(ack, Hello | Gap):
+            self.metrics.count(f"{box.channel}.resend_requests")
         sock = self.pushes[box.channel][box.shard]
-        for n, data in box.batches_after(after):
+        for n, data in resend:
             try:
                 sock.send(data, zmq.NOBLOCK)
-                self.metrics.count(f"{box.channel}.resent", n)
             except zmq.Again:
-                break  # the worker will see the gap and ask again
+                stream.resend_failed()  # the worker will see the gap and ask again
+                break
+            self.metrics.count(f"{box.channel}.resent", n)
 
     def _heartbeat(self, now_ns: int) -> None:
         """StreamState on quiet streams, so a worker sees a lost tail; declare silent workers."""
         for name in CHANNELS:
             for box, sock in zip(self.outboxes[name], self.pushes[name], strict=True):
-                if now_ns - box.sent_ns >= HEARTBEAT_NS:
-                    self._send_state(box, sock, final=False)
-                    box.sent_ns = now_ns
-                silent = box.in_flight > 0 and now_ns - box.heard_ns > LIVENESS * HEARTBEAT_NS
+                self._send_state(box, sock, now_ns)
+                stream = box.stream
+                silent = stream.in_flight > 0 and stream.silent_worker(now_ns)
                 if silent and self.metrics.gauges.get(f"{name}.{box.shard}.silent") != 1.0:
-                    log.warning("%s shard %d: worker silent with %d records in flight", name, box.shard, box.in_flight)
+                    log.warning(
+                        "%s shard %d: worker silent with %d records in flight", name, box.shard, stream.in_flight
+                    )
                     self.metrics.count(f"{name}.worker_silent")
                 self.metrics.gauges[f"{name}.{box.shard}.silent"] = float(silent)
 
-    def _send_state(self, box: Outbox, sock: zmq.Socket, final: bool) -> None:  # type: ignore[type-arg]
-        state = StreamState(box.channel, box.shard, self.epoch, box.last_seq, box.retained_from, final)
-        with contextlib.suppress(zmq.Again):  # the worker is busy: it is alive and will be told next time
-            sock.send(encoder.encode(state), zmq.NOBLOCK)
+    def _send_state(self, box: Outbox, sock: zmq.Socket, now_ns: int, final: bool = False) -> None:  # type: ignore[type-arg]
+        state = box.stream.heartbeat(now_ns, final)
+        if state is not None:
+            with contextlib.suppress(zmq.Again):  # the worker is busy: it is alive and will be told next time
+                sock.send(state, zmq.NOBLOCK)
 
     def _count_disconnects(self, monitor: zmq.Socket, channel: str) -> None:  # type: ignore[type-arg]
         while monitor.poll(0):
@@ -357,6 +358,7 @@ class Router:
         if new is None:
             return
         self.config = new
+        self.flush_order = flush_order(new)
         for name in CHANNELS:
             for box in self.outboxes[name]:
                 box.config = new.channel(name)
@@ -367,7 +369,7 @@ class Router:
         for name in CHANNELS:
             boxes = self.outboxes[name]
             self.metrics.gauges[f"{name}.queue_depth"] = float(sum(len(b.records) for b in boxes))
-            self.metrics.gauges[f"{name}.unacked"] = float(sum(b.in_flight for b in boxes))
+            self.metrics.gauges[f"{name}.unacked"] = float(sum(b.stream.in_flight for b in boxes))
         self.bus.report()
 
     # -- stopping ----------------------------------------------------------------------
@@ -384,10 +386,9 @@ class Router:
         for name in CHANNELS:
             for box, sock in zip(self.outboxes[name], self.pushes[name], strict=True):
                 if not box.delivered_all:
-                    log.warning(
-                        "%s shard %d: %d records undelivered at exit", name, box.shard, box.last_seq - box.delivered
-                    )
-                self._send_state(box, sock, final=True)
+                    undelivered = box.stream.last_seq - box.stream.delivered + len(box.records)
+                    log.warning("%s shard %d: %d records undelivered at exit", name, box.shard, undelivered)
+                self._send_state(box, sock, time.monotonic_ns(), final=True)
         self.bus.report(force=True)
 
     def _all_drained(self) -> bool:
@@ -402,6 +403,26 @@ class Router:
             for sock in socks:
                 sock.close(linger=200)
         self.bus.close()
+
+
+def next_epoch(path: Path) -> int:
+    """This run's epoch: the start time, and always above the last run's (kept in `path`), so a worker
+    can tell a late message of a router that is gone from the stream of a new one, whatever the clock."""
+    try:
+        last = int(path.read_text())
+    except FileNotFoundError:
+        last = 0
+    except (OSError, ValueError) as exc:
+        log.warning("%s unreadable (%s); moved aside to %s", path, exc, move_aside(path))
+        last = 0
+    epoch = max(time.time_ns(), last + 1)
+    write_atomic(path, str(epoch).encode())
+    return epoch
+
+
+def flush_order(config: Config) -> list[str]:
+    """Channels by their live priority, highest (lowest number) first; ties in channel order."""
+    return sorted(CHANNELS, key=lambda name: config.channel(name).priority)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -129,22 +129,57 @@ WorkerInput = Batch | StreamState
 
 
 # -- worker / aggregator -> router ------------------------------------------------
-class Ack(Struct, tag="ack", array_like=True, frozen=True):
-    """What a stream's consumer has done, up to and including `seq`.
+# What a stream's consumers tell the router, each up to and including `seq` of the stream's
+# `epoch` (tickmesh/stream.py is the protocol). The router releases a record once it is both
+# Delivered and Checkpointed; `sender` is the worker instance (the aggregator for Delivered).
+StreamChannel = Annotated[str, Meta(max_length=16)]
+Shard = Annotated[int, Meta(ge=0, lt=64)]
+Instance = Annotated[str, Meta(min_length=1, max_length=200)]
+StreamSeq = Annotated[int, Meta(ge=-1, le=2**62)]
 
-    kinds: `delivered` (aggregator: the events of every record up to seq are
-    published), `checkpoint` (worker: its state up to seq is on disk), `hello`
-    (a worker instance starting from seq: send what follows), `gap` (a worker
-    missed records after seq: send them again), `heartbeat` (a worker is alive).
-    The router releases a record once it is both delivered and checkpointed.
-    """
 
-    channel: str
-    shard: int
-    epoch: int
-    seq: int
-    sender: str  # process instance
-    kind: str
+class Hello(Struct, tag="hello", array_like=True, frozen=True):
+    """A worker instance starts (or restarts) holding the stream up to `seq`: send what follows."""
+
+    channel: StreamChannel
+    shard: Shard
+    epoch: Count
+    seq: StreamSeq
+    sender: Instance
+
+
+class Gap(Struct, tag="gap", array_like=True, frozen=True):
+    """The worker missed records after `seq` (a lost message): send them again."""
+
+    channel: StreamChannel
+    shard: Shard
+    epoch: Count
+    seq: StreamSeq
+    sender: Instance
+
+
+class Checkpointed(Struct, tag="checkpoint", array_like=True, frozen=True):
+    """The worker's state after `seq` is durable. Repeated every second as the worker's heartbeat,
+    so a lost one never holds the stream."""
+
+    channel: StreamChannel
+    shard: Shard
+    epoch: Count
+    seq: StreamSeq
+    sender: Instance
+
+
+class Delivered(Struct, tag="delivered", array_like=True, frozen=True):
+    """The aggregator has published the events of every record up to `seq`."""
+
+    channel: StreamChannel
+    shard: Shard
+    epoch: Count
+    seq: StreamSeq
+    sender: Instance
+
+
+Ack = Hello | Gap | Checkpointed | Delivered
 
 
 # -- events --------------------------------------------------------------------

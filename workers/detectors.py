@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from tickmesh.config import ChannelConfig
@@ -25,12 +26,30 @@ class Detector(Protocol):
         """Apply a live rule or priority change; per-ticker state is kept."""
         ...
 
+    # checkpoints, a header and a row per ticker (workers/snapshot.py)
+    dirty: set[str]  # tickers touched since the last export
+    cleared: bool  # every row is void (all sessions restarted) since the last export
+
+    def header(self) -> bytes:
+        """The detector-wide state: version, layout, ignored counts."""
+        ...
+
+    def row(self, ticker: str) -> bytes | None:
+        """One ticker's state, msgspec-encoded, compact (None: it has none)."""
+        ...
+
+    def tickers(self) -> list[str]: ...
+
+    def restore_rows(self, header: bytes, rows: Iterable[tuple[str, bytes]]) -> None:
+        """The inverse (crash recovery): replaces all per-ticker state; ValueError changes nothing."""
+        ...
+
     def snapshot(self) -> bytes:
-        """All per-ticker state, msgspec-encoded, compact."""
+        """All state in one blob."""
         ...
 
     def restore(self, data: bytes) -> None:
-        """The inverse of snapshot (crash recovery): replaces all per-ticker state."""
+        """The inverse of snapshot."""
         ...
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 
 from tickmesh.config import ChannelConfig, FmvRules
 from tickmesh.schema import Event, FairMarketValue, FmvDeviation, Record, event_id
+from workers import snapshot
 
 EPS = 1e-9  # within EPS of a threshold counts as on it: decimal prices meet binary floats
 SNAPSHOT_VERSION = 1
@@ -19,6 +22,8 @@ class FmvDetector:
     def __init__(self, channel: ChannelConfig) -> None:
         self.last: dict[str, tuple[int, int]] = {}  # ticker -> (time, +1 overvalued / -1 undervalued)
         self.ignored: dict[str, int] = {"low_confidence": 0, "no_market_price": 0}
+        self.dirty: set[str] = set()  # tickers whose last event changed since the last checkpoint
+        self.cleared = False
         self.configure(channel)
 
     def configure(self, channel: ChannelConfig) -> None:
@@ -46,6 +51,7 @@ class FmvDetector:
         if last is not None and last[1] == side and t - last[0] < self.cooldown_ns:
             return []
         self.last[record.ticker] = (t, side)
+        self.dirty.add(record.ticker)
         return [
             FmvDeviation(
                 event_id("fmv", "fmv_deviation", record.ticker, t),
@@ -65,24 +71,36 @@ class FmvDetector:
             )
         ]
 
+    # -- checkpoints (workers/snapshot.py) ------------------------------------------------------
+    def tickers(self) -> list[str]:
+        return list(self.last)
+
+    def header(self) -> bytes:
+        return msgspec.msgpack.encode((SNAPSHOT_VERSION, self.ignored))
+
+    def row(self, ticker: str) -> bytes | None:
+        """The last event's time and direction."""
+        last = self.last.get(ticker)
+        return None if last is None else msgspec.msgpack.encode(last)
+
     def snapshot(self) -> bytes:
-        """The last event's time and direction per ticker."""
-        return msgspec.msgpack.encode(FmvSnapshot(SNAPSHOT_VERSION, self.ignored, self.last))
+        return snapshot.snapshot(self)
 
     def restore(self, data: bytes) -> None:
-        """The inverse of snapshot. Raises ValueError, changing nothing, for anything else."""
+        snapshot.restore(self, data, "fmv")
+
+    def restore_rows(self, header: bytes, rows: Iterable[tuple[str, bytes]]) -> None:
+        """Replace every state by the saved ones. Raises ValueError, changing nothing, for anything else."""
         try:
-            snap = msgspec.msgpack.decode(data, type=FmvSnapshot)
-            if snap.v != SNAPSHOT_VERSION:
-                raise ValueError(f"version {snap.v}")
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            version, ignored = _header.decode(header)
+            if version != SNAPSHOT_VERSION:
+                raise ValueError(f"version {version}")
+            last = {ticker: _row.decode(row) for ticker, row in rows}
+        except Exception as exc:  # the decode boundary: whatever is wrong, nothing changes
             raise ValueError(f"not an fmv detector snapshot of version {SNAPSHOT_VERSION}: {exc}") from None
-        self.last, self.ignored = dict(snap.last), dict(snap.ignored)
+        self.last, self.ignored = last, {**self.ignored, **ignored}
+        self.dirty, self.cleared = set(), False
 
 
-class FmvSnapshot(msgspec.Struct, array_like=True, frozen=True):
-    """The fmv detector's state on disk: per ticker (time, +1 overvalued / -1 undervalued)."""
-
-    v: int
-    ignored: dict[str, int]
-    last: dict[str, tuple[int, int]]
+_header = msgspec.msgpack.Decoder(tuple[int, dict[str, int]])
+_row = msgspec.msgpack.Decoder(tuple[int, int])

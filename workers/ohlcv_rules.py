@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Iterable
 
 import msgspec
 
 from tickmesh.config import ChannelConfig, OhlcvRules
 from tickmesh.schema import Bar, BigMove, Event, High, Low, Record, Trend, VolumeSurge, event_id
+from workers import snapshot
 
 EPS = 1e-9  # within EPS of a threshold counts as on it: decimal prices meet binary floats
 SNAPSHOT_VERSION = 1
@@ -54,6 +56,8 @@ class OhlcvDetector:
     def __init__(self, channel: ChannelConfig) -> None:
         self.states: dict[str, OhlcvState] = {}
         self.ignored: dict[str, int] = {"out_of_order": 0}
+        self.dirty: set[str] = set()  # tickers touched since the last checkpoint
+        self.cleared = False
         self.configure(channel)
 
     def configure(self, channel: ChannelConfig) -> None:
@@ -65,13 +69,15 @@ class OhlcvDetector:
             rules.close_at_extreme_pct - EPS,
             rules.volume_surge_ratio,
         )
-        for st in self.states.values():
+        for ticker, st in self.states.items():
             if len(st.vols) != rules.volume_window or len(st.closes) != rules.trend_bars:
                 st.resize(rules.volume_window, rules.trend_bars)
+                self.dirty.add(ticker)
 
     def process(self, record: Record, record_seq: int, ingest_ns: int, detected_ns: int) -> list[Event]:
         if type(record) is not Bar or not self.rules.enabled:
             return []
+        self.dirty.add(record.ticker)
         st = self.states.get(record.ticker)
         if st is None:
             st = self.states[record.ticker] = OhlcvState(self.rules.volume_window, self.rules.trend_bars)
@@ -171,39 +177,49 @@ class OhlcvDetector:
                     )
                 )
 
+    # -- checkpoints (workers/snapshot.py) ------------------------------------------------------
+    def tickers(self) -> list[str]:
+        return list(self.states)
+
+    def header(self) -> bytes:
+        return msgspec.msgpack.encode((SNAPSHOT_VERSION, self.ignored))
+
+    def row(self, ticker: str) -> bytes | None:
+        """One ticker's windows: (end, bars, volumes held, volumes, closes, run, done), arrays as raw bytes."""
+        s = self.states.get(ticker)
+        if s is None:
+            return None
+        return msgspec.msgpack.encode((s.end, s.bars, s.nvol, s.vols.tobytes(), s.closes.tobytes(), s.run, s.done))
+
     def snapshot(self) -> bytes:
-        """Every ticker's windows (arrays as raw bytes)."""
-        states = {
-            k: (s.end, s.bars, s.nvol, s.vols.tobytes(), s.closes.tobytes(), s.run, s.done)
-            for k, s in self.states.items()
-        }
-        return msgspec.msgpack.encode(OhlcvSnapshot(SNAPSHOT_VERSION, self.ignored, states))
+        return snapshot.snapshot(self)
 
     def restore(self, data: bytes) -> None:
-        """Replace every state by a snapshot's, resized to the current windows. Raises ValueError,
-        changing nothing, for anything but a snapshot of this version."""
+        snapshot.restore(self, data, "ohlcv")
+
+    def restore_rows(self, header: bytes, rows: Iterable[tuple[str, bytes]]) -> None:
+        """Replace every state by the saved ones, resized to the current windows. Raises ValueError,
+        changing nothing, for anything but state of this version."""
         try:
-            snap = msgspec.msgpack.decode(data, type=OhlcvSnapshot)
-            if snap.v != SNAPSHOT_VERSION:
-                raise ValueError(f"version {snap.v}")
+            version, ignored = _header.decode(header)
+            if version != SNAPSHOT_VERSION:
+                raise ValueError(f"version {version}")
             states = {}
-            for ticker, (end, bars, nvol, vols, closes, run, done) in snap.states.items():
+            for ticker, row in rows:
+                end, bars, nvol, vols, closes, run, done = _row.decode(row)
                 st = states[ticker] = OhlcvState.__new__(OhlcvState)
                 st.end, st.bars, st.nvol, st.vols, st.closes = end, bars, nvol, array("d", vols), array("d", closes)
                 st.run, st.done = run, done
                 if not (st.vols and st.closes and 0 <= nvol <= len(st.vols) and abs(run) <= bars + 1):
                     raise ValueError(f"bad state for {ticker}")
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        except Exception as exc:  # the decode boundary: whatever is wrong, nothing changes
             raise ValueError(f"not an ohlcv detector snapshot of version {SNAPSHOT_VERSION}: {exc}") from None
         for st in states.values():
             if len(st.vols) != self.rules.volume_window or len(st.closes) != self.rules.trend_bars:
                 st.resize(self.rules.volume_window, self.rules.trend_bars)
-        self.states, self.ignored = states, dict(snap.ignored)
+        self.states, self.ignored = states, {**self.ignored, **ignored}
+        self.dirty, self.cleared = set(), False
 
 
-class OhlcvSnapshot(msgspec.Struct, array_like=True, frozen=True):
-    """The ohlcv detector's state on disk: per ticker (end, bars, volumes held, volumes, closes, run, done)."""
-
-    v: int
-    ignored: dict[str, int]
-    states: dict[str, tuple[int, int, int, bytes, bytes, int, bool]]
+_header = msgspec.msgpack.Decoder(tuple[int, dict[str, int]])
+_row = msgspec.msgpack.Decoder(tuple[int, int, int, bytes, bytes, int, bool])

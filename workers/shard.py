@@ -17,10 +17,12 @@ from tickmesh.deadletters import DeadLetters
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, serve, start
 from tickmesh.schema import (
-    Ack,
     Batch,
+    Checkpointed,
     Event,
     EventBatch,
+    Gap,
+    Hello,
     Record,
     Source,
     StreamState,
@@ -28,10 +30,12 @@ from tickmesh.schema import (
     encoder,
     worker_input_decoder,
 )
-from tickmesh.sockets import make_socket
-from workers import checkpoint
+from tickmesh.sockets import EndpointError, make_socket
+from tickmesh.stream import HEARTBEAT_NS, ReceiverStream
 from workers.breaker import CircuitBreaker
 from workers.detectors import make_detector
+from workers.snapshot import export_changes
+from workers.store import Job, Store, StoreLocked, Unreadable, store_path
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,6 @@ DRAIN_S = 4.0  # SIGTERM → wait at most this long for the router's final strea
 # Progress without events (an empty EventBatch) goes at most this often: every message costs
 # each hop a wake-up, and the router only needs it to let go of what it holds.
 PROGRESS_NS = 10_000_000
-HEARTBEAT_NS = 1_000_000_000
 DRAIN_LIMIT = 256  # input messages per loop turn
 NICE_PER_PRIORITY = 3  # priority 1 → nice +0, 2 → +3, 3 → +6
 FAULT_ENV = "TICKMESH_FAULT_TICKERS"  # chaos testing: records of these tickers make the detector step raise
@@ -63,21 +66,20 @@ class Shard:
         self.breaker = CircuitBreaker(ch.breaker_failure_ratio, ch.breaker_min_records, int(ch.breaker_cooloff_s * 1e9))
         self.faults = frozenset(filter(None, os.environ.get(FAULT_ENV, "").split(",")))
         self.dead_letters = DeadLetters(config.state.dead_letters, self.name, config.state.dead_letter_bytes)
-        self.ckpt_path = checkpoint.checkpoint_path(config.state.dir, channel, shard)
+        try:
+            self.store = Store(store_path(config.state.dir, channel, shard))
+        except StoreLocked as exc:
+            raise EndpointError(str(exc)) from None  # a second instance of this shard: exit 2, clearly
         self.data = make_socket(ctx, zmq.PULL, connect=ep.shard(channel, shard), hwm=ch.hwm)
         # IMMEDIATE: nothing is queued for an aggregator or router that is not connected (yet, or any more)
         self.events = make_socket(ctx, zmq.PUSH, connect=ep.events, hwm=10_000, linger_ms=2_000, immediate=True)
         self.acks = make_socket(ctx, zmq.PUSH, connect=ep.acks, hwm=1_000, linger_ms=500, immediate=True)
         self.bus = BusClient(ctx, config, process=self.name, role="worker", channels=[channel], metrics=self.metrics)
-        self.epoch, self.expected = -1, -1  # the stream position: the next sequence number wanted
-        self.sent_upto = -1  # progress last reported to the aggregator
-        self.ckpt_seq = -1
-        self.retained_from = 0  # the router holds records from here: their events may need resending
+        self.stream = ReceiverStream()
         self.recent: deque[Event] = deque()  # sent events of records the router still holds
         self.pending: list[Event] = []
         self.ignored_before: dict[str, int] = {}
-        self.ended = False
-        self.last_progress_ns = self.last_ckpt_ns = self.last_beat_ns = self.last_gap_ns = 0
+        self.last_progress_ns = self.last_ckpt_ns = self.last_beat_ns = 0
 
     # -- the loop ------------------------------------------------------------------
     def run(self) -> int:
@@ -85,15 +87,11 @@ class Shard:
         poller = zmq.Poller()
         poller.register(self.data, zmq.POLLIN)
         poller.register(self.bus.sub, zmq.POLLIN)
-        log.info(
-            "%s: consuming %s from seq %d",
-            self.name,
-            self.config.endpoints.shard(self.channel, self.shard),
-            self.expected,
-        )
+        where = self.config.endpoints.shard(self.channel, self.shard)
+        log.info("%s: consuming %s after seq %d", self.name, where, self.stream.position)
         deadline = None
         parent = os.getppid()
-        while not (self.ended and self.stop) and (deadline is None or time.monotonic() < deadline):
+        while not (self.stream.ended and self.stop) and (deadline is None or time.monotonic() < deadline):
             if os.getppid() != parent:  # the supervisor is gone: stop rather than linger as an orphan
                 self.stop.stopping = True
             if self.stop and deadline is None:
@@ -103,51 +101,53 @@ class Shard:
                 self._drain_input()
             if self.bus.sub in ready:
                 self._apply_config()
-            now = time.monotonic_ns()
-            if self.pending or (self.expected - 1 > self.sent_upto and now - self.last_progress_ns >= PROGRESS_NS):
-                self._send_events()  # events at once; bare progress at most every PROGRESS_NS
-            if self._checkpoint_due(now):
-                self._checkpoint()
-            if now - self.last_beat_ns >= HEARTBEAT_NS:
-                self._ack("heartbeat", self.expected - 1)
-            self._report()
+            self._turn(time.monotonic_ns())
         self._finish()
         return 0
 
+    def _turn(self, now: int) -> None:
+        """What follows each read: gaps, events and progress, checkpoints and their acks, heartbeat."""
+        stream = self.stream
+        if stream.ask_gap(now):
+            self.metrics.count(f"{self.channel}.gaps")
+            self._ack(Gap)
+        if self.pending or (stream.position > stream.reported and now - self.last_progress_ns >= PROGRESS_NS):
+            self._send_events()  # events at once; bare progress at most every PROGRESS_NS
+        self._checkpoint_done()
+        due = self.last_ckpt_ns + int(self.config.state.checkpoint_s * 1e9)
+        if stream.checkpoint_due(now, due, self.config.router.window):
+            self._checkpoint()
+        if now - self.last_beat_ns >= HEARTBEAT_NS:
+            self._ack(Checkpointed)  # the heartbeat: cumulative, so a lost checkpoint ack never holds the stream
+        self._report()
+
     def _timeout_ms(self) -> int:
-        """Until progress is due (when there is some to report), else 100 ms."""
-        if self.expected - 1 <= self.sent_upto:
-            return 100
+        """Until progress is due (when there is some to report), else 100 ms (10 while a write is pending)."""
+        if self.stream.position <= self.stream.reported:
+            return 10 if self.store.busy else 100
         return max(0, (self.last_progress_ns + PROGRESS_NS - time.monotonic_ns()) // 1_000_000 + 1)
 
-    def _checkpoint_due(self, now_ns: int) -> bool:
-        """Every checkpoint_s, or sooner when half the router's window waits on it (the router
-        releases records only once they are checkpointed, so this keeps the stream moving)."""
-        behind = self.expected - 1 - self.ckpt_seq
-        if behind <= 0:
-            return False
-        due_ns = self.last_ckpt_ns + self.config.state.checkpoint_s * 1e9
-        return behind >= self.config.router.window // 2 or now_ns >= due_ns
-
     def _resume(self) -> None:
-        """Start from the last checkpoint: its state, its unconfirmed events, and the router's resend."""
+        """Start from the store: detector state, stream position, unconfirmed events; then say hello."""
+        saved = None
         try:
-            saved = checkpoint.load(self.ckpt_path)
-        except ValueError as exc:
-            log.error("%s: %s; starting with empty state", self.name, exc)
+            saved = self.store.load()
+            if saved is not None:
+                self.detector.restore_rows(saved.header, saved.rows)
+        except (Unreadable, ValueError) as exc:
+            aside = self.store.move_aside()
+            self.metrics.count(f"{self.channel}.state_moved_aside")
+            log.error("%s: saved state unusable (%s); moved aside to %s, starting fresh", self.name, exc, aside)
             saved = None
         if saved is not None:
-            self.detector.restore(saved.detector)
             self.ignored_before = dict(self.detector.ignored)
-            self.epoch, self.expected, self.ckpt_seq = saved.epoch, saved.seq + 1, saved.seq
+            self.stream = ReceiverStream(saved.epoch, saved.seq)
             self.pending = list(saved.events)
             self.metrics.count(f"{self.channel}.restored_events", len(saved.events))
-            log.info(
-                "%s: resumed from checkpoint at seq %d (%d events to confirm)", self.name, saved.seq, len(saved.events)
-            )
+            log.info("%s: resumed at seq %d (%d events to confirm)", self.name, saved.seq, len(saved.events))
             self._send_events()
         self.acks.poll(1_000, zmq.POLLOUT)  # let the connection to the router complete, so hello is not dropped
-        self._ack("hello", self.expected - 1)
+        self._ack(Hello)
 
     # -- input ---------------------------------------------------------------------
     def _drain_input(self) -> int:
@@ -161,40 +161,34 @@ class Shard:
                 reject(self.metrics, "stream", message)
                 self.dead_letters.add(message.reason, "router", message.detail, frame)
                 continue
-            if message.epoch != self.epoch:  # a (re)started router, or our first message
-                self.epoch, self.expected, self.ended = message.epoch, message.retained_from, False
+            followed = self.stream.follow(message)
+            if followed is None:
+                self.metrics.count(f"{self.channel}.old_epoch")
+                continue
+            if followed:  # a (re)started router, or our first message
                 self.recent.clear()
-            self._retain(message.retained_from)
+            self._retain()
             if isinstance(message, StreamState):
-                self._stream_state(message)
+                self.stream.on_state(message)
             else:
                 self._process(message)
         return DRAIN_LIMIT
 
-    def _retain(self, retained_from: int) -> None:
+    def _retain(self) -> None:
         """Forget sent events of records the router has released: they were delivered."""
-        self.retained_from = max(self.retained_from, retained_from)
-        while self.recent and self.recent[0].record_seq < self.retained_from:
+        while self.recent and self.recent[0].record_seq < self.stream.retained_from:
             self.recent.popleft()
 
-    def _stream_state(self, state: StreamState) -> None:
-        if state.last_seq >= self.expected:
-            self._gap()
-        elif state.final:
-            self.ended = True
-
     def _process(self, batch: Batch) -> None:
-        if batch.seq > self.expected:
-            self._gap()
-            return
-        skip = self.expected - batch.seq
-        if skip >= len(batch.records):
-            self.metrics.count(f"{self.channel}.duplicates")
+        start = self.stream.accept(batch)
+        if start is None:
+            if not self.stream.gap_wanted:
+                self.metrics.count(f"{self.channel}.duplicates")
             return
         started = time.perf_counter_ns()
-        self._detect(batch, skip, time.time_ns())
-        self.expected = batch.seq + len(batch.records)
-        self.metrics.counters[f"{self.channel}.processed"] += len(batch.records) - skip
+        self._detect(batch, start, time.time_ns())
+        self.stream.processed(batch)
+        self.metrics.counters[f"{self.channel}.processed"] += len(batch.records) - start
         self.metrics.latencies[f"{self.channel}.processing"].record_ns(time.perf_counter_ns() - started)
 
     def _detect(self, batch: Batch, start: int, detected_ns: int) -> None:
@@ -230,25 +224,18 @@ class Shard:
             self.metrics.count(f"{self.channel}.breaker_trips")
             log.error("%s: circuit breaker tripped after %d failures", self.name, self.breaker.failures)
 
-    def _gap(self) -> None:
-        """Records are missing (a lost message): ask the router for everything after what we have."""
-        self.metrics.count(f"{self.channel}.gaps")
-        now = time.monotonic_ns()
-        if now - self.last_gap_ns > 100_000_000:
-            self.last_gap_ns = now
-            self._ack("gap", self.expected - 1)
-
     # -- output ----------------------------------------------------------------------
     def _send_events(self) -> None:
         """Hand detected events (or just progress) to the aggregator; it confirms delivery to the router."""
         counters = self.metrics.counters
         for event in self.pending:
             counters[f"{self.channel}.events.{event.__struct_config__.tag}"] += 1  # type: ignore[attr-defined]
-        batch = EventBatch(self.instance, self.channel, self.shard, self.epoch, self.expected - 1, self.pending)
+        stream = self.stream
+        batch = EventBatch(self.instance, self.channel, self.shard, max(stream.epoch, 0), stream.position, self.pending)
         self._send(encoder.encode(batch))
         self.recent.extend(self.pending)
         self.pending = []
-        self.sent_upto = self.expected - 1
+        stream.reported = stream.position
         self.last_progress_ns = time.monotonic_ns()
 
     def _send(self, frame: bytes) -> None:
@@ -267,31 +254,31 @@ class Shard:
                     return
 
     def _checkpoint(self) -> None:
-        saved = checkpoint.Checkpoint(
-            self.channel,
-            self.shard,
-            self.epoch,
-            self.expected - 1,
-            self.detector.snapshot(),
-            [*self.recent, *self.pending],
-        )
-        try:
-            checkpoint.save(self.ckpt_path, saved)
-        except OSError as exc:
-            self.metrics.count(f"{self.channel}.checkpoint_failed")
-            log.error("%s: checkpoint not written: %s", self.name, exc)
-            return
-        self.ckpt_seq = saved.seq
+        """Hand the changed state to the store's writer; it is acknowledged once it is durable."""
+        if self.store.busy:
+            return  # the last one is still being written: this one follows it
+        stream = self.stream
+        job = Job(stream.epoch, stream.position, export_changes(self.detector), [*self.recent, *self.pending])
+        self.store.submit(job)
         self.last_ckpt_ns = time.monotonic_ns()
-        self.metrics.count(f"{self.channel}.checkpoints")
-        self._ack("checkpoint", saved.seq)
 
-    def _ack(self, kind: str, seq: int) -> None:
+    def _checkpoint_done(self) -> None:
+        for result in self.store.finished():
+            if isinstance(result, Exception):
+                self.metrics.count(f"{self.channel}.checkpoint_failed")
+                log.error("%s: checkpoint not written: %s", self.name, result)
+                self.detector.dirty.update(self.detector.tickers())  # the next one writes every row
+                continue
+            epoch, seq = result
+            self.metrics.count(f"{self.channel}.checkpoints")
+            if epoch == self.stream.epoch:
+                self.stream.saved(seq)
+                self._ack(Checkpointed)
+
+    def _ack(self, kind: type[Hello | Gap | Checkpointed]) -> None:
         self.last_beat_ns = time.monotonic_ns()
         try:
-            self.acks.send(
-                encoder.encode(Ack(self.channel, self.shard, self.epoch, seq, self.instance, kind)), zmq.NOBLOCK
-            )
+            self.acks.send(self.stream.ack(kind, self.channel, self.shard, self.instance), zmq.NOBLOCK)
         except zmq.Again:
             self.metrics.count("acks.unsent")
 
@@ -317,8 +304,16 @@ class Shard:
         self.bus.report(force=True)
 
     def _finish(self) -> None:
-        self._send_events()
+        if self.pending or self.stream.epoch >= 0:
+            self._send_events()
+        self._checkpoint_done()  # a write in progress finishes first, then the last one
+        deadline = time.monotonic() + 1.0
+        while self.store.busy and time.monotonic() < deadline:
+            time.sleep(0.005)
+            self._checkpoint_done()
         self._checkpoint()
+        self.store.close()
+        self._checkpoint_done()
         self._send(encoder.encode(WorkerDone(self.instance, self.channel, self.shard)))
         self.bus.report(force=True)
         for sock in (self.data, self.events, self.acks):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Iterable
 
 import msgspec
 
 from tickmesh.config import ChannelConfig, TickRules
 from tickmesh.schema import Event, High, Low, Record, Trade
+from workers import snapshot
 from workers.tick_state import (
     CV,
     DAY_NS,
@@ -23,6 +25,7 @@ from workers.tick_state import (
     NFIELDS,
     PMAX,
     PMIN,
+    QSEQ,
     RHI,
     RLO,
     SDN,
@@ -48,7 +51,7 @@ from workers.tick_state import (
 )
 from workers.tick_windows import SurgeWindows, TrendWindows
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: the applied source sequence (QSEQ) in each ticker's scalars
 
 
 class TickDetector(TrendWindows, SurgeWindows):
@@ -59,7 +62,9 @@ class TickDetector(TrendWindows, SurgeWindows):
 
     def __init__(self, channel: ChannelConfig) -> None:
         self.states: dict[str, TickState] = {}
-        self.ignored: dict[str, int] = {"previous_session": 0}
+        self.ignored: dict[str, int] = {"previous_session": 0, "duplicate_sequence": 0}
+        self.dirty: set[str] = set()  # tickers touched since the last checkpoint
+        self.cleared = False  # every session restarted since the last checkpoint
         self.layout: tuple[int, ...] = ()
         self.offset_ns = -1
         self.configure(channel)
@@ -72,7 +77,7 @@ class TickDetector(TrendWindows, SurgeWindows):
         self.rules, self.priority, self.bands = rules, channel.priority, Bands(rules)
         self.enabled, self.surge_on = rules.enabled, rules.surge_enabled
         if rules.session_start_s * 1_000_000_000 != self.offset_ns:
-            self.offset_ns, self.states = rules.session_start_s * 1_000_000_000, {}
+            self.offset_ns, self.states, self.cleared = rules.session_start_s * 1_000_000_000, {}, True
         self.cooldown_ns = round(rules.cooldown_s * 1e9)
         g = rules.trend_bucket_s
         self.bucket_ns = g * 1_000_000_000
@@ -93,6 +98,8 @@ class TickDetector(TrendWindows, SurgeWindows):
                 reset_windows(st)
                 st.a[FIRST] = st.a[LAST]  # the trend's history restarts with its windows
             self._refresh(st)
+        if relayout:
+            self.dirty.update(self.states)
 
     def _refresh(self, st: TickState) -> None:
         """Recompute a state's cached filters and gates after a rule change or a restore."""
@@ -108,11 +115,18 @@ class TickDetector(TrendWindows, SurgeWindows):
     def process(self, record: Record, record_seq: int, ingest_ns: int, detected_ns: int) -> list[Event]:
         if type(record) is not Trade or not self.enabled:
             return []
+        self.dirty.add(record.ticker)
         st = self.states.get(record.ticker)
         if st is None:
             return self._locate(None, record, record_seq, ingest_ns, detected_ns)
         r = record.timestamp - st.day
         a = st.a
+        q = record.sequence
+        if q is not None and 0 <= r < DAY_NS:  # idempotent replays: a source sequence applies once
+            if q <= a[QSEQ]:
+                self.ignored["duplicate_sequence"] += 1
+                return []
+            a[QSEQ] = q
         price = record.price
         if r >= a[0] or price > a[1] or price < a[2] or r < 0:  # WAKE, PMAX, PMIN, an older session
             return self._slow(st, record, r, record_seq, ingest_ns, detected_ns)
@@ -130,6 +144,8 @@ class TickDetector(TrendWindows, SurgeWindows):
         if st is None or st.day < day:
             st = self.states[tr.ticker] = new_state(day, t - day, tr.price)
             self._trend_gates(st.a)
+            if tr.sequence is not None:
+                st.a[QSEQ] = tr.sequence
         return self._slow(st, tr, t - day, *env)
 
     def _slow(self, st: TickState, tr: Trade, r: int, *env: int) -> list[Event]:
@@ -220,44 +236,61 @@ class TickDetector(TrendWindows, SurgeWindows):
                 )
             )
 
-    # -- crash recovery ---------------------------------------------------------------------------
+    # -- checkpoints (workers/snapshot.py) ------------------------------------------------------
+    def tickers(self) -> list[str]:
+        return list(self.states)
+
+    def header(self) -> bytes:
+        return msgspec.msgpack.encode(TickHeader(SNAPSHOT_VERSION, self.layout, self.offset_ns, self.ignored))
+
+    def row(self, ticker: str) -> bytes | None:
+        """One ticker's session: day start, scalars, trend ring, surge ring (arrays as raw bytes)."""
+        s = self.states.get(ticker)
+        return None if s is None else msgspec.msgpack.encode((s.day, s.a.tobytes(), s.tr.tobytes(), s.sr.tobytes()))
+
     def snapshot(self) -> bytes:
-        """Every ticker's state (arrays as raw bytes) with the window layout it was built for."""
-        states = {k: (s.day, s.a.tobytes(), s.tr.tobytes(), s.sr.tobytes()) for k, s in self.states.items()}
-        return msgspec.msgpack.encode(TickSnapshot(SNAPSHOT_VERSION, self.layout, self.offset_ns, self.ignored, states))
+        return snapshot.snapshot(self)
 
     def restore(self, data: bytes) -> None:
-        """Replace every state by a snapshot's (windows built for another layout start empty).
-        Raises ValueError, changing nothing, for anything but a snapshot of this version."""
+        snapshot.restore(self, data, "tick")
+
+    def restore_rows(self, header: bytes, rows: Iterable[tuple[str, bytes]]) -> None:
+        """Replace every state by the saved ones (windows built for another layout start empty).
+        Raises ValueError, changing nothing, for anything but state of this version."""
         try:
-            snap = msgspec.msgpack.decode(data, type=TickSnapshot)
-            if snap.v != SNAPSHOT_VERSION:
-                raise ValueError(f"version {snap.v}")
-            same = tuple(snap.layout) == self.layout
+            head = _header.decode(header)
+            if head.v != SNAPSHOT_VERSION:
+                raise ValueError(f"version {head.v}")
+            same = tuple(head.layout) == self.layout
             states = {}
-            for ticker, (day, a, tr, sr) in snap.states.items():
+            for ticker, row in rows:
+                day, a, tr, sr = _row.decode(row)
                 st = states[ticker] = TickState(day, array("d", a), array("d", tr), array("d", sr))
                 if len(st.a) != NFIELDS or len(st.tr) % 3 or len(st.sr) % 3:
                     raise ValueError(f"bad state for {ticker}")
                 if same and (len(st.tr) > 3 * self.tcap or len(st.sr) > 3 * self.scap):
                     raise ValueError(f"bad windows for {ticker}")
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        except Exception as exc:  # the decode boundary: whatever is wrong, nothing changes
             raise ValueError(f"not a tick detector snapshot of version {SNAPSHOT_VERSION}: {exc}") from None
-        if snap.offset != self.offset_ns:
+        if head.offset != self.offset_ns:
             states = {}  # sessions of another session_start_s: start afresh, as configure does
         for st in states.values():
             if not same:
                 reset_windows(st)
                 st.a[FIRST] = st.a[LAST]
             self._refresh(st)
-        self.states, self.ignored = states, dict(snap.ignored)
+        self.states, self.ignored = states, {**self.ignored, **head.ignored}
+        self.dirty, self.cleared = set(), False
 
 
-class TickSnapshot(msgspec.Struct, array_like=True, frozen=True):
-    """The tick detector's state on disk: per ticker (day start, scalars, trend ring, surge ring)."""
+class TickHeader(msgspec.Struct, array_like=True, frozen=True):
+    """The tick detector's own state on disk: version, window layout, session offset, ignored counts."""
 
     v: int
     layout: tuple[int, ...]
     offset: int
     ignored: dict[str, int]
-    states: dict[str, tuple[int, bytes, bytes, bytes]]
+
+
+_header = msgspec.msgpack.Decoder(TickHeader)
+_row = msgspec.msgpack.Decoder(tuple[int, bytes, bytes, bytes])

@@ -23,7 +23,7 @@ CUM_MASK = (1 << 36) - 1
 (WAKE, PMAX, PMIN, N, CV,
  LAST, FIRST, HI, LO, RHI, RLO, HIT, LOT, HIC, LOC,
  TB, TB_END, TH, P1, P2, P3, TUP, TDN, TUPF, TDNF, TDIR, TLAST, VFIRST,
- SS_END, SH, SO, SELIG, RMIN, RMAX, SUP, SDN, SFROM, SLAST, WAKE2, NFIELDS) = range(40)
+ SS_END, SH, SO, SELIG, RMIN, RMAX, SUP, SDN, SFROM, SLAST, WAKE2, QSEQ, NFIELDS) = range(41)
 # fmt: on
 
 
@@ -80,6 +80,7 @@ def new_state(day: int, r: int, price: float) -> TickState:
     a[LAST] = a[FIRST] = r
     a[HI] = a[LO] = a[RHI] = a[RLO] = price
     a[HIT] = a[LOT] = a[TLAST] = a[SLAST] = NEVER
+    a[QSEQ] = -1.0  # the highest source sequence applied this session (exact in a float below 2**53)
     st = TickState(day, a, array("d"), array("d"))
     reset_windows(st)
     return st

@@ -17,14 +17,15 @@ from control.v1 import control_pb2 as pb
 from control.v1 import control_pb2_grpc as pb_grpc
 from tests.mesh import Mesh, collect, poll_until
 from tickmesh.bus import Status, encode_status
-from tickmesh.schema import Ack, EventBatch, High, MarkQuery, ReplayRequest, Trade, encoder
+from tickmesh.schema import Checkpointed, EventBatch, High, MarkQuery, ReplayRequest, Trade, encoder
 
 TOKEN = "hostile-test-token-0123456789"
 S = 1_000_000_000
 # The frames that each stopped a process before the decode boundary (issue 18), by socket.
 ONE_FRAME_OUTAGES = [
     ("ingest", [bytes.fromhex("9191a1ff")], "ingest.rejected.bad_utf8"),
-    ("acks", [bytes.fromhex("97a361636ba1ff000101a166a178")], "acks.rejected.bad_utf8"),
+    ("acks", [bytes.fromhex("97a361636ba1ff000101a166a178")], "acks.rejected"),  # the old untyped Ack
+    ("acks", [bytes.fromhex("96a568656c6c6fa1ff000101a178")], "acks.rejected.bad_utf8"),  # the same in a Hello
     ("sync", [bytes.fromhex("92a1e0a1e0")], "sync.rejected.bad_utf8"),
     ("sync", [b"a", b"b", b"c"], "sync.rejected.frames"),
     ("events", [bytes.fromhex("91a1ff")], "events.rejected"),
@@ -114,7 +115,7 @@ def _samples() -> dict[str, bytes]:
     status = Status("fuzz", "worker", ["tick"], "h", 1, 0, now, now, {"a": 1}, {"b": 1.0})
     return {
         "ingest": encoder.encode([Trade("FUZ", 10.0, 1, now), Trade("FUZ", 10.5, 1, now + S)]),
-        "acks": encoder.encode(Ack("tick", 0, 1, 5, "fuzz", "heartbeat")),
+        "acks": encoder.encode(Checkpointed("tick", 0, 1, 5, "fuzz")),
         "sync": encoder.encode(MarkQuery("fuzz", 1)),
         "events": encoder.encode(EventBatch("fuzz", "tick", 0, 1, 5, [event])),
         "replay": encoder.encode(ReplayRequest(since=0)),

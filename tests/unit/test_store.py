@@ -1,0 +1,101 @@
+"""A shard's SQLite store: incremental rows, durable position, one writer, bad stores moved aside."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tickmesh.config import TickChannel
+from tickmesh.schema import High, Trade
+from workers.snapshot import export_changes
+from workers.store import Job, Store, StoreLocked, Unreadable, store_path
+from workers.tick_rules import TickDetector
+
+T0 = 1_767_225_600_000_000_000
+S = 1_000_000_000
+
+
+def written(store: Store) -> list[tuple[int, int] | Exception]:
+    """Wait for the writer to finish the job in progress; what it reported."""
+    deadline = time.monotonic() + 10
+    results: list[tuple[int, int] | Exception] = []
+    while store.busy and time.monotonic() < deadline:
+        results += store.finished()
+        time.sleep(0.002)
+    return results
+
+
+def feed(det: TickDetector, tickers: str, n: int, t0: int) -> None:
+    for i in range(n):
+        for k, ticker in enumerate(tickers):
+            det.process(Trade(ticker * 3, 100.0 + i + k, 10, t0 + i * S), i, 0, 0)
+
+
+def test_only_changed_tickers_are_written_and_a_restore_sees_all(tmp_path: Path) -> None:
+    path = store_path(str(tmp_path), "tick", 0)
+    det = TickDetector(TickChannel())
+    feed(det, "ABC", 5, T0)
+    store = Store(path)
+    assert store.load() is None
+    first = export_changes(det)
+    assert sorted(first.rows) == ["AAA", "BBB", "CCC"]
+    event = High("tick:high:AAA:1", "AAA", "tick", 1, T0, 101.0, 3, T0, T0)
+    assert store.submit(Job(7, 14, first, [event]))
+    assert not store.submit(Job(7, 15, first, []))  # one write at a time
+    assert written(store) == [(7, 14)]
+    feed(det, "B", 3, T0 + 10 * S)
+    second = export_changes(det)
+    assert list(second.rows) == ["BBB"]  # the others did not change
+    store.submit(Job(7, 17, second, []))
+    assert written(store) == [(7, 17)]
+    store.close()
+
+    again = Store(path)
+    saved = again.load()
+    assert saved is not None and (saved.epoch, saved.seq, saved.events) == (7, 17, [])
+    restored = TickDetector(TickChannel())
+    restored.restore_rows(saved.header, saved.rows)
+    assert sorted(restored.tickers()) == ["AAA", "BBB", "CCC"]
+    more = [Trade(t, 120.0 + i, 10, T0 + (20 + i) * S) for i in range(30) for t in ("AAA", "BBB", "CCC")]
+    assert [restored.process(tr, 0, 0, 0) for tr in more] == [det.process(tr, 0, 0, 0) for tr in more]
+    again.close()
+
+
+def test_a_second_instance_cannot_open_the_same_store(tmp_path: Path) -> None:
+    path = store_path(str(tmp_path), "tick", 0)
+    first = Store(path)
+    with pytest.raises(StoreLocked, match="in use"):
+        Store(path)
+    first.close()
+    Store(path).close()  # free again once the holder is gone
+
+
+@pytest.mark.parametrize("content", [b"garbage, not sqlite", b"SQLite format 3\x00" + b"\x00" * 50])
+def test_an_unreadable_store_is_refused_and_moved_aside(tmp_path: Path, content: bytes) -> None:
+    path = store_path(str(tmp_path), "ohlcv", 1)
+    path.write_bytes(content)
+    store = Store(path)
+    with pytest.raises(Unreadable):
+        store.load()
+    aside = store.move_aside()
+    assert aside.read_bytes() == content and not path.exists()
+    assert store.load() is None
+    store.close()
+
+
+def test_a_store_of_another_schema_is_unreadable(tmp_path: Path) -> None:
+    path = store_path(str(tmp_path), "fmv", 0)
+    store = Store(path)
+    store.submit(Job(1, 0, export_changes(TickDetector(TickChannel())), []))
+    written(store)
+    store.close()
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET v = 99 WHERE k = 'schema'")
+    store = Store(path)
+    with pytest.raises(Unreadable, match="schema 99"):
+        store.load()
+    store.close()

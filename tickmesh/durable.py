@@ -1,0 +1,30 @@
+"""Small durable files: written whole or not at all (fsync, rename, fsync the folder), moved aside when unreadable."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`: after a crash it holds the old bytes or the new ones, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself is durable only once the folder is
+    finally:
+        os.close(folder)
+
+
+def move_aside(path: Path) -> Path:
+    """Rename an unreadable file out of the way (kept for a human to look at); its new path."""
+    aside = path.with_name(f"{path.name}.unreadable-{time.time_ns()}")
+    os.replace(path, aside)
+    return aside

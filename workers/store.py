@@ -1,0 +1,175 @@
+"""A shard's durable state in SQLite: detector rows per ticker, the stream position, unconfirmed events.
+
+One database per (channel, shard) in `state.dir`, WAL mode, `synchronous=FULL`
+(a committed checkpoint survives a power cut). A checkpoint writes only the rows
+of tickers changed since the last one, in a background thread with its own
+connection, so the detection loop never waits on the disk; the loop learns of
+each finished write from `finished()` and only then acknowledges it to the
+router. An exclusive lock file keeps a second instance of the same shard from
+writing into the store. A store that cannot be read (corrupt, truncated, another
+schema) is moved aside with a clear error and the shard starts fresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+
+from tickmesh.durable import move_aside
+from tickmesh.schema import Event
+from workers.snapshot import Changes
+
+log = logging.getLogger(__name__)
+
+SCHEMA = 1  # the layout of the tables below; another number is moved aside
+_events = msgspec.msgpack.Decoder(list[Event])
+_encoder = msgspec.msgpack.Encoder()
+
+
+class StoreLocked(RuntimeError):
+    """Another process holds this shard's store."""
+
+
+class Unreadable(ValueError):
+    """The store exists but cannot be used (corrupt, foreign, another schema)."""
+
+
+class Saved(msgspec.Struct, frozen=True):
+    """What a shard resumes from."""
+
+    epoch: int
+    seq: int
+    header: bytes
+    rows: list[tuple[str, bytes]]
+    events: list[Event]
+
+
+class Job(msgspec.Struct, frozen=True):
+    """One checkpoint to write: the stream position, what changed, the events still unconfirmed."""
+
+    epoch: int
+    seq: int
+    changes: Changes
+    events: list[Event]
+
+
+def store_path(folder: str, channel: str, shard: int) -> Path:
+    return Path(folder) / f"{channel}-{shard}.db"
+
+
+class Store:
+    """Open (and lock) a shard's store; `load` it once, then `submit` checkpoints."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 - held for the process's life
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise StoreLocked(f"{path} is in use by another process (is this shard running twice?)") from None
+        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=1)
+        self._done: queue.SimpleQueue[tuple[int, int] | Exception] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.busy = False
+
+    # -- start --------------------------------------------------------------------------
+    def load(self) -> Saved | None:
+        """The last checkpoint, None if there is none; Unreadable if there is one that cannot be used."""
+        if not self.path.exists():
+            return None
+        try:
+            with contextlib.closing(_connect(self.path)) as db:
+                meta = dict(db.execute("SELECT k, v FROM meta"))
+                if meta.get("schema") != SCHEMA:
+                    raise Unreadable(f"schema {meta.get('schema')!r}, expected {SCHEMA}")
+                rows = [(str(t), bytes(r)) for t, r in db.execute("SELECT ticker, state FROM rows")]
+                events = _events.decode(meta["events"])
+                return Saved(int(meta["epoch"]), int(meta["seq"]), bytes(meta["header"]), rows, events)
+        except (sqlite3.Error, KeyError, ValueError, TypeError, msgspec.DecodeError) as exc:
+            raise Unreadable(f"{self.path}: {exc}") from None
+
+    def move_aside(self) -> Path:
+        """Rename the store (and its WAL) out of the way; where it went."""
+        for suffix in ("-wal", "-shm"):
+            Path(str(self.path) + suffix).unlink(missing_ok=True)  # a WAL without its database is useless
+        return move_aside(self.path)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def submit(self, job: Job) -> bool:
+        """Hand a checkpoint to the writer; False (nothing taken) while the last one is still being written."""
+        if self.busy:
+            return False
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._write_all, name=f"store {self.path.name}", daemon=True)
+            self._thread.start()
+        self.busy = True
+        self._jobs.put(job)
+        return True
+
+    def finished(self) -> Iterator[tuple[int, int] | Exception]:
+        """(epoch, seq) of each checkpoint made durable since the last call, or the error that stopped it."""
+        while True:
+            try:
+                result = self._done.get_nowait()
+            except queue.Empty:
+                return
+            self.busy = False
+            yield result
+
+    def close(self, timeout_s: float = 3.0) -> None:
+        """Finish the write in progress (up to `timeout_s`), then release the store."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join(timeout_s)
+        self._lock.close()
+
+    def _write_all(self) -> None:
+        db = _connect(self.path)
+        try:
+            _create(db)
+            while (job := self._jobs.get()) is not None:
+                try:
+                    _write(db, job)
+                    self._done.put((job.epoch, job.seq))
+                except (sqlite3.Error, OSError) as exc:
+                    db.rollback()
+                    self._done.put(exc)
+        finally:
+            db.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
+def _create(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v)")
+    db.execute("CREATE TABLE IF NOT EXISTS rows (ticker TEXT PRIMARY KEY, state BLOB NOT NULL)")
+    db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA,))
+
+
+def _write(db: sqlite3.Connection, job: Job) -> None:
+    changes = job.changes
+    db.execute("BEGIN")
+    if changes.cleared:
+        db.execute("DELETE FROM rows")
+    gone = [(t,) for t, row in changes.rows.items() if row is None]
+    db.executemany("DELETE FROM rows WHERE ticker = ?", gone)
+    rows = [(t, row) for t, row in changes.rows.items() if row is not None]
+    db.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?)", rows)
+    meta = {"epoch": job.epoch, "seq": job.seq, "header": changes.header, "events": _encoder.encode(job.events)}
+    db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
+    db.execute("COMMIT")
