@@ -55,6 +55,8 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_tickmesh_up(tmp_path: Path) ->
     share = venv / "share" / "tickmesh"
     assert (share / "proto" / "control" / "v1" / "control.proto").exists()
     assert (share / "examples" / "subscribe.py").exists() and (share / "docs" / "deploy.md").exists()
+    assert (share / "deploy" / "systemd" / "tickmesh-worker@.service").exists()
+    assert (share / "deploy" / "k8s" / "tickmesh.yaml").exists()
     with private_config() as (config, endpoints):
         command = [str(venv / "bin" / "tickmesh"), "up", "--config", str(config), "--state-dir", str(tmp_path / "s")]
         output = see_events_then_stop(command, cwd, env, endpoints)
