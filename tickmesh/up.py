@@ -34,9 +34,11 @@ def processes(feed: Sequence[str], python: str = sys.executable) -> dict[str, st
     kind, files = feed[0], feed[1:]
     if kind == "none":
         del procs["feed"]
-    elif kind != "sim":
+    elif kind == "replay":  # held: the mesh keeps running after the files are done
         paths = [shlex.quote(str(Path(f).resolve())) for f in files]
-        procs["feed"] = " ".join(["exec python -m feeds", kind, *paths])
+        procs["feed"] = " ".join(["exec python -m tickmesh.hold feeds replay", *paths])
+    elif kind == "polygon":
+        procs["feed"] = "exec python -m feeds polygon"
     # `python` may not be on PATH (Debian has python3 only) or may be another one: use this interpreter
     return {name: cmd.replace("exec python ", f"exec {shlex.quote(python)} ", 1) for name, cmd in procs.items()}
 
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=["sim"],
         metavar="KIND",
-        help="sim (default, the synthetic market), replay FILE… (the mesh stops when the replay ends), "
+        help="sim (default, the synthetic market), replay FILE… (the mesh keeps running after them), "
         "polygon (docs/feeds.md), or none (push your own records)",
     )
     up.add_argument("--config", help="TOML file (default: $TICKMESH_CONFIG, else ./tickmesh.toml, else built-in)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,21 @@ def test_tickmesh_up_runs_the_whole_mesh_from_an_empty_directory_and_sigterm_sto
     assert "subscriber.1 |" in output and "SIGTERM received" in output
     assert not list(cwd.iterdir())  # state went to --state-dir, not the working directory
     assert (state / ".tickmesh" / "admin.token").exists() and (state / ".tickmesh" / "state").is_dir()
+
+
+def test_a_replay_keeps_the_mesh_running_until_ctrl_c(tmp_path: Path) -> None:
+    cwd = tmp_path / "empty"
+    cwd.mkdir()
+    session = ROOT / "tests" / "data" / "polygon_session.jsonl"  # trades and FMV of MSFT
+    with private_config() as (config, endpoints):
+        command = [sys.executable, "-m", "tickmesh.up", "up", "--config", str(config), "--state-dir", str(tmp_path)]
+        command += ["--feed", "replay", str(session)]
+        then = "finished; the mesh keeps running until Ctrl-C"
+        output = see_events_then_stop(
+            command, cwd, dict(os.environ), endpoints, sources=frozenset({"tick", "fmv"}), then=then, sig=signal.SIGINT
+        )
+    assert "Traceback" not in output, output[-3000:]
+    assert "feed.1 stopped (rc=0)" in output and "SIGINT received" in output
 
 
 @pytest.mark.slow

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.mesh import ROOT
@@ -21,7 +24,7 @@ def test_the_feed_is_chosen_and_every_process_runs_this_interpreter(tmp_path: Pa
     assert "feed" not in up.processes(["none"])
     (tmp_path / "a b.csv").write_text("")
     replay = up.processes(["replay", str(tmp_path / "a b.csv")], python="py")
-    assert replay["feed"] == f"exec py -m feeds replay '{tmp_path}/a b.csv'"
+    assert replay["feed"] == f"exec py -m tickmesh.hold feeds replay '{tmp_path}/a b.csv'"
     assert up.processes(["polygon"], python="py")["feed"] == "exec py -m feeds polygon"
 
 
@@ -47,3 +50,16 @@ def test_an_invalid_config_stops_it_before_anything_starts(tmp_path: Path, capsy
     bad.write_text("[nope]\n")
     assert up.main(["up", "--config", str(bad)]) == 2
     assert "invalid configuration" in capsys.readouterr().err
+
+
+def test_a_held_process_that_fails_ends_with_its_exit_code(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tickmesh.hold", "py_compile", str(tmp_path / "missing.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert done.returncode == 1 and "missing.py" in done.stderr  # py_compile's own failure, passed on
+    assert "keeps running" not in done.stdout
+    assert subprocess.run([sys.executable, "-m", "tickmesh.hold"], capture_output=True, timeout=60).returncode == 2
