@@ -27,5 +27,17 @@ def split_instance(argv: Sequence[str]) -> list[str]:
     return out
 
 
+HELP = """tickmesh-shard CHANNEL N   (or CHANNEL-N, CHANNEL:N — a systemd instance name such as tick-0)
+
+Run shard N of CHANNEL as its own process, with no supervisor: systemd's
+Restart= or a Kubernetes restart policy restarts it (docs/deploy.md).
+Exit codes: 0 stopped cleanly, 1 crashed, 2 could not start (config, keys, endpoints).
+The arguments and options are those of `python -m workers.shard`:
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return shard.main(split_instance(sys.argv[1:] if argv is None else argv))
+    args = split_instance(sys.argv[1:] if argv is None else argv)
+    if "-h" in args or "--help" in args:
+        print(HELP)
+    return shard.main(args)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+from workers import standalone
 from workers.budget import RestartBudget
+from workers.standalone import split_instance
 
 
 def test_the_budget_allows_n_restarts_per_window_then_refuses() -> None:
@@ -24,11 +28,17 @@ def test_restarts_spread_wider_than_the_window_go_on_forever() -> None:
 
 
 def test_a_systemd_instance_name_is_a_channel_and_a_shard() -> None:
-    from workers.standalone import split_instance
-
     assert split_instance(["tick-0"]) == ["tick", "0"]
     assert split_instance(["ohlcv:12", "--config", "x.toml"]) == ["ohlcv", "12", "--config", "x.toml"]
     assert split_instance(["--log-level", "DEBUG", "fmv-1"]) == ["--log-level", "DEBUG", "fmv", "1"]
     assert split_instance(["fmv", "1"]) == ["fmv", "1"]
     assert split_instance(["--log-level=DEBUG", "fmv-1"]) == ["--log-level=DEBUG", "fmv", "1"]
     assert split_instance(["tick-x"]) == ["tick-x"]  # the shard's own parser names the error
+
+
+def test_tickmesh_shard_help_names_itself_and_its_exit_codes(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        standalone.main(["--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert out.startswith("tickmesh-shard CHANNEL N") and "Exit codes" in out and "{tick,ohlcv,fmv}" in out
