@@ -12,6 +12,8 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from tickmesh.security import secret_mode_problem
+
 TOKEN_ENV = "TICKMESH_ADMIN_TOKEN"
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)  # probes carry no secrets
 
@@ -21,7 +23,10 @@ class TokenError(RuntimeError):
 
 
 def read_token(env: Mapping[str, str], token_file: str | Path) -> tuple[str, str] | None:
-    """(token, where it came from) from the environment, else the token file; None if neither exists."""
+    """(token, where it came from) from the environment, else the token file; None if neither exists.
+
+    The file must be private to its owner or group (0600, 0400, 0640, 0440), like a secret key.
+    """
     if env.get(TOKEN_ENV):
         return env[TOKEN_ENV].strip(), TOKEN_ENV
     path = Path(token_file)
@@ -31,6 +36,9 @@ def read_token(env: Mapping[str, str], token_file: str | Path) -> tuple[str, str
         return None
     except OSError as exc:
         raise TokenError(f"cannot read token file {path}: {exc.strerror}") from None
+    problem = secret_mode_problem(path, "admin token file")
+    if problem:
+        raise TokenError(problem)
     if not token:
         raise TokenError(f"token file {path} is empty")
     return token, str(path.resolve())

@@ -181,7 +181,7 @@ class RouterConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
 
 
 class StateConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Where processes keep what must survive a crash (relative paths: from the working directory)."""
+    """Where processes keep what must survive a crash (relative paths: from the state root, see state_root)."""
 
     dir: str = ".tickmesh/state"  # worker checkpoints
     checkpoint_s: Annotated[float, Meta(gt=0, le=3_600)] = 1.0
@@ -200,7 +200,7 @@ class AggregatorConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
 
 class ControlConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    token_file: str = ".tickmesh/admin.token"  # relative to the working directory
+    token_file: str = ".tickmesh/admin.token"  # relative to the state root
     tls_cert: str = ""
     tls_key: str = ""
     ack_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 3.0
@@ -211,7 +211,14 @@ class SecurityConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """CURVE on the zmq tcp links; `auto` turns it on when any endpoint is a non-loopback tcp address."""
 
     curve: Literal["auto", "on", "off"] = "auto"
-    keys_dir: str = ".tickmesh/keys"  # relative to the working directory; TICKMESH_KEYS_DIR overrides
+    keys_dir: str = ".tickmesh/keys"  # relative to the state root; TICKMESH_KEYS_DIR overrides
+
+
+class ProcessConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """How a worker supervisor treats crashing shards: at most restart_budget restarts per restart_window_s."""
+
+    restart_budget: Annotated[int, Meta(ge=0, le=10_000)] = 5  # then it stops its shards and exits 3
+    restart_window_s: Annotated[float, Meta(gt=0, le=86_400)] = 60.0
 
 
 class Config(Struct, frozen=True, forbid_unknown_fields=True):
@@ -222,6 +229,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     aggregator: AggregatorConfig = AggregatorConfig()
     control: ControlConfig = ControlConfig()
     security: SecurityConfig = SecurityConfig()
+    process: ProcessConfig = ProcessConfig()
 
     def channel(self, name: str) -> TickChannel | OhlcvChannel | FmvChannel:
         if name not in CHANNELS:
@@ -246,8 +254,38 @@ def config_path(flag: str | None, env: Mapping[str, str]) -> Path | None:
     return local if local.exists() else None
 
 
-def load_config(flag: str | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Defaults, then the TOML file, then TICKMESH_<ENDPOINT> variables (flags are applied by callers)."""
+def state_root(flag: str | None, env: Mapping[str, str]) -> str | None:
+    """--state-dir, else TICKMESH_STATE_DIR, else systemd's STATE_DIRECTORY (its first entry); None: the cwd."""
+    if flag:
+        return flag
+    if env.get("TICKMESH_STATE_DIR"):
+        return env["TICKMESH_STATE_DIR"]
+    return env.get("STATE_DIRECTORY", "").split(":")[0] or None
+
+
+def _rooted(config: Config, root: str | None) -> Config:
+    """The config with every relative state path (state, dead letters, token, keys) taken from `root`."""
+    if root is None:
+        return config
+
+    def at_root(path: str) -> str:
+        return str(Path(root) / path) if path and not Path(path).is_absolute() else path
+
+    s, c, k = config.state, config.control, config.security
+    return msgspec.structs.replace(
+        config,
+        state=msgspec.structs.replace(s, dir=at_root(s.dir), dead_letters=at_root(s.dead_letters)),
+        control=msgspec.structs.replace(c, token_file=at_root(c.token_file)),
+        security=msgspec.structs.replace(k, keys_dir=at_root(k.keys_dir)),
+    )
+
+
+def load_config(flag: str | None = None, env: Mapping[str, str] | None = None, state_dir: str | None = None) -> Config:
+    """Defaults, then the TOML file, then TICKMESH_<ENDPOINT> variables (flags are applied by callers).
+
+    Relative state paths are rooted at `state_dir`, else $TICKMESH_STATE_DIR, else
+    $STATE_DIRECTORY (systemd's StateDirectory=), else the working directory.
+    """
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
     path = config_path(flag, env)
@@ -270,7 +308,7 @@ def load_config(flag: str | None = None, env: Mapping[str, str] | None = None) -
     if env.get("TICKMESH_KEYS_DIR"):
         data["security"] = {**data.get("security", {}), "keys_dir": env["TICKMESH_KEYS_DIR"]}
         origin = f"{origin} + TICKMESH_KEYS_DIR"
-    return _convert(data, origin)
+    return _rooted(_convert(data, origin), state_root(state_dir, env))
 
 
 def to_toml(data: Mapping[str, Any]) -> str:

@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     subs = p.add_subparsers(dest="command", required=True)
     for name, doc in (
         ("create", "write a keypair per role (secret files 0600) and authorize their public keys"),
-        ("check", "check the roles' key files: present, well formed, secret files 0600"),
+        ("check", "check the roles' key files: present, well formed, secret files not world-readable"),
     ):
         sub = subs.add_parser(name, help=doc, description=doc)
         sub.add_argument("--dir", help="key folder (default: $TICKMESH_KEYS_DIR, else security.keys_dir)")

@@ -3,7 +3,7 @@
 Key folder layout (`tickmesh-keys create` writes it):
 
     <keys_dir>/<role>.key          public key of a role (give it to every host)
-    <keys_dir>/<role>.key_secret   its secret key, mode 0600 (only on the hosts that run the role)
+    <keys_dir>/<role>.key_secret   its secret key, 0600/0400 (0640/0440: group) on the hosts that run the role
     <keys_dir>/authorized/*.key    client public keys a binding process accepts
 
 The files use the ZPL certificate format of czmq and `zmq.auth`, so either can read them.
@@ -38,6 +38,7 @@ ENDPOINT_ROLES: dict[str, str] = {
 }
 SERVER_ROLES: tuple[str, ...] = ("router", "aggregator", "control")  # the roles that bind zmq endpoints
 SHARDED = ("tick", "ohlcv", "fmv")
+SECRET_FORBIDDEN_BITS = 0o027  # group write, anything for others: 0600, 0400, 0640, 0440 pass
 MAX_SHARDS = 64  # the config's upper bound for a channel's shards
 LOOPBACK_HOSTS = frozenset({"localhost", "lo", "::1", "[::1]", "ip6-localhost"})
 Z85_KEY = re.compile(rb"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
@@ -132,13 +133,26 @@ def read_secret_key(path: Path) -> tuple[bytes, bytes]:
 
 
 def check_private(path: Path) -> None:
-    """Refuse a secret key file that its group or other users can read or write."""
+    """Refuse a secret key file that others can read (or anyone but its owner can write)."""
+    problem = secret_mode_problem(path, "secret key file")
+    if problem:
+        raise KeyFileError(problem)
+
+
+def secret_mode_problem(path: Path, what: str) -> str | None:
+    """Why a secret file's mode is too open, with the fix; None when it is private to its owner or group.
+
+    0600, 0400, 0640 and 0440 pass (a group may read a secret, as Kubernetes Secrets mounted
+    with `defaultMode: 0440` and an fsGroup give it); any bit for others, or group write, fails.
+    """
     mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise KeyFileError(
-            f"{path}: secret key file is readable or writable by group/others (mode {mode:04o}); "
-            f"refusing to start: run `chmod 600 {path}`"
-        )
+    if not mode & SECRET_FORBIDDEN_BITS:
+        return None
+    return (
+        f"{path}: {what} is {'world-accessible' if mode & 0o007 else 'group-writable'} (mode {mode:04o}); "
+        f"refusing to start: run `chmod 600 {path}` (or 640 / 440 to let its group read it; "
+        "on Kubernetes mount the Secret with `defaultMode: 0400`)"
+    )
 
 
 def read_authorized(folder: Path) -> frozenset[bytes]:

@@ -3,8 +3,11 @@
 honcho stops the whole mesh when one process exits, so restarts happen here,
 below it: each shard runs as `python -m workers.shard CHANNEL N`; a shard that
 exits unexpectedly is restarted with exponential backoff (reset after it has
-run for a while) and the restart is counted on the bus. SIGTERM is passed on
-and the shards are given time to drain.
+run for a while) and the restart is counted on the bus. After
+`[process] restart_budget` restarts within `restart_window_s` it gives up:
+stops the other shards and exits 3, so honcho, systemd or Kubernetes sees the
+failure. SIGTERM is passed on and the shards are given time to drain. Under an
+orchestrator, run each shard as its own process instead (`tickmesh-shard`).
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from tickmesh.curve import secure_context
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, start
 from tickmesh.sockets import EndpointError
+from workers.budget import RestartBudget
 
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (0.2, 10.0)  # first and longest wait before a restart
 STABLE_S = 30.0  # a shard that ran this long starts over at the first backoff
 STOP_WAIT_S = 4.5
+EXIT_BUDGET_SPENT = 3  # docs/deploy.md's exit code table
 
 
 class Child:
@@ -75,12 +80,20 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         ctx.term()
         return 2
+    budget = RestartBudget(config.process.restart_budget, config.process.restart_window_s)
     for child in children.values():
         child.start()
     try:
         while not stop:
-            for shard, child in children.items():
-                _watch(args.channel, shard, child, metrics)
+            if not all(_watch(args.channel, shard, child, metrics, budget) for shard, child in children.items()):
+                log.error(
+                    "%s: more than %d shard restarts within %.0f s: stopping its shards and exiting %d",
+                    name,
+                    budget.budget,
+                    budget.window_s,
+                    EXIT_BUDGET_SPENT,
+                )
+                return EXIT_BUDGET_SPENT
             bus.report()
             time.sleep(0.05)
     finally:
@@ -91,19 +104,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _watch(channel: str, shard: int, child: Child, metrics: Metrics) -> None:
+def _watch(channel: str, shard: int, child: Child, metrics: Metrics, budget: RestartBudget) -> bool:
+    """Restart `child` when it is due; False when it died and the restart budget is spent."""
     code = child.exited()
     if code is None:
-        return
+        return True
     if child.restart_at and time.monotonic() >= child.restart_at:
         child.restart_at = 0.0
         child.start()
         metrics.count(f"{channel}.restarts")
         log.info("restarted %s shard %d", channel, shard)
     elif not child.restart_at:
-        wait = child.schedule_restart()
         metrics.count(f"{channel}.crashes")
+        if not budget.spend(time.monotonic()):
+            log.error("%s shard %d exited with %s; the restart budget is spent", channel, shard, code)
+            return False
+        wait = child.schedule_restart()
         log.error("%s shard %d exited with %s; restarting in %.1f s", channel, shard, code, wait)
+    return True
 
 
 def _stop_all(children: object) -> None:

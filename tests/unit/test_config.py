@@ -73,3 +73,60 @@ def test_to_toml_writes_what_load_config_reads_back(tmp_path: Path) -> None:
     path.write_text(to_toml(msgspec.to_builtins(config)))
     assert load_config(str(path), env={}) == config
     assert to_toml({"a": {"s": 'say "hi"\\', "xs": [1, 2.5]}}) == '[a]\ns = "say \\"hi\\"\\\\"\nxs = [1, 2.5]\n'
+
+
+STATE_PATHS = {
+    "state": {"dir": "ckpt", "dead_letters": "/var/log/tickmesh/dl"},
+    "control": {"token_file": "admin.token"},
+    "security": {"keys_dir": "keys"},
+}
+
+
+def _state_paths(config) -> tuple[str, str, str, str]:  # type: ignore[no-untyped-def]
+    return (config.state.dir, config.state.dead_letters, config.control.token_file, config.security.keys_dir)
+
+
+def test_relative_state_paths_are_rooted_at_the_state_dir_absolute_ones_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(to_toml(STATE_PATHS))
+    assert _state_paths(load_config(str(path), env={})) == ("ckpt", "/var/log/tickmesh/dl", "admin.token", "keys")
+    rooted = load_config(str(path), env={}, state_dir="/srv/tm")
+    assert _state_paths(rooted) == ("/srv/tm/ckpt", "/var/log/tickmesh/dl", "/srv/tm/admin.token", "/srv/tm/keys")
+    defaults = load_config(None, env={"TICKMESH_STATE_DIR": "/srv/tm"})
+    assert _state_paths(defaults) == (
+        "/srv/tm/.tickmesh/state",
+        "/srv/tm/.tickmesh/dead-letters",
+        "/srv/tm/.tickmesh/admin.token",
+        "/srv/tm/.tickmesh/keys",
+    )
+    keys = load_config(None, env={"TICKMESH_STATE_DIR": "/srv/tm", "TICKMESH_KEYS_DIR": "k"})
+    assert keys.security.keys_dir == "/srv/tm/k"
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "root"),
+    [
+        ("/flag", {"TICKMESH_STATE_DIR": "/env", "STATE_DIRECTORY": "/systemd"}, "/flag"),
+        (None, {"TICKMESH_STATE_DIR": "/env", "STATE_DIRECTORY": "/systemd"}, "/env"),
+        (None, {"STATE_DIRECTORY": "/var/lib/tickmesh:/var/lib/other"}, "/var/lib/tickmesh"),
+        (None, {"TICKMESH_STATE_DIR": "", "STATE_DIRECTORY": ""}, None),
+    ],
+)
+def test_state_dir_precedence_flag_then_tickmesh_state_dir_then_systemd(
+    flag: str | None, env: dict[str, str], root: str | None
+) -> None:
+    config = load_config(None, env=env, state_dir=flag)
+    assert config.control.token_file == (f"{root}/.tickmesh/admin.token" if root else ".tickmesh/admin.token")
+
+
+def test_restart_budget_is_configurable_and_validated(tmp_path: Path) -> None:
+    assert (load_config(None, env={}).process.restart_budget, load_config(None, env={}).process.restart_window_s) == (
+        5,
+        60.0,
+    )
+    path = tmp_path / "t.toml"
+    path.write_text("[process]\nrestart_budget = 2\nrestart_window_s = 10\n")
+    assert load_config(str(path), env={}).process.restart_budget == 2
+    path.write_text("[process]\nrestart_window_s = 0\n")
+    with pytest.raises(ConfigError, match=r"process\.restart_window_s"):
+        load_config(str(path), env={})

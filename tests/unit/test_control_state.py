@@ -216,12 +216,32 @@ def test_token_matches_only_the_exact_bearer_token() -> None:
 def test_the_environment_wins_over_the_token_file(tmp_path) -> None:
     path = tmp_path / "admin.token"
     path.write_text("from-file\n")
+    path.chmod(0o600)
     assert read_token({TOKEN_ENV: "from-env"}, path) == ("from-env", TOKEN_ENV)
     assert read_token({}, path) == ("from-file", str(path.resolve()))
     assert read_token({}, tmp_path / "missing") is None
     (tmp_path / "empty").write_text("  \n")
+    (tmp_path / "empty").chmod(0o600)
     with pytest.raises(TokenError, match="empty"):
         read_token({}, tmp_path / "empty")
+
+
+@pytest.mark.parametrize("bits", [0o600, 0o400, 0o640, 0o440])
+def test_a_token_file_readable_by_its_owner_or_group_is_accepted(tmp_path, bits: int) -> None:
+    path = tmp_path / "admin.token"
+    path.write_text("s3cret\n")
+    path.chmod(bits)
+    assert read_token({}, path) == ("s3cret", str(path.resolve()))
+
+
+@pytest.mark.parametrize("bits", [0o644, 0o604, 0o660, 0o444])
+def test_a_world_readable_or_group_writable_token_file_is_refused_with_the_fix(tmp_path, bits: int) -> None:
+    path = tmp_path / "admin.token"
+    path.write_text("s3cret\n")
+    path.chmod(bits)
+    with pytest.raises(TokenError, match=rf"{path}: admin token file .*mode {bits:04o}.*chmod 600 {path}"):
+        read_token({}, path)
+    assert read_token({TOKEN_ENV: "from-env"}, path) == ("from-env", TOKEN_ENV)  # the file is not read then
 
 
 def test_control_creates_a_private_token_file_once(tmp_path) -> None:

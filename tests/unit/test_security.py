@@ -72,14 +72,24 @@ def test_create_keeps_existing_keys_unless_forced(tmp_path: Path, capsys) -> Non
     assert keys.main(["create", "--dir", str(tmp_path), "wizard"]) == 2
 
 
-@pytest.mark.parametrize("bits", [0o644, 0o640, 0o604, 0o620])
-def test_an_open_secret_key_is_refused(tmp_path: Path, bits: int) -> None:
+@pytest.mark.parametrize("bits", [0o644, 0o604, 0o620, 0o660, 0o444, 0o606, 0o601])
+def test_a_world_accessible_or_group_writable_secret_key_is_refused_with_the_fix(tmp_path: Path, bits: int) -> None:
     keys.create(tmp_path, ["router"])
     path = secret_key_path(tmp_path, "router")
     path.chmod(bits)
-    with pytest.raises(KeyFileError, match=rf"{path}.*mode {bits:04o}.*chmod 600 {path}"):
+    with pytest.raises(KeyFileError, match=rf"{path}.*mode {bits:04o}.*chmod 600 {path}.*defaultMode: 0400"):
         read_secret_key(path)
     assert keys.main(["check", "--dir", str(tmp_path), "router"]) == 1
+
+
+@pytest.mark.parametrize("bits", [0o600, 0o400, 0o640, 0o440])
+def test_a_secret_key_readable_by_its_owner_or_group_is_accepted(tmp_path: Path, bits: int) -> None:
+    keys.create(tmp_path, ["router", "aggregator", "control"])
+    path = secret_key_path(tmp_path, "router")
+    path.chmod(bits)
+    public, _ = read_secret_key(path)
+    assert public == read_public_key(public_key_path(tmp_path, "router"))
+    assert keys.main(["check", "--dir", str(tmp_path), "router"]) == 0
 
 
 def test_missing_and_malformed_key_files_are_named(tmp_path: Path) -> None:

@@ -1,0 +1,32 @@
+"""Supervision an orchestrator can see: the worker supervisor gives up after its restart budget, exit 3."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+import psutil
+
+from tests.mesh import Mesh, poll_until
+
+
+def test_a_shard_crashing_past_the_restart_budget_stops_its_channel_with_exit_3(
+    mesh_factory: Callable[..., Mesh],
+) -> None:
+    mesh = mesh_factory({"process": {"restart_budget": 2, "restart_window_s": 60}, "channels": {"tick": {"shards": 2}}})
+    mesh.start()
+    sibling = mesh.pid("worker.tick.1")
+    # Every restart of a shard re-reads the config: from now on it is invalid, so each restart exits 2 at once.
+    mesh.config_path.write_text(mesh.config_path.read_text() + "\n[no_such_section]\nkey = 1\n")
+    os.kill(mesh.pid("worker.tick.0"), signal.SIGKILL)
+    supervisor = mesh.procs["supervisor.tick"]
+    code = poll_until(lambda: supervisor.poll() is not None and (supervisor.returncode,), 30, what="the supervisor")
+    assert code == (3,), mesh.log("supervisor.tick")
+    log = mesh.log("supervisor.tick")
+    assert log.count("restarted tick shard 0") == 2, log
+    assert "the restart budget is spent" in log and "exiting 3" in log, log
+    assert "invalid configuration" in log and "no_such_section" in log, log  # what the restarted shard said
+    assert not psutil.pid_exists(sibling) or psutil.Process(sibling).status() == psutil.STATUS_ZOMBIE
+    for other in ("ohlcv", "fmv"):  # the other channels' supervisors are not the ones that failed
+        assert mesh.procs[f"supervisor.{other}"].poll() is None

@@ -1,0 +1,120 @@
+"""`tickmesh up`: the whole mesh from any install and any directory — the packaged Procfile run by honcho."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+
+from honcho.environ import parse_procfile
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+from tickmesh.config import ConfigError, load_config
+
+FEEDS = ("sim", "replay", "polygon", "none")
+STOPPED_BY_SIGNAL = (130, 143)  # honcho's return code after SIGINT / SIGTERM reached it
+CLEAN_EXITS = (0, -signal.SIGTERM, -signal.SIGINT)
+
+
+def procfile() -> dict[str, str]:
+    """The packaged Procfile's processes (the checkout's top-level Procfile is the same file)."""
+    text = resources.files("tickmesh").joinpath("Procfile").read_text()
+    return dict(parse_procfile(text).processes)
+
+
+def processes(feed: Sequence[str], python: str = sys.executable) -> dict[str, str]:
+    """The Procfile's processes run by `python`, with the feed: sim (as packaged), replay FILE…, polygon, none."""
+    procs = procfile()
+    kind, files = feed[0], feed[1:]
+    if kind == "none":
+        del procs["feed"]
+    elif kind == "replay":  # held: the mesh keeps running after the files are done
+        paths = [shlex.quote(str(Path(f).resolve())) for f in files]
+        procs["feed"] = " ".join(["exec python -m tickmesh.hold feeds replay", *paths])
+    elif kind == "polygon":
+        procs["feed"] = "exec python -m feeds polygon"
+    # `python` may not be on PATH (Debian has python3 only) or may be another one: use this interpreter
+    return {name: cmd.replace("exec python ", f"exec {shlex.quote(python)} ", 1) for name, cmd in procs.items()}
+
+
+def environment(base: Mapping[str, str], config: str | None, state_dir: str | None) -> dict[str, str]:
+    """The processes' environment: this interpreter's bin first on PATH, config and state root absolute."""
+    env = dict(base, PYTHONUNBUFFERED="1")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), base.get("PATH", os.defpath)])
+    if config:
+        env["TICKMESH_CONFIG"] = str(Path(config).resolve())
+    if state_dir:
+        env["TICKMESH_STATE_DIR"] = str(Path(state_dir).resolve())
+    return env
+
+
+def check_feed(feed: Sequence[str]) -> str | None:
+    """Why `--feed` is wrong, or None."""
+    if feed[0] not in FEEDS:
+        return f"--feed {feed[0]}: choose one of {', '.join(FEEDS)}"
+    if feed[0] == "replay" and len(feed) < 2:
+        return "--feed replay needs at least one FILE"
+    if feed[0] != "replay" and len(feed) > 1:
+        return f"--feed {feed[0]} takes no files"
+    return None
+
+
+def exit_code(manager: Manager) -> int:
+    """0 when a signal stopped the mesh and every process stopped cleanly; else the first failure's code."""
+    code = int(manager.returncode or 0)
+    if code not in STOPPED_BY_SIGNAL:
+        return code  # a process ended first (honcho then stopped the rest): its exit code
+    codes = [p.get("returncode") for p in manager._processes.values()]  # honcho 2 keeps them only there
+    return 0 if all(c in CLEAN_EXITS for c in codes) else code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tickmesh", description="Run the tickmesh mesh.")
+    subs = p.add_subparsers(dest="command", required=True)
+    up = subs.add_parser(
+        "up",
+        help="start the whole mesh (router, workers, aggregator, control, a feed, a subscriber)",
+        description="Start the whole mesh in the foreground, one prefixed line per output line; Ctrl-C stops it.",
+        epilog="Exit status: 0 after Ctrl-C / SIGTERM with every process stopped cleanly; otherwise the exit "
+        "status of the first process that ended (docs/deploy.md lists them).",
+    )
+    up.add_argument(
+        "--feed",
+        nargs="+",
+        default=["sim"],
+        metavar="KIND",
+        help="sim (default, the synthetic market), replay FILE… (the mesh keeps running after them), "
+        "polygon (docs/feeds.md), or none (push your own records)",
+    )
+    up.add_argument("--config", help="TOML file (default: $TICKMESH_CONFIG, else ./tickmesh.toml, else built-in)")
+    up.add_argument("--state-dir", help="root of relative state paths (default: $TICKMESH_STATE_DIR, else the cwd)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    problem = check_feed(args.feed)
+    if problem:
+        print(f"tickmesh up: {problem}", file=sys.stderr)
+        return 2
+    env = environment(os.environ, args.config, args.state_dir)
+    try:
+        load_config(None, env)  # a bad file is reported once, here, not by every process
+    except ConfigError as exc:
+        print(f"tickmesh up: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    manager = Manager(Printer(sys.stdout))
+    for name, command in processes(args.feed).items():
+        manager.add_process(f"{name}.1", command, env=dict(env, HONCHO_PROCESS_NAME=f"{name}.1"))
+    manager.loop()
+    return exit_code(manager)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
