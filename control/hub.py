@@ -15,6 +15,7 @@ import zmq
 import zmq.asyncio
 
 from control.state import BadStatus, MeshState, MeshView
+from control.store import ConfigStore
 from tickmesh.boundary import Rejection, decode_single
 from tickmesh.bus import ConfigState, Status, encode_config, status_decoder
 from tickmesh.config import Config
@@ -45,7 +46,7 @@ class Hub:
 
     def __init__(self, ctx: zmq.asyncio.Context, config: Config) -> None:
         self.ctx = ctx
-        self.state = MeshState(config)
+        self.state = MeshState(config, ConfigStore(config.state.dir))
         self.metrics = Metrics()
         self.ack_timeout_s = config.control.ack_timeout_s
         self.pub = make_socket(ctx, zmq.PUB, bind=config.endpoints.control_config, hwm=1_000)
@@ -87,15 +88,13 @@ class Hub:
         try:
             if isinstance(status, Rejection):
                 raise BadStatus(f"{status.reason}: {status.detail}")
-            newer = self.state.apply_status(status, time.time_ns())
+            self.state.apply_status(status, time.time_ns())
         except BadStatus as exc:
             self.metrics.count("control.status_invalid")
             if self.metrics.counters["control.status_invalid"] % LOG_EVERY_INVALID == 1:
                 log.warning("bad status report ignored: %s", exc)
             return
         self.metrics.count("control.status_received")
-        if newer:
-            log.info("%s reports config version %d: continuing from it", status.process, self.state.version)
         self._seen.set()
         self._seen = asyncio.Event()
 

@@ -7,12 +7,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
+from control.store import ConfigStore
 from tickmesh.config import CHANNELS, Config, update_channel
 
 if TYPE_CHECKING:  # only the attributes are used: this module stays free of zmq
-    from tickmesh.bus import ConfigState, Status
+    from tickmesh.bus import Status
 
 LIVE_INTERVALS = 3  # a process is live if it reported within this many status intervals
 LIVE_FLOOR_S = 2.0
@@ -108,21 +107,22 @@ class _Entry:
 class MeshState:
     """Live config and version, the latest Status of every process, counters of restarted ones."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.version = 0
-        self.channel_versions: dict[str, int] = dict.fromkeys(CHANNELS, 0)
+    def __init__(self, config: Config, store: ConfigStore | None = None) -> None:
+        """Start from `store`'s live config (control/store.py says which wins), else from `config`."""
+        self.file_config, self.store = config, store
+        if store is None:
+            self.config, self.version, self.channel_versions = config, 0, dict.fromkeys(CHANNELS, 0)
+        else:
+            self.config, self.version, self.channel_versions = store.load(config)
         # at least LIVE_FLOOR_S: a process that misses a few fast reports on a busy machine is not gone
         self.live_ns = int(max(LIVE_INTERVALS * config.control.status_interval_s, LIVE_FLOOR_S) * 1e9)
         self._entries: dict[str, _Entry] = {}
         self._retired: defaultdict[str, int] = defaultdict(int)  # counts of earlier incarnations
 
     # -- status reports ------------------------------------------------------
-    def apply_status(self, status: Status, now_ns: int) -> bool:
-        """Record a report; True if it carried a newer config version than ours (control restarted).
-
-        Raises BadStatus for a report with numbers out of range or one process too many.
-        """
+    def apply_status(self, status: Status, now_ns: int) -> None:
+        """Record a report: a measurement, never a source of configuration (that comes only from gRPC
+        changes and the store). Raises BadStatus for numbers out of range or one process too many."""
         _check(status)
         old = self._entries.get(status.process)
         if old is None and len(self._entries) >= MAX_PROCESSES:
@@ -132,20 +132,6 @@ class MeshState:
         if old is not None and _incarnation(old.status) != _incarnation(status):
             self._retire(old.status)
         self._entries[status.process] = _Entry(status, now_ns)
-        if status.config_version > self.version:
-            self.version = status.config_version
-            if status.config is not None and status.config.version == status.config_version:
-                self._adopt(status.config)
-            return True
-        return False
-
-    def _adopt(self, live: ConfigState) -> None:
-        """Continue from the live config a process reports (control restarted while the mesh ran)."""
-        adopted = msgspec.structs.replace(self.config, channels=live.channels, aggregator=live.aggregator)
-        for channel in CHANNELS:
-            if adopted.channel(channel) != self.config.channel(channel):
-                self.channel_versions[channel] = live.version
-        self.config = adopted
 
     def _retire(self, status: Status) -> None:
         for name, value in status.counters.items():
@@ -166,8 +152,11 @@ class MeshState:
         }
 
     def acked(self, processes: Iterable[str], version: int) -> set[str]:
-        """Those of `processes` whose last report says they applied `version` or later."""
-        return {p for p in processes if (e := self._entries.get(p)) and e.status.config_version >= version}
+        """Those of `processes` whose last report says they applied `version` or a later one that this
+        control issued (a higher number from before a lost store, or a forged one, acknowledges nothing)."""
+        return {
+            p for p in processes if (e := self._entries.get(p)) and version <= e.status.config_version <= self.version
+        }
 
     # -- configuration -------------------------------------------------------
     def propose(self, channel: str, changes: Mapping[str, Any]) -> Config:
@@ -188,6 +177,8 @@ class MeshState:
         self.config = config
         self.version += 1
         self.channel_versions[channel] = self.version
+        if self.store is not None:
+            self.store.save(config, self.version, self.channel_versions, self.file_config)
         return True
 
     # -- views ---------------------------------------------------------------

@@ -53,9 +53,6 @@ class Status(Struct, tag="status", frozen=True):
     time_ns: int
     counters: dict[str, int]
     gauges: dict[str, float]
-    # The live config this process applies, once it has applied a version from control (None
-    # before): a restarted control continues from it instead of from its own file.
-    config: ConfigState | None = None
 
 
 config_decoder = msgspec.msgpack.Decoder(ConfigState)
@@ -98,7 +95,6 @@ class BusClient:
         self.process, self.role, self.channels, self.metrics = process, role, channels, metrics
         self.ctx = ctx  # its CURVE handshake counters (if any) are reported with the metrics
         self.version = 0
-        self.live: ConfigState | None = None  # the last version applied from control, reported back
         self.interval_ns = int(config.control.status_interval_s * 1e9)
         self._next_report = 0
         self.sub = make_socket(ctx, zmq.SUB, connect=config.endpoints.control_config, hwm=100)
@@ -107,7 +103,7 @@ class BusClient:
         self._host = socket.gethostname()
 
     def receive(self, config: Config) -> Config | None:
-        """Read one config message; the new Config if it is a newer version, else None."""
+        """Read one config message; the new Config if its version is not the one applied, else None."""
         try:
             frames = self.sub.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
@@ -116,9 +112,9 @@ class BusClient:
         if isinstance(state, Rejection):
             reject(self.metrics, "bus", state)
             return None
-        if state.version <= self.version:
-            return None
-        self.version, self.live = state.version, state
+        if state.version == self.version:
+            return None  # the state control re-publishes every second; it changes only with a version
+        self.version = state.version  # whatever control publishes is the live config: it is the authority
         return msgspec.structs.replace(config, channels=state.channels, aggregator=state.aggregator)
 
     def report(self, *, force: bool = False) -> None:
@@ -139,7 +135,6 @@ class BusClient:
             time_ns=now,
             counters=bounded(self.metrics.counters, "bus.counters_dropped"),
             gauges=bounded(self.metrics.snapshot_gauges(), "bus.gauges_dropped"),
-            config=self.live,
         )
         try:
             self.push.send(encode_status(status), zmq.NOBLOCK)

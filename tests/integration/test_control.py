@@ -228,11 +228,12 @@ def test_metrics_sum_what_the_processes_report_in_grpc_and_prometheus(control: C
             assert line in text
 
 
-def test_control_continues_from_the_version_the_mesh_reports(control: Control) -> None:
-    with FakeProcess(control, "worker.ohlcv.0", ["ohlcv"], version=7):
-        poll_until(lambda: control.metrics().config_version == 7, what="version 7 adopted")
+def test_a_process_reporting_a_version_control_never_issued_is_brought_back_to_control(control: Control) -> None:
+    with FakeProcess(control, "worker.ohlcv.0", ["ohlcv"], version=7) as stray:  # a lost store, or forged
+        poll_until(lambda: stray.applied and stray.applied[-1][0] == 0, what="the process back on version 0")
+        assert control.metrics().config_version == 0
         reply = update(control, "ohlcv", big_move_pct=3)
-        assert (reply.config_version, list(reply.acked)) == (8, ["worker.ohlcv.0"])
+        assert (reply.config_version, list(reply.acked)) == (1, ["worker.ohlcv.0"])
 
 
 def test_a_process_that_starts_late_converges_on_the_live_config(control: Control) -> None:

@@ -17,7 +17,7 @@ from control.v1 import control_pb2 as pb
 from control.v1 import control_pb2_grpc as pb_grpc
 from tests.mesh import Mesh, collect, poll_until
 from tickmesh.bus import Status, encode_status
-from tickmesh.schema import Checkpointed, EventBatch, High, MarkQuery, ReplayRequest, Trade, encoder
+from tickmesh.schema import Checkpointed, Delivered, EventBatch, Hello, High, MarkQuery, ReplayRequest, Trade, encoder
 
 TOKEN = "hostile-test-token-0123456789"
 S = 1_000_000_000
@@ -205,3 +205,38 @@ def test_a_trade_stamped_2099_is_rejected_and_the_tickers_genuine_trades_yield_e
     highs = collect(sub, lambda got: len(got) >= 2)
     assert [(p.event.price, p.event.time) for p in highs] == [(51.0, now + 2 * S), (52.0, now + 4 * S)]
     poll_until(lambda: hostile.metrics().channels[0].rejected["future_timestamp"] == 1, 10, what="the rejection")
+
+
+def test_a_forged_status_carrying_a_config_changes_nothing(hostile: Hostile) -> None:
+    now = time.time_ns()
+    paused = {name: {"paused": True} for name in ("tick", "ohlcv", "fmv")}
+    forged = {"type": "status", "process": "router", "role": "router", "channels": ["tick", "ohlcv", "fmv"],
+              "host": "h", "pid": 1, "config_version": 2**62, "started_ns": now, "time_ns": now,
+              "counters": {}, "gauges": {}, "config": ["config", 5, paused, {}]}  # fmt: skip
+    hostile.send("control_status", [msgspec.msgpack.encode(forged)])
+    poll_until(lambda: hostile.counted("control.status_received") > 0, 10, what="reports received")
+    listed = hostile.stub.ListChannels(pb.ListChannelsRequest(), metadata=[("authorization", f"Bearer {TOKEN}")])
+    assert listed.config_version == 0 and not any(c.paused for c in listed.channels)
+    hostile.valid_traffic_flows()
+
+
+def test_forged_acks_cannot_release_records_or_amplify_resends(hostile: Hostile) -> None:
+    mesh = hostile.mesh
+    epoch = int((mesh.dir / ".tickmesh" / "state" / "router.epoch").read_text())
+    hostile.valid_traffic_flows()  # the tick stream has sent something in this epoch
+    forged = [
+        Checkpointed("tick", 0, epoch, 10**9, "forger"),  # beyond what was routed
+        Delivered("tick", 0, epoch, 10**9, "forger"),
+        Checkpointed("tick", 0, epoch, 0, "forger"),  # not the instance that holds the stream
+    ]
+    for ack in forged:
+        hostile.send("acks", [encoder.encode(ack)])
+    poll_until(lambda: hostile.counted("acks.rejected.beyond_sent") == 2, 10, what="beyond_sent counted")
+    poll_until(lambda: hostile.counted("acks.rejected.not_the_worker") >= 1, 10, what="not_the_worker counted")
+    resent_before = hostile.counted("tick.resent")
+    for _ in range(200):  # a flood of hellos from the start of the stream
+        hostile.send("acks", [encoder.encode(Hello("tick", 0, epoch, -1, "forger"))])
+    hostile.valid_traffic_flows()
+    routed = hostile.metrics().channels[0].routed
+    assert hostile.counted("tick.resent") - resent_before <= 3 * routed  # not 200 × what was routed
+    hostile.all_up()

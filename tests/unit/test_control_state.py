@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
@@ -12,15 +13,16 @@ from control import prometheus, state
 from control.auth import TOKEN_ENV, TokenError, read_token, server_token, token_matches
 from control.convert import snapshot_message
 from control.state import BadStatus, FixedFieldError, MeshState
+from control.store import ConfigStore
 from control.tables import to_dict
-from tickmesh.bus import ConfigState, Status
+from tickmesh.bus import Status
 from tickmesh.config import Config, ConfigError, update_channel
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S  # control's clock in these tests
 
 
-def status(process: str, *, version: int = 0, counters=None, gauges=None, channels=None, pid=100, started=1, live=None):
+def status(process: str, *, version: int = 0, counters=None, gauges=None, channels=None, pid=100, started=1):
     role = process.split(".")[0]
     return Status(
         process=process,
@@ -33,7 +35,6 @@ def status(process: str, *, version: int = 0, counters=None, gauges=None, channe
         time_ns=T0,
         counters=counters or {},
         gauges=gauges or {},
-        config=live,
     )
 
 
@@ -87,6 +88,8 @@ def test_a_restarted_process_keeps_its_earlier_counts_in_the_sums(mesh: MeshStat
 
 
 def test_holders_are_live_processes_of_the_channel_and_acks_need_the_version(mesh: MeshState) -> None:
+    for size in ("2", "3"):  # versions 1 and 2
+        mesh.commit("ohlcv", mesh.propose("ohlcv", {"batch_size": size}))
     mesh.apply_status(status("router", channels=ROUTER, version=2), T0)
     mesh.apply_status(status("worker.ohlcv.0", version=1), T0)
     mesh.apply_status(status("worker.ohlcv.1", version=2), T0 - 3 * S - 1)  # silent for > 3 intervals
@@ -123,25 +126,43 @@ def test_invalid_changes_name_the_field_and_unknown_channels_raise_key_error(mes
     assert mesh.version == 0
 
 
-def test_control_continues_from_the_highest_version_the_processes_report(mesh: MeshState) -> None:
-    assert mesh.apply_status(status("router", version=7), T0) is True
-    assert mesh.apply_status(status("worker.tick.0", version=5), T0) is False
-    assert mesh.version == 7
+def test_a_status_report_is_a_measurement_never_a_source_of_configuration(mesh: MeshState) -> None:
+    mesh.apply_status(status("router", version=2**62, channels=ROUTER), T0)  # forged, or from a lost store
+    assert (mesh.version, mesh.config) == (0, Config())
+    assert mesh.acked(["router"], 1) == set()  # a version control never issued acknowledges nothing
     mesh.commit("tick", mesh.propose("tick", {"batch_size": "4"}))
-    assert mesh.version == 8 and mesh.channel_versions["tick"] == 8
+    assert mesh.version == 1 and mesh.acked(["router"], 1) == set()
+    mesh.apply_status(status("router", version=1, channels=ROUTER), T0)
+    assert mesh.acked(["router"], 1) == {"router"}
 
 
-def test_a_restarted_control_continues_from_the_live_config_the_processes_report(mesh: MeshState) -> None:
-    changed = update_channel(Config(), "ohlcv", {"big_move_pct": "4.5"})
-    live = ConfigState(7, changed.channels, changed.aggregator)
-    assert mesh.apply_status(status("worker.ohlcv.0", version=7, live=live), T0) is True
-    assert mesh.config.channels.ohlcv.rules.big_move_pct == 4.5
-    assert (mesh.version, mesh.channel_versions) == (7, {"tick": 0, "ohlcv": 7, "fmv": 0})
-    mesh.commit("ohlcv", mesh.propose("ohlcv", {"batch_size": "40"}))  # built on the live config, not the file
-    assert (mesh.config.channels.ohlcv.batch_size, mesh.config.channels.ohlcv.rules.big_move_pct) == (40, 4.5)
-    stale = ConfigState(3, Config().channels, Config().aggregator)  # an older version never wins
-    assert mesh.apply_status(status("worker.fmv.0", version=3, live=stale), T0) is False
-    assert mesh.config.channels.ohlcv.rules.big_move_pct == 4.5 and mesh.version == 8
+def test_a_restarted_control_continues_from_its_store(tmp_path: Path) -> None:
+    first = MeshState(Config(), ConfigStore(str(tmp_path)))
+    first.commit("ohlcv", first.propose("ohlcv", {"big_move_pct": "4.5"}))
+    first.commit("tick", first.propose("tick", {"paused": "true"}))
+    again = MeshState(Config(), ConfigStore(str(tmp_path)))
+    assert (again.version, again.channel_versions) == (2, {"tick": 2, "ohlcv": 1, "fmv": 0})
+    assert again.config.channels.ohlcv.rules.big_move_pct == 4.5 and again.config.channels.tick.paused
+    again.commit("ohlcv", again.propose("ohlcv", {"batch_size": "40"}))  # built on the live config
+    assert again.version == 3 and again.config.channels.ohlcv.rules.big_move_pct == 4.5
+
+
+def test_an_edited_config_file_wins_over_the_store_as_a_new_version(tmp_path: Path) -> None:
+    first = MeshState(Config(), ConfigStore(str(tmp_path)))
+    first.commit("ohlcv", first.propose("ohlcv", {"big_move_pct": "4.5"}))
+    edited = update_channel(Config(), "fmv", {"deviation_pct": "2.0"})  # the operator edited tickmesh.toml
+    again = MeshState(edited, ConfigStore(str(tmp_path)))
+    assert again.config == edited and again.version == 2
+    assert again.channel_versions == {"tick": 0, "ohlcv": 2, "fmv": 2}
+    assert MeshState(edited, ConfigStore(str(tmp_path))).version == 2  # and it is the stored one now
+
+
+def test_an_unreadable_store_is_moved_aside(tmp_path: Path) -> None:
+    (tmp_path / "control-config.msgpack").write_bytes(b"\x81\xa4garbage")
+    store = ConfigStore(str(tmp_path))
+    state = MeshState(Config(), store)
+    assert (state.version, state.config, store.moved_aside) == (0, Config(), 1)
+    assert len(list(tmp_path.glob("control-config.msgpack.unreadable-*"))) == 1
 
 
 def test_bad_status_reports_are_refused_and_the_process_table_is_bounded(
