@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import msgspec
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from router.marks import WAITING, Marks
 from router.outbox import Outbox
 from router.validation import Rejection as RecordRejection
 from router.validation import decode_frame
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL_OF = {Trade: "tick", Bar: "ohlcv", FairMarketValue: "fmv"}
 DRAIN_S = 3.5  # SIGTERM → exit well inside honcho's 5 s
-MARKS_KEPT = 10_000
+QUIET_S = 0.3  # stopping: producers silent this long have sent their last mark
 
 
 class Router:
@@ -69,7 +69,7 @@ class Router:
         self.bus = BusClient(
             ctx, config, process="router", role="router", channels=list(CHANNELS), metrics=self.metrics
         )
-        self.marks: OrderedDict[str, int] = OrderedDict()
+        self.marks = Marks()
         self.max_future_ns = int(rc.max_future_s * 1e9)
         self.flush_order = flush_order(config)
         self.last_price: dict[str, float] = {}
@@ -97,6 +97,7 @@ class Router:
             self._service(ready)
             now = time.monotonic_ns()
             self._flush(now)
+            self.marks.settle()
             self._heartbeat(now)
             self.metrics.gauges["ingest.blocked"] = float(blocked)
             self._report()
@@ -247,9 +248,7 @@ class Router:
 
     def _mark(self, mark: Mark) -> None:
         self._flush(time.monotonic_ns(), force=True)
-        self.marks[mark.producer] = max(mark.n, self.marks.pop(mark.producer, -1))
-        while len(self.marks) > MARKS_KEPT:
-            self.marks.popitem(last=False)
+        self.marks.add(mark.producer, mark.n, [box for boxes in self.outboxes.values() for box in boxes])
 
     def _answer_sync(self) -> None:
         """Answer one flush query: b"1" once the producer's mark is routed. REP must answer every
@@ -261,11 +260,11 @@ class Router:
         query = decode_single(mark_query_decoder, frames)
         if isinstance(query, Rejection):
             reject(self.metrics, "sync", query, peer)
-            seen = False
+            reply = WAITING
         else:
-            seen = self.marks.get(query.producer, -1) >= query.n
+            reply = self.marks.answer(query.producer, query.n)
         try:
-            self.sync.send(b"1" if seen else b"0")
+            self.sync.send(reply)
         except zmq.ZMQError as exc:  # the asker is gone: nothing to answer
             self.metrics.count("sync.unanswered")
             log.debug("sync reply not sent: %s", exc)
@@ -374,21 +373,35 @@ class Router:
 
     # -- stopping ----------------------------------------------------------------------
     def _drain(self, poller: zmq.Poller) -> None:
-        """Route what producers already sent, flush every batch, wait for acks, then end each stream."""
+        """Stopping: go on routing what producers send and answering their flush marks, until every
+        batch is delivered and producers have been quiet for QUIET_S (or DRAIN_S is up); then end
+        each stream, and refuse the marks whose records could not be routed in time."""
         deadline = time.monotonic() + DRAIN_S
-        while time.monotonic() < deadline and self._drain_ingest(self.config.router.drain_limit):
-            self._flush(time.monotonic_ns(), force=True)
-            self._drain_acks()
-        while time.monotonic() < deadline and not self._all_drained():
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            poller.modify(self.ingest, 0 if self._ingest_blocked() else zmq.POLLIN)
             ready = dict(poller.poll(10))
+            if (self.ingest in ready and self._drain_ingest(self.config.router.drain_limit)) or self.sync in ready:
+                quiet_since = time.monotonic()
             self._service(ready)
             self._flush(time.monotonic_ns(), force=True)
+            self.marks.settle()
+            if self._all_drained() and not self.marks.pending and time.monotonic() - quiet_since >= QUIET_S:
+                break
         for name in CHANNELS:
             for box, sock in zip(self.outboxes[name], self.pushes[name], strict=True):
                 if not box.delivered_all:
                     undelivered = box.stream.last_seq - box.stream.delivered + len(box.records)
                     log.warning("%s shard %d: %d records undelivered at exit", name, box.shard, undelivered)
+                    self.metrics.count(f"{name}.undelivered_at_exit", undelivered)
                 self._send_state(box, sock, time.monotonic_ns(), final=True)
+        refused = self.marks.refuse_pending()
+        if refused:
+            log.warning("stopping with %d flush marks unrouted: their producers are told so", refused)
+            self.metrics.count("sync.refused", refused)
+            end = time.monotonic() + QUIET_S
+            while time.monotonic() < end:  # answer the producers that ask now
+                self._service(dict(poller.poll(10)))
         self.bus.report(force=True)
 
     def _all_drained(self) -> bool:

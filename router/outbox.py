@@ -26,6 +26,8 @@ class Outbox:
         self.records: list[Record] = []
         self.ingest_ns: list[int] = []
         self.first_ns = 0  # monotonic ns when the oldest waiting record arrived
+        self.placed = 0  # records put here, ever
+        self.settled = 0  # of them, sent in a batch or conflated/dropped by the overflow policy
 
     # -- records in ------------------------------------------------------------
     def add(self, record: Record, ingest_ns: int, now_ns: int) -> None:
@@ -33,6 +35,7 @@ class Outbox:
             self.first_ns = now_ns
         self.records.append(record)
         self.ingest_ns.append(ingest_ns)
+        self.placed += 1
 
     def add_many(self, records: list[Record], ingest_ns: int, now_ns: int) -> None:
         """Records of one ingest frame at once (one stamp: they arrived together)."""
@@ -40,6 +43,7 @@ class Outbox:
             self.first_ns = now_ns
         self.records.extend(records)
         self.ingest_ns.extend([ingest_ns] * len(records))
+        self.placed += len(records)
 
     @property
     def full(self) -> bool:
@@ -54,12 +58,14 @@ class Outbox:
         removed = len(self.records) - len(keep)
         self.records = [self.records[i] for i in keep]
         self.ingest_ns = [self.ingest_ns[i] for i in keep]
+        self.settled += removed
         return removed
 
     def drop_oldest(self, n: int) -> int:
         n = min(n, len(self.records))
         del self.records[:n]
         del self.ingest_ns[:n]
+        self.settled += n
         return n
 
     # -- batches out -------------------------------------------------------------
@@ -86,6 +92,7 @@ class Outbox:
         data = self.stream.batch(self.records[:n], self.ingest_ns[:n], now_ns)
         del self.records[:n]
         del self.ingest_ns[:n]
+        self.settled += n
         if self.records:
             self.first_ns = now_ns
         return data

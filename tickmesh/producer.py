@@ -62,7 +62,8 @@ class Producer:
                 self.push.poll(100, zmq.POLLOUT)
 
     def flush(self, timeout_s: float = 10.0) -> None:
-        """Return once the router has routed every record sent so far; FlushTimeout if it does not."""
+        """Return once the router has routed every record sent so far (handed each to its worker's
+        stream, or conflated/dropped by policy and counted); FlushTimeout if it does not or cannot."""
         self.marks += 1
         if not self.send_raw(encoder.encode([Mark(self.name, self.marks)])):
             raise FlushTimeout("stopped before the mark could be sent")
@@ -73,8 +74,11 @@ class Producer:
             req = make_socket(self.ctx, zmq.REQ, connect=self.endpoints.sync, hwm=10)
             try:
                 req.send(query)
-                if req.poll(200) and req.recv() == b"1":
+                reply = req.recv() if req.poll(200) else b""
+                if reply == b"1":
                     return
+                if reply == b"x":
+                    raise FlushTimeout(f"the router stopped before routing everything sent before mark {self.marks}")
             finally:
                 req.close(0)
             if self.should_stop():

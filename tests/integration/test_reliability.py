@@ -209,7 +209,7 @@ def test_an_ohlcv_flood_conflates_while_every_tick_flows(mesh_factory) -> None:
     try:
         now = time.time_ns()
         bars = [
-            Bar(f"B{i % 500}", 10.0, 10.5, 9.5, 10.2, 100, now + (k - 1) * 60 * S, now + k * 60 * S)
+            Bar(f"B{i % 500}", 10.0, 10.5, 9.5, 10.2, 100, now - (61 - k) * 60 * S, now - (60 - k) * 60 * S)
             for k in range(60)
             for i in range(500)
         ]
@@ -219,7 +219,6 @@ def test_an_ohlcv_flood_conflates_while_every_tick_flows(mesh_factory) -> None:
             producer.send(bars[j * 1_000 : (j + 1) * 1_000])
             producer.send(ticks[j * 33 : (j + 1) * 33])
         producer.send(ticks[990:])
-        producer.flush()
         poll_until(
             lambda: len([p for p in recorder.received if p.event.source == "tick"]) >= 50 * 19,
             20,
@@ -227,6 +226,7 @@ def test_an_ohlcv_flood_conflates_while_every_tick_flows(mesh_factory) -> None:
         )
     finally:
         os.kill(ohlcv, signal.SIGCONT)
+    producer.flush()  # only now: a flush waits until every record before it is handed to its worker
     recorder.stop()
     counters = mesh.counters()
     assert counters["tick.received"] == counters["tick.processed"] == len(ticks)
