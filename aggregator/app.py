@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import msgspec
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from aggregator.dedup import Deduplicator
+from aggregator.memory import Memory
 from aggregator.ring import ReplayRing
 from tickmesh.boundary import Rejection, decode, decode_single, recv_frames, reject
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
+from tickmesh.durable import next_epoch
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, serve, start
 from tickmesh.schema import (
@@ -45,9 +48,12 @@ class Aggregator:
     def __init__(self, config: Config, ctx: zmq.Context, stop: StopFlag) -> None:  # type: ignore[type-arg]
         self.config, self.stop = config, stop
         ep, ac = config.endpoints, config.aggregator
-        self.epoch = time.time_ns()
+        self.epoch = next_epoch(Path(config.state.dir) / "aggregator.epoch")  # seq starts over in a new epoch
         self.metrics = Metrics()
         self.dedup = Deduplicator(ac)
+        self.memory = Memory(config.state.dir, ac.dedup_capacity)
+        self.dedup.preload(self.memory.load())
+        self.metrics.counters["dedup_memory.moved_aside"] = self.memory.moved_aside
         self.ring = ReplayRing(self.epoch, ac.replay_size, ac.replay_max_bytes)
         self.pull = make_socket(ctx, zmq.PULL, bind=ep.events, hwm=100_000)
         self.pub = make_socket(ctx, zmq.XPUB, bind=ep.publish, hwm=ac.pub_hwm)
@@ -180,6 +186,7 @@ class Aggregator:
         if admitted:
             counters["published"] += len(admitted)
             self.last_sent_ns = time.monotonic_ns()
+            self.memory.remember([event.id for event in admitted])
 
     def _heartbeat(self) -> None:
         if time.monotonic_ns() - self.last_reconfirm_ns >= HEARTBEAT_NS:
@@ -217,6 +224,9 @@ class Aggregator:
             reply = encoder.encode({"type": "error", "error": f"{request.reason}: {request.detail}"})
         else:
             reply = encoder.encode(self.ring.answer(request))
+            if request.missed:  # a subscriber saw a gap: what PUB dropped for it (it was too slow)
+                self.metrics.count("subscribers.gaps")
+                self.metrics.count("subscribers.missed", request.missed)
         self.metrics.count("replay.requests")
         self.replay.send_multipart([identity, b"", reply])
 
@@ -232,6 +242,7 @@ class Aggregator:
         self.bus.report(force=True)
 
     def close(self) -> None:
+        self.memory.close()
         self.bus.report(force=True)
         self.pub.disable_monitor()
         for sock in (self.monitor, self.pull, self.pub, self.replay, self.acks):

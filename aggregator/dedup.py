@@ -31,6 +31,14 @@ class Deduplicator:
         self.max_age_ns = round(config.max_event_age_s * 1e9)
         self._trim()
 
+    def preload(self, ids: list[str]) -> None:
+        """Remember ids published before a restart (oldest first): they are dropped as exact duplicates."""
+        for event_id in ids:
+            if event_id not in self.seen:
+                self.seen.add(event_id)
+                self.order.append(event_id)
+        self._trim()
+
     def _trim(self) -> None:
         while len(self.order) > self.capacity:
             self.seen.discard(self.order.popleft())

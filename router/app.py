@@ -19,7 +19,7 @@ from tickmesh.boundary import Rejection, decode_single, recv_frames, reject
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
 from tickmesh.deadletters import DeadLetters
-from tickmesh.durable import move_aside, write_atomic
+from tickmesh.durable import next_epoch
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, serve, start
 from tickmesh.schema import (
@@ -416,21 +416,6 @@ class Router:
             for sock in socks:
                 sock.close(linger=200)
         self.bus.close()
-
-
-def next_epoch(path: Path) -> int:
-    """This run's epoch: the start time, and always above the last run's (kept in `path`), so a worker
-    can tell a late message of a router that is gone from the stream of a new one, whatever the clock."""
-    try:
-        last = int(path.read_text())
-    except FileNotFoundError:
-        last = 0
-    except (OSError, ValueError) as exc:
-        log.warning("%s unreadable (%s); moved aside to %s", path, exc, move_aside(path))
-        last = 0
-    epoch = max(time.time_ns(), last + 1)
-    write_atomic(path, str(epoch).encode())
-    return epoch
 
 
 def flush_order(config: Config) -> list[str]:

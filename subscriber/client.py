@@ -100,7 +100,7 @@ class Subscriber:
         self.missed += missing
         log.warning("gap: %d events missed after seq %d", missing, self.last_seq)
         if self.replay_endpoint:
-            self._fill(ReplayRequest(since=self.last_seq), up_to)
+            self._fill(ReplayRequest(since=self.last_seq, missed=missing), up_to)
         if self.last_seq < up_to:
             self.lost += up_to - self.last_seq
             self.last_seq = up_to

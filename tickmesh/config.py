@@ -111,6 +111,8 @@ class OhlcvRules(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     detect_trends: bool = False
     trend_bars: Annotated[int, Meta(ge=2, le=1_000)] = 5
     trend_min_pct: Pct = 1.0
+    # a bar starting more than this many bar lengths after the ticker's last one starts a new session
+    session_gap_bars: Annotated[int, Meta(ge=1, le=1_000_000)] = 10
 
 
 class FmvRules(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -28,3 +31,18 @@ def move_aside(path: Path) -> Path:
     aside = path.with_name(f"{path.name}.unreadable-{time.time_ns()}")
     os.replace(path, aside)
     return aside
+
+
+def next_epoch(path: Path) -> int:
+    """A process run's epoch: its start time in ns, and always above the last run's (kept in `path`), so
+    peers can tell a late message of a run that is gone from one of the new run, whatever the clock did."""
+    try:
+        last = int(path.read_text())
+    except FileNotFoundError:
+        last = 0
+    except (OSError, ValueError) as exc:
+        log.warning("%s unreadable (%s); moved aside to %s", path, exc, move_aside(path))
+        last = 0
+    epoch = max(time.time_ns(), last + 1)
+    write_atomic(path, str(epoch).encode())
+    return epoch

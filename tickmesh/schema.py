@@ -318,10 +318,15 @@ HEARTBEAT_TOPIC = b"_heartbeat/"
 
 
 class ReplayRequest(Struct, tag="replay", tag_field="type", frozen=True):
-    """To the aggregator's replay socket: publications after `since`, or the `last` N."""
+    """To the aggregator's replay socket: publications after `since`, or the `last` N.
 
-    since: int | None = None
-    last: int | None = None
+    `missed`: how many publications the asker's gap lost (the subscriber library reports it,
+    so the aggregator can count what slow subscribers lose on the PUB socket).
+    """
+
+    since: Annotated[int, Meta(ge=0)] | None = None
+    last: Annotated[int, Meta(ge=0, le=10_000_000)] | None = None
+    missed: Annotated[int, Meta(ge=0, le=2**62)] = 0
 
 
 P = TypeVar("P")

@@ -17,7 +17,8 @@ SNAPSHOT_VERSION = 1
 
 
 class OhlcvState:
-    """One ticker's rolling windows; they carry across sessions (daily bars work as minute bars do)."""
+    """One ticker's rolling windows, within a session: a gap of more than `session_gap_bars` bar
+    lengths starts them over (minute bars overnight), while daily bars over a weekend go on."""
 
     __slots__ = ("end", "bars", "nvol", "vols", "closes", "run", "done")
 
@@ -79,11 +80,12 @@ class OhlcvDetector:
             return []
         self.dirty.add(record.ticker)
         st = self.states.get(record.ticker)
-        if st is None:
-            st = self.states[record.ticker] = OhlcvState(self.rules.volume_window, self.rules.trend_bars)
-        elif record.end <= st.end:
+        if st is not None and record.end <= st.end:
             self.ignored["out_of_order"] += 1
             return []
+        if st is None or record.start - st.end > self.rules.session_gap_bars * (record.end - record.start):
+            # a new ticker, or a new session: windows of an earlier session never judge this one's bars
+            st = self.states[record.ticker] = OhlcvState(self.rules.volume_window, self.rules.trend_bars)
         st.end = record.end
         env = (record_seq, ingest_ns, detected_ns)
         o, c = record.open, record.close

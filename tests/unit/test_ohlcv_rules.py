@@ -225,3 +225,16 @@ def test_snapshot_round_trip() -> None:
     with pytest.raises(ValueError, match="snapshot"):
         second.restore(b"\x93\x01\x80\x81\xa1A\x97\x00\x00\x05\xc4\x00\xc4\x00\x00\xc2")  # empty windows
     assert len(second.states) == 1
+
+
+def test_a_gap_of_more_than_session_gap_bars_starts_the_windows_over() -> None:
+    quiet = [bar(100.0, 100.1, k) for k in range(1, 11)]  # ten bars of volume 100
+    surge_after = [bar(100.0, 100.1, 12, volume=400.0)]  # one bar later: a volume surge
+    next_session = [bar(100.0, 100.1, 30, volume=400.0)]  # 18 bars later: a new session's first bar
+    det = detector(session_gap_bars=10)
+    run(det, quiet)
+    assert kinds(run(det, surge_after)) == ["volume_surge"]
+    assert kinds(run(det, next_session)) == []  # judged against nothing, not against the old session
+    daily = detector(session_gap_bars=10)
+    run(daily, quiet)
+    assert kinds(run(daily, [bar(100.0, 100.1, 20, volume=400.0)])) == ["volume_surge"]  # a gap of 9: same session

@@ -1,0 +1,105 @@
+"""The aggregator's dedup memory on disk: the ids it published, so a restart never publishes them again.
+
+After a kill -9 of workers or a whole-mesh restart, workers resend the events of
+records the router may resend (their checkpoints keep them); the aggregator
+drops those it already published only if it remembers them. The ids go to SQLite
+in `state.dir/aggregator.db` (WAL) from a background thread every FLUSH_S, so the
+publishing loop never waits on the disk; at start the newest `dedup_capacity` are
+loaded back. What was published in the last FLUSH_S before a kill -9 may be
+published again (with the same id: subscribers can drop it). An unreadable
+database is moved aside and the memory starts empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+from pathlib import Path
+
+from tickmesh.durable import move_aside
+
+log = logging.getLogger(__name__)
+
+FLUSH_S = 0.05
+PRUNE_EVERY = 200  # writes between trims of the table to the capacity
+
+
+class Memory:
+    def __init__(self, state_dir: str, capacity: int) -> None:
+        self.path = Path(state_dir) / "aggregator.db"
+        self.capacity = capacity
+        self.moved_aside = 0
+        self._ids: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def load(self) -> list[str]:
+        """The newest `capacity` ids remembered, oldest first."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = _connect(self.path)
+            try:
+                rows = db.execute("SELECT id FROM ids ORDER BY n DESC LIMIT ?", (self.capacity,)).fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            self.moved_aside += 1
+            log.error("dedup memory %s unreadable (%s); moved aside to %s", self.path, exc, _aside(self.path))
+            return []
+        return [str(r[0]) for r in reversed(rows)]
+
+    def remember(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._write_all, name="dedup memory", daemon=True)
+            self._thread.start()
+        self._ids.put(ids)
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        if self._thread is not None:
+            self._ids.put(None)
+            self._thread.join(timeout_s)
+
+    def _write_all(self) -> None:
+        db = _connect(self.path)
+        writes, done = 0, False
+        try:
+            while not done:
+                batch: list[str] = []
+                try:
+                    item = self._ids.get(timeout=FLUSH_S)
+                    while True:
+                        if item is None:
+                            done = True
+                            break
+                        batch += item
+                        item = self._ids.get_nowait()
+                except queue.Empty:
+                    pass
+                if batch:
+                    with db:
+                        db.executemany("INSERT OR IGNORE INTO ids (id) VALUES (?)", [(i,) for i in batch])
+                    writes += 1
+                    if writes % PRUNE_EVERY == 0:
+                        with db:
+                            db.execute("DELETE FROM ids WHERE n <= (SELECT MAX(n) FROM ids) - ?", (self.capacity,))
+        except sqlite3.Error as exc:
+            log.error("dedup memory not written: %s", exc)
+        finally:
+            db.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE IF NOT EXISTS ids (n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL)")
+    return db
+
+
+def _aside(path: Path) -> Path:
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return move_aside(path)

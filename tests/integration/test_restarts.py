@@ -1,0 +1,196 @@
+"""Restart is a normal event: a stream split across any restart yields exactly the events of an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+import zmq
+
+from tests.mesh import ROOT, Mesh, collect, drain, poll_until
+from tickmesh.config import CHANNELS, OhlcvChannel, TickChannel
+from tickmesh.schema import Bar, EventBatch, Record, Trade, encoder
+from workers.ohlcv_rules import OhlcvDetector
+from workers.tick_rules import TickDetector
+
+S = 1_000_000_000
+WINDOW = 2_000  # router.window: each half of the stream holds more records than this
+TICKERS = ("AA", "BB", "CC", "DD")
+
+
+def market(now_ns: int) -> list[Record]:
+    """A deterministic stream three hours old: trades swinging to new highs and lows, and bars."""
+    start = now_ns - 3 * 3_600 * S
+    records: list[Record] = []
+    for i in range(1_500):
+        for k, ticker in enumerate(TICKERS):
+            swing = ((i * (k + 3)) % 97 - 48) / 10 + i / 50
+            records.append(Trade(ticker, 100.0 + k * 10 + swing, 100.0 + i % 7, start + i * S // 2 + k, 1, (), i))
+        if i % 10 == 0:
+            close = 50.0 * (1 + ((i * 7) % 13 - 6) / 100)
+            bar_end = start + (i // 10 + 1) * 60 * S
+            records.append(
+                Bar("BARS", 50.0, max(50.0, close), min(50.0, close), close, 1_000.0 + i, bar_end - 60 * S, bar_end)
+            )
+    return records
+
+
+def expected_ids(records: list[Record]) -> Counter[str]:
+    """The ids an uninterrupted run publishes: the detectors over the whole stream, in order."""
+    tick, ohlcv = TickDetector(TickChannel()), OhlcvDetector(OhlcvChannel())
+    ids: Counter[str] = Counter()
+    for n, record in enumerate(records):
+        detector = tick if isinstance(record, Trade) else ohlcv
+        for event in detector.process(record, n, 0, 0):
+            ids[event.id] += 1
+    return ids
+
+
+def drained(mesh: Mesh, since_ns: int) -> bool:
+    """The router reported, after `since_ns`, that it holds nothing: every record it routed (and a
+    flush returns only once all were routed) is delivered and checkpointed, and nothing waits."""
+    status = mesh.read_bus().get("router")
+    return (
+        status is not None
+        and status.time_ns > since_ns
+        and all(
+            status.gauges.get(f"{ch}.unacked") == 0 and status.gauges.get(f"{ch}.queue_depth") == 0 for ch in CHANNELS
+        )
+    )
+
+
+def kill_all(mesh: Mesh) -> None:
+    """kill -9 of every mesh process, the shards under each supervisor included."""
+    pids = [p.pid for p in mesh.procs.values() if p.poll() is None]
+    pids += [s.pid for name, s in mesh.read_bus().items() if name.startswith("worker.")]
+    for pid in pids:
+        if psutil.pid_exists(pid):
+            os.kill(pid, signal.SIGKILL)
+    for proc in mesh.procs.values():
+        proc.wait(10)
+
+
+def restart(mesh: Mesh, how: str) -> None:
+    if how == "whole mesh, SIGTERM":
+        for name in list(mesh.procs):
+            assert mesh.stop(name) == 0, mesh.log(name)
+    elif how == "whole mesh, kill -9":
+        kill_all(mesh)
+    elif how in ("router", "aggregator"):
+        mesh.stop(how, signal.SIGKILL)
+        mesh.spawn(how, "-m", how)
+    else:  # a worker shard, kill -9: its supervisor starts a new instance
+        os.kill(mesh.pid(how), signal.SIGKILL)
+    if how.startswith("whole"):
+        mesh.statuses.clear()
+        mesh.start(with_bus=False)
+    mesh.wait_reporting(mesh.process_names(), after_ns=time.time_ns(), timeout=20)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "how", ["whole mesh, SIGTERM", "whole mesh, kill -9", "worker.tick.0", "worker.ohlcv.0", "aggregator", "router"]
+)
+def test_a_stream_split_across_a_restart_yields_exactly_the_uninterrupted_events(
+    mesh_factory: Callable[..., Mesh], how: str
+) -> None:
+    mesh = mesh_factory({"router": {"window": WINDOW}, "state": {"checkpoint_s": 0.2}}).start()
+    records = market(time.time_ns())
+    half = len(records) // 2
+    sub = mesh.subscriber()
+    mesh.push(records[:half])
+    pushed = time.time_ns()
+    poll_until(lambda: drained(mesh, pushed), 30, what="the first half delivered and checkpointed")
+    restart(mesh, how)
+    sub2 = mesh.subscriber()  # (the first one stays: across an aggregator restart it sees a new epoch)
+    mesh.push(records[half:])
+    pushed = time.time_ns()
+    poll_until(lambda: drained(mesh, pushed), 30, what="the second half delivered and checkpointed")
+    want = expected_ids(records)
+    published: Counter[str] = Counter()
+    for subscriber in (sub, sub2):
+        while (p := subscriber.recv(timeout_ms=300)) is not None:
+            if subscriber is sub or p.event.id not in published:
+                published[p.event.id] += 1
+    assert published == want, (
+        f"missing {sorted(set(want) - set(published))[:5]}, extra {sorted(set(published) - set(want))[:5]}, "
+        f"twice {[i for i, n in published.items() if n > 1][:5]}"
+    )
+    assert not any(k.endswith("state_moved_aside") for k in mesh.counters())
+
+
+def test_the_same_events_arriving_after_an_aggregator_restart_are_not_published_again(mesh: Mesh) -> None:
+    sub = mesh.subscriber()
+    now = time.time_ns()
+    mesh.push([Trade("RE", 10.0 + i, 1, now - 60 * S + i * 2 * S, 1, (), i) for i in range(4)])
+    events = [p.event for p in collect(sub, lambda got: len(got) >= 3) + drain(sub)]
+    assert len(events) >= 3
+    db = mesh.dir / ".tickmesh" / "state" / "aggregator.db"
+    poll_until(lambda: db.exists() and b"tick:high:RE" in db.read_bytes() + _wal(db), 5, what="the ids on disk")
+    mesh.stop("aggregator", signal.SIGKILL)
+    mesh.spawn("aggregator", "-m", "aggregator")
+    mesh.wait_reporting(["aggregator"], after_ns=time.time_ns())
+    again = mesh.subscriber()
+    replayed = EventBatch("worker.tick.0:again", "tick", 0, 1, 0, events)  # a worker resending after a crash
+    push = mesh.ctx.socket(zmq.PUSH)
+    push.connect(mesh.endpoints.events)
+    push.send(encoder.encode(replayed))
+    push.close(linger=1_000)
+    poll_until(lambda: mesh.counters().get("deduplicated.exact", 0) == len(events), 10, what="the copies dropped")
+    assert again.recv(timeout_ms=500) is None
+
+
+def _wal(db: Path) -> bytes:
+    wal = Path(str(db) + "-wal")
+    return wal.read_bytes() if wal.exists() else b""
+
+
+EVENTS = re.compile(r"(\d\d:\d\d:\d\d)\.\d+ #\d+\s+(tick|ohlcv|fmv)\s")  # event time, channel
+SPAN_END = "14:32:30"  # every run's market opens at 14:30:00 (on a day of its own): 2.5 event minutes
+
+
+def _honcho_run(folder: Path, seconds: float) -> tuple[Counter[str], str]:
+    """`honcho start` in `folder` for `seconds`, then Ctrl-C: events per channel of the first
+    SPAN_END of event time (the same span of the same deterministic market in every run), and the output."""
+    log = folder / "honcho.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "honcho", "start"],
+            cwd=folder,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        try:
+            poll_until(lambda: EVENTS.search(log.read_text(errors="replace")), 30, 0.2, what="the first event")
+            time.sleep(seconds)  # the measured interval itself, not a wait for a signal
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(15)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    text = log.read_text(errors="replace")
+    return Counter(m.group(2) for m in EVENTS.finditer(text) if m.group(1) < SPAN_END), text
+
+
+@pytest.mark.slow
+def test_a_second_honcho_start_in_the_same_folder_behaves_like_the_first(tmp_path: Path) -> None:
+    (tmp_path / "Procfile").write_bytes((ROOT / "Procfile").read_bytes())
+    first, out1 = _honcho_run(tmp_path, 20)  # 2.5 event minutes are 15 s at the sim's 10x
+    second, out2 = _honcho_run(tmp_path, 20)
+    for text in (out1, out2):
+        assert "Traceback" not in text and "flush failed" not in text, text[-3000:]
+    for channel in ("tick", "ohlcv", "fmv"):
+        assert first[channel] > 0
+        assert abs(second[channel] - first[channel]) <= 0.2 * first[channel], (channel, first, second)
