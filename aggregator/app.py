@@ -16,7 +16,7 @@ from aggregator.ring import ReplayRing
 from tickmesh.boundary import Rejection, decode, decode_single, recv_frames, reject
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
-from tickmesh.durable import next_epoch
+from tickmesh.durable import hold, next_epoch
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, serve, start
 from tickmesh.schema import (
@@ -48,6 +48,7 @@ class Aggregator:
     def __init__(self, config: Config, ctx: zmq.Context, stop: StopFlag) -> None:  # type: ignore[type-arg]
         self.config, self.stop = config, stop
         ep, ac = config.endpoints, config.aggregator
+        self.lock = hold(Path(config.state.dir) / "aggregator.lock", "an aggregator")
         self.epoch = next_epoch(Path(config.state.dir) / "aggregator.epoch")  # seq starts over in a new epoch
         self.metrics = Metrics()
         self.dedup = Deduplicator(ac)

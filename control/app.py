@@ -24,6 +24,7 @@ from control.service import ControlServicer
 from control.v1 import control_pb2, control_pb2_grpc
 from tickmesh.config import Config, with_endpoints
 from tickmesh.curve import secure_context
+from tickmesh.durable import Held, hold
 from tickmesh.runtime import parser, start
 from tickmesh.security import is_loopback
 from tickmesh.sockets import EndpointError
@@ -180,6 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         control_status=args.control_status,
     )
     try:
+        lock = hold(Path(config.state.dir) / "control.lock", "a control process")
+    except Held as exc:
+        log.error("%s", exc)
+        return 2
+    try:
         token, where, created = server_token(os.environ, config.control.token_file)
         if created:
             log.info("admin token created in %s (mode 0600); tickmesh-admin reads it from there", where)
@@ -191,3 +197,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:  # a signal before the loop installed its handlers
         return 0
+    finally:
+        lock.close()

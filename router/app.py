@@ -19,7 +19,7 @@ from tickmesh.boundary import Rejection, decode_single, recv_frames, reject
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
 from tickmesh.deadletters import DeadLetters
-from tickmesh.durable import next_epoch
+from tickmesh.durable import hold, next_epoch
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, serve, start
 from tickmesh.schema import (
@@ -52,6 +52,7 @@ class Router:
     def __init__(self, config: Config, ctx: zmq.Context) -> None:  # type: ignore[type-arg]
         self.config, self.ctx = config, ctx
         ep, rc = config.endpoints, config.router
+        self.lock = hold(Path(config.state.dir) / "router.lock", "a router")
         self.epoch = next_epoch(Path(config.state.dir) / "router.epoch")
         self.metrics = Metrics()
         self.ingest = make_socket(ctx, zmq.PULL, bind=ep.ingest, hwm=rc.ingest_hwm)

@@ -266,16 +266,21 @@ def state_root(flag: str | None, env: Mapping[str, str]) -> str | None:
 
 
 def _rooted(config: Config, root: str | None) -> Config:
-    """The config with every relative state path (state, dead letters, token, keys) taken from `root`."""
+    """The config with every relative state path (state, dead letters, token, keys, and the unix
+    sockets of the private links) taken from `root`."""
     if root is None:
         return config
 
     def at_root(path: str) -> str:
         return str(Path(root) / path) if path and not Path(path).is_absolute() else path
 
-    s, c, k = config.state, config.control, config.security
+    def ipc_at_root(endpoint: str) -> str:
+        return "ipc://" + at_root(endpoint[len("ipc://") :]) if endpoint.startswith("ipc://") else endpoint
+
+    s, c, k, e = config.state, config.control, config.security, config.endpoints
     return msgspec.structs.replace(
         config,
+        endpoints=msgspec.structs.replace(e, **{n: ipc_at_root(getattr(e, n)) for n in Endpoints.__struct_fields__}),
         state=msgspec.structs.replace(s, dir=at_root(s.dir), dead_letters=at_root(s.dead_letters)),
         control=msgspec.structs.replace(c, token_file=at_root(c.token_file)),
         security=msgspec.structs.replace(k, keys_dir=at_root(k.keys_dir)),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import time
 from pathlib import Path
+from typing import IO
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +48,20 @@ def next_epoch(path: Path) -> int:
     epoch = max(time.time_ns(), last + 1)
     write_atomic(path, str(epoch).encode())
     return epoch
+
+
+class Held(RuntimeError):
+    """Another process holds the lock: the message names it."""
+
+
+def hold(path: Path, what: str) -> IO[str]:
+    """An exclusive lock on `path` for the life of the process (the returned file: keep it open).
+    Held: `what` already runs with this state folder (a second `honcho start` in one folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path, "a")  # noqa: SIM115 - held, not closed
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise Held(f"{what} is already running with state folder {path.parent} (lock {path})") from None
+    return lock

@@ -1,37 +1,42 @@
-"""Where every socket lives: the default loopback endpoints, in one place.
+"""Where every socket lives: the default endpoints, in one place.
 
-| name            | bound by   | type        | purpose                                   |
-|-----------------|------------|-------------|-------------------------------------------|
-| ingest          | router     | PULL        | producers PUSH records here               |
-| sync            | router     | REP         | producers ask whether their mark was routed |
-| acks            | router     | PULL        | workers report what they processed        |
-| tick/ohlcv/fmv  | router     | PUSH        | one socket per shard: base port + shard   |
-| events          | aggregator | PULL        | workers PUSH detected events              |
-| publish         | aggregator | XPUB        | subscribers SUB here                      |
-| replay          | aggregator | ROUTER      | subscribers ask for missed events         |
-| control_config  | control    | PUB         | versioned config to every process         |
-| control_status  | control    | PULL        | metrics, heartbeats and config acks       |
-| grpc            | control    | gRPC        | the admin API                             |
-| prometheus      | control    | HTTP        | metrics in the Prometheus text format     |
+| name            | bound by   | type   | who may connect | purpose                                      |
+|-----------------|------------|--------|-----------------|----------------------------------------------|
+| ingest          | router     | PULL   | public          | producers PUSH records here                  |
+| sync            | router     | REP    | public          | producers ask whether their mark was routed  |
+| acks            | router     | PULL   | mesh (private)  | workers report what they processed           |
+| tick/ohlcv/fmv  | router     | PUSH   | mesh (private)  | one socket per shard: port + shard, path-N   |
+| events          | aggregator | PULL   | mesh (private)  | workers PUSH detected events                 |
+| publish         | aggregator | XPUB   | public          | subscribers SUB here                         |
+| replay          | aggregator | ROUTER | public          | subscribers ask for missed events            |
+| control_config  | control    | PUB    | mesh (private)  | versioned config to every process            |
+| control_status  | control    | PULL   | mesh (private)  | metrics, heartbeats and config acks          |
+| grpc            | control    | gRPC   | token           | the admin API                                |
+| prometheus      | control    | HTTP   | public          | metrics in the Prometheus text format        |
 """
 
 from __future__ import annotations
 
 from msgspec import Struct
 
+# The links between mesh processes are private: by default unix sockets in a folder only the mesh's
+# user can enter (0700, under the state root; docs/security.md). The public sockets are loopback tcp.
+RUN_DIR = ".tickmesh/run"
+INTERNAL: tuple[str, ...] = ("acks", "tick", "ohlcv", "fmv", "events", "control_config", "control_status")
+
 
 class Endpoints(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     ingest: str = "tcp://127.0.0.1:5550"
     sync: str = "tcp://127.0.0.1:5551"
-    acks: str = "tcp://127.0.0.1:5552"
-    tick: str = "tcp://127.0.0.1:5600"
-    ohlcv: str = "tcp://127.0.0.1:5700"
-    fmv: str = "tcp://127.0.0.1:5800"
-    events: str = "tcp://127.0.0.1:5590"
+    acks: str = f"ipc://{RUN_DIR}/acks"
+    tick: str = f"ipc://{RUN_DIR}/tick"
+    ohlcv: str = f"ipc://{RUN_DIR}/ohlcv"
+    fmv: str = f"ipc://{RUN_DIR}/fmv"
+    events: str = f"ipc://{RUN_DIR}/events"
     publish: str = "tcp://127.0.0.1:5591"
     replay: str = "tcp://127.0.0.1:5592"
-    control_config: str = "tcp://127.0.0.1:5595"
-    control_status: str = "tcp://127.0.0.1:5596"
+    control_config: str = f"ipc://{RUN_DIR}/control-config"
+    control_status: str = f"ipc://{RUN_DIR}/control-status"
     grpc: str = "127.0.0.1:50051"
     prometheus: str = "127.0.0.1:9108"
 

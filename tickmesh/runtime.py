@@ -14,6 +14,8 @@ import zmq
 
 from tickmesh.config import Config, ConfigError, load_config
 from tickmesh.curve import secure_context
+from tickmesh.durable import Held
+from tickmesh.security import open_links
 from tickmesh.sockets import EndpointError
 
 log = logging.getLogger(__name__)
@@ -69,9 +71,11 @@ def serve(config: Config, role: str, run: Callable[[zmq.Context, StopFlag], int]
     """Run a mesh process's loop with its (CURVE-aware) context and stop flag; exit 2 on a socket error."""
     stop = StopFlag()
     ctx = secure_context(config, role)
+    for name in open_links(config):
+        log.warning("private link %s is tcp without CURVE: any local process can connect (docs/security.md)", name)
     try:
         return run(ctx, stop)
-    except EndpointError as exc:
+    except (EndpointError, Held) as exc:
         log.error("%s", exc)
         return 2
     except Exception:  # a bug: say so and exit, so the supervisor (or honcho) sees it

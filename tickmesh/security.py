@@ -17,6 +17,8 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tickmesh.endpoints import INTERNAL
+
 if TYPE_CHECKING:
     from tickmesh.config import Config, SecurityConfig
     from tickmesh.endpoints import Endpoints
@@ -72,6 +74,14 @@ def curve_enabled(security: SecurityConfig, endpoints: Endpoints) -> bool:
         if host is not None and not is_loopback(host):
             return True
     return False
+
+
+def open_links(config: Config) -> list[str]:
+    """The private links (tickmesh/endpoints.py INTERNAL) that any local process can connect to: tcp
+    without CURVE. Allowed by config, but every process says so at start (docs/security.md)."""
+    if curve_enabled(config.security, config.endpoints):
+        return []
+    return [name for name in INTERNAL if getattr(config.endpoints, name).startswith("tcp://")]
 
 
 def server_roles(config: Config) -> dict[str, str]:

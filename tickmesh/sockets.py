@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import zmq
+
+log = logging.getLogger(__name__)
+_warned: set[Path] = set()
+
+
+def private_folder(folder: Path) -> None:
+    """Create `folder` (and any missing parent) readable by its owner only, so only the mesh's user
+    can connect to the unix sockets in it; warn once if an existing one is open to others."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_mode & 0o077 and folder not in _warned:
+        _warned.add(folder)
+        log.warning("%s is open to other users: any of them can connect to the mesh's sockets in it", folder)
 
 
 class EndpointError(RuntimeError):
@@ -44,7 +59,7 @@ def make_socket(
     try:
         if bind is not None:
             if bind.startswith("ipc://"):
-                Path(bind[len("ipc://") :]).parent.mkdir(parents=True, exist_ok=True)
+                private_folder(Path(bind[len("ipc://") :]).parent)
             sock.bind(bind)
         if connect is not None:
             sock.connect(connect)
