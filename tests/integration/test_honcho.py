@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,23 +16,26 @@ import pytest
 
 from tests.mesh import ROOT, poll_until
 
+PATH = os.environ.get("PATH", "")
 SOURCES = re.compile(r"#\d+\s+(tick|ohlcv|fmv)\s")
 
 
 @pytest.fixture
 def honcho(tmp_path: Path):
-    """`honcho start` on the repository's Procfile, in an empty working directory (no config)."""
-    if shutil.which("honcho") is None:
-        pytest.skip("honcho is not installed")
+    """`honcho start` on the repository's Procfile, in an empty working directory (no config).
+
+    honcho runs as `python -m honcho` of this interpreter, whose folder leads PATH so the Procfile's
+    `python` is this one too: the test runs (never skips) in a venv that is not activated.
+    """
     shutil.copy(ROOT / "Procfile", tmp_path / "Procfile")
     out = open(tmp_path / "honcho.log", "w+b")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        ["honcho", "start"],
+        [sys.executable, "-m", "honcho", "start"],
         cwd=tmp_path,
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        env=dict(os.environ, PYTHONUNBUFFERED="1", PATH=os.pathsep.join([str(Path(sys.executable).parent), PATH])),
     )
     yield proc, tmp_path / "honcho.log"
     if proc.poll() is None:
