@@ -15,6 +15,7 @@ from feeds.sim import build_spec
 from tests.integration.feed_harness import FakeRouter, Feed
 from tests.mesh import Mesh, collect, drain, poll_until
 from tests.polygon_server import Plan, PolygonServer
+from tickmesh.cli import EXIT_AUTH, EXIT_USAGE
 from tickmesh.schema import Bar, BigMove, FairMarketValue, Publication, Record, Trade
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -69,7 +70,7 @@ def test_sim_stops_on_sigterm_and_flushes(router: FakeRouter, feeds: list[Feed],
 
 def test_sim_refuses_an_impossible_rate(feeds: list[Feed], tmp_path: Path) -> None:
     feed = start(feeds, tmp_path, None, "sim", "--rate", "10", "--ohlcv-symbols", "8000", "--compression", "10")
-    assert feed.wait() == 2
+    assert feed.wait() == EXIT_USAGE
     assert "OHLCV symbols alone" in feed.log()
 
 
@@ -176,13 +177,13 @@ def test_polygon_reconnects_resubscribes_and_drops_replayed_trades(
         again.close()
 
 
-def test_polygon_auth_failure_exits_2_without_retrying(
+def test_polygon_auth_failure_exits_4_without_retrying(
     router: FakeRouter, feeds: list[Feed], tmp_path: Path, server: list[PolygonServer]
 ) -> None:
     srv = PolygonServer(trades_frames(3)).start()
     server.append(srv)
     feed = polygon(feeds, tmp_path, router, srv, "--log-level", "DEBUG", key="wrong-secret-key")
-    assert feed.wait(10) == 2
+    assert feed.wait(10) == EXIT_AUTH
     log = feed.log()
     assert "authentication failed" in log and "Not retrying" in log
     assert "wrong-secret-key" not in log  # the key is never logged, not even at DEBUG
@@ -191,7 +192,7 @@ def test_polygon_auth_failure_exits_2_without_retrying(
 
 def test_polygon_without_a_key_says_so(router: FakeRouter, feeds: list[Feed], tmp_path: Path) -> None:
     feed = start(feeds, tmp_path, router, "polygon", "--url", "ws://127.0.0.1:9", "--key-env", "NO_SUCH_KEY_VAR")
-    assert feed.wait(10) == 2 and "set $NO_SUCH_KEY_VAR" in feed.log()
+    assert feed.wait(10) == EXIT_AUTH and "set $NO_SUCH_KEY_VAR" in feed.log()
 
 
 def test_polygon_silent_server_is_reconnected(
