@@ -16,7 +16,7 @@ from tests.integration.feed_harness import FakeRouter, Feed
 from tests.mesh import Mesh, collect, drain, poll_until
 from tests.polygon_server import Plan, PolygonServer
 from tickmesh.cli import EXIT_AUTH, EXIT_USAGE
-from tickmesh.schema import Bar, BigMove, FairMarketValue, Publication, Record, Trade
+from tickmesh.schema import Bar, BigMove, FairMarketValue, Publication, Record, Trade, encoder
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 MS = 1_712_306_654_000
@@ -55,6 +55,25 @@ def test_sim_is_deterministic_end_to_end(router: FakeRouter, feeds: list[Feed], 
     expected = [r for batch in Market(build_spec(build_parser().parse_args(argv))[0]) for r in batch]
     assert router.records == expected  # every record, in order, nothing lost at the end
     assert router.marks and router.bad_frames == 0
+
+
+def test_the_same_seed_and_start_give_byte_identical_records_paced_or_not(tmp_path: Path) -> None:
+    """Two real `tickmesh-feed sim` runs, paced on the wall clock, each captured by its own ingest socket."""
+    base = ["sim", "--seed", "7", "--start", "1767225600", "--duration", "0.5", "--rate", "4000"]
+    runs = []
+    for argv in (base, base, [*base, "--unpaced"], [*base[:2], "8", *base[3:]]):
+        router, started = FakeRouter(), []
+        try:
+            feed = start(started, tmp_path, router, *argv)
+            assert feed.wait() == 0, feed.log()
+            runs.append([encoder.encode(r) for r in router.records])
+        finally:
+            for f in started:
+                f.close()
+            router.close()
+    first, again, unpaced, other_seed = runs
+    assert len(first) > 1_000 and first == again == unpaced
+    assert other_seed[: len(first)] != first
 
 
 def test_sim_stops_on_sigterm_and_flushes(router: FakeRouter, feeds: list[Feed], tmp_path: Path) -> None:
