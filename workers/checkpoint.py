@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 
 from tickmesh.schema import Event
+from tickmesh.security import private_dirs
 
 
 class Checkpoint(msgspec.Struct, frozen=True):
@@ -36,7 +37,7 @@ def checkpoint_path(folder: str, channel: str, shard: int) -> Path:
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
     """Write to a temporary file and rename it over the old one: a crash leaves one whole checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(path.parent)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(_encoder.encode(checkpoint))
     os.replace(tmp, path)

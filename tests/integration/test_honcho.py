@@ -55,6 +55,8 @@ def test_honcho_start_shows_events_of_every_channel_and_ctrl_c_stops_everything(
 
     poll_until(every_channel, timeout=20, interval=0.2, what="events from tick, ohlcv and fmv")
     seen_after = time.monotonic() - started
+    state = log.parent / ".tickmesh"  # the router, the workers and control all make folders in it
+    assert oct(state.stat().st_mode & 0o777) == "0o700" and (state / "admin.token").stat().st_mode & 0o077 == 0
     tree = [proc.pid] + [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
     assert len(tree) >= 11  # honcho, 8 Procfile processes, and the shards under each channel's supervisor
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
