@@ -62,7 +62,7 @@ def test_the_same_seed_and_start_give_byte_identical_records_paced_or_not(tmp_pa
     base = ["sim", "--seed", "7", "--start", "1767225600", "--duration", "0.5", "--rate", "4000"]
     runs = []
     for argv in (base, base, [*base, "--unpaced"], [*base[:2], "8", *base[3:]]):
-        router, started = FakeRouter(), []
+        router, started = FakeRouter(), list[Feed]()
         try:
             feed = start(started, tmp_path, router, *argv)
             assert feed.wait() == 0, feed.log()
