@@ -12,7 +12,6 @@ from zmq.utils.monitor import recv_monitor_message
 from aggregator.dedup import Deduplicator
 from aggregator.ring import ReplayRing
 from tickmesh.bus import BusClient
-from tickmesh.cli import EXIT_USAGE
 from tickmesh.config import CHANNELS, Config, with_endpoints
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, parser, serve, start
@@ -214,6 +213,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     config = start(args, "aggregator")
     if config is None:
-        return EXIT_USAGE
+        return 2
     config = with_endpoints(config, publish=args.publish)
     return serve(config, "aggregator", lambda ctx, stop: Aggregator(config, ctx, stop).run())
