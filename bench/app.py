@@ -23,6 +23,7 @@ import zmq
 from bench import ramp, report, scenarios, stages
 from bench.workload import Mix, scenario_mix
 from feeds.sim import SCENARIOS
+from tickmesh.cli import EXIT_USAGE, command_parser, log_level_option
 from tickmesh.config import Config
 
 log = logging.getLogger("bench")
@@ -30,10 +31,11 @@ PARTS = ("market_open_surge", "steady_state", "isolation", "dedup", "ceiling", "
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="tickmesh-bench",
-        description="Benchmark the mesh: the design's scenarios, sustained throughput, channel isolation, dedup "
+    p = command_parser(
+        "tickmesh-bench",
+        "Benchmark the mesh: the design's scenarios, sustained throughput, channel isolation, dedup "
         "accuracy, the raw transport ceiling, the single-process peer and memory per symbol.",
+        [log_level_option()],
     )
     p.add_argument("--out", default="bench-results", help="output directory (default bench-results/)")
     p.add_argument("--duration", type=float, help="seconds per design scenario (default 60; --quick 5)")
@@ -60,7 +62,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="config override for every stage, e.g. router.window=200000 (repeatable)",
     )
-    p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
 
@@ -255,7 +256,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        level=args.log_level,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
@@ -263,12 +264,12 @@ def main(argv: list[str] | None = None) -> int:
         plan = plan_from(args)
     except ValueError as exc:
         print(f"tickmesh-bench: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     parts = [p.strip() for p in args.only.split(",")] if args.only else list(PARTS)
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         print(f"tickmesh-bench: unknown part(s) {unknown}; choose from {', '.join(PARTS)}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM unwinds like Ctrl-C: every stage stops its processes
     results: dict[str, Any] = {"meta": machine(argv), "plan": msgspec.to_builtins(plan), "errors": {}}
     code = 0
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_part(part, plan, results)
             except KeyboardInterrupt:
                 results["errors"][part] = "interrupted"
-                code = 130
+                code = 130  # the shell's code for Ctrl-C
                 break
             except Exception as exc:  # one part failing must not lose the others' figures
                 log.exception("%s failed", part)

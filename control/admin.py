@@ -12,49 +12,58 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 
 from control import tables
 from control.auth import TokenError, read_token
 from control.v1 import control_pb2 as pb
 from control.v1 import control_pb2_grpc as pb_grpc
+from tickmesh.cli import EXIT_AUTH, EXIT_ENDPOINT, EXIT_FAILURE, EXIT_USAGE, Option, command_parser, subcommand_parent
 from tickmesh.config import Config, ConfigError, load_config
-
-EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_AUTH = 1, 2, 3, 4
 
 
 class AdminError(Exception):
     """A failure to report in one line, with the exit code to return."""
 
-    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
         super().__init__(message)
         self.code = code
 
 
+OPTIONS: list[Option] = [
+    (("--config",), {"help": "TOML file for the defaults below (default: $TICKMESH_CONFIG, ./tickmesh.toml)"}),
+    (("--target",), {"metavar": "HOST:PORT", "help": "control's gRPC address (default: endpoints.grpc)"}),
+    (("--token",), {"help": "admin token (default: $TICKMESH_ADMIN_TOKEN, else control.token_file)"}),
+    (("--ca",), {"metavar": "FILE", "help": "use TLS, trusting this CA/cert (default: control.tls_cert if set)"}),
+    (("--tls",), {"action": "store_true", "help": "use TLS with the system's trusted CAs"}),
+    (("--timeout",), {"type": float, "default": 10.0, "help": "seconds to wait for a reply (default 10)"}),
+    (("--json",), {"action": "store_true", "help": "print JSON (one object per line) for scripts"}),
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tickmesh-admin", description="Inspect and steer a running tickmesh mesh.")
-    p.add_argument("--config", help="TOML file for the defaults below (default: $TICKMESH_CONFIG, ./tickmesh.toml)")
-    p.add_argument("--target", metavar="HOST:PORT", help="control's gRPC address (default: endpoints.grpc)")
-    p.add_argument("--token", help="admin token (default: $TICKMESH_ADMIN_TOKEN, else control.token_file)")
-    p.add_argument("--ca", metavar="FILE", help="use TLS, trusting this CA/cert (default: control.tls_cert if set)")
-    p.add_argument("--tls", action="store_true", help="use TLS with the system's trusted CAs")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a reply (default 10)")
-    p.add_argument("--json", action="store_true", help="print JSON (one object per line) for scripts")
+    """Every option before the command works after it too: `tickmesh-admin metrics --json`."""
+    p = command_parser("tickmesh-admin", "Inspect and steer a running tickmesh mesh.", OPTIONS)
+    common = subcommand_parent("tickmesh-admin", OPTIONS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("channels", help="each channel's live configuration")
-    m = sub.add_parser("metrics", help="per-channel, aggregator and per-process metrics")
+    sub.add_parser("channels", parents=[common], help="each channel's live configuration")
+    m = sub.add_parser("metrics", parents=[common], help="per-channel, aggregator and per-process metrics")
     m.add_argument("--channel", default="", help="only this channel")
+    m.add_argument("--wide", action="store_true", help="every column (the default fits 80 columns)")
     m.add_argument("--watch", action="store_true", help="keep showing fresh metrics until Ctrl-C")
     m.add_argument("--interval", type=float, default=1.0, help="seconds between --watch updates (default 1)")
     m.add_argument("--count", type=int, default=0, help="with --watch: stop after this many updates")
-    s = sub.add_parser("set", help="change channel settings live: set ohlcv big_move_pct=5 batch_size=200")
+    s = sub.add_parser(
+        "set", parents=[common], help="change channel settings live: set ohlcv big_move_pct=5 batch_size=200"
+    )
     s.add_argument("channel", help="tick, ohlcv or fmv")
     keys = "batch_size, timeout_ms, priority, paused, overflow, buffer, or a rule (big_move_pct, rules.big_move_pct)"
     s.add_argument("changes", nargs="+", metavar="KEY=VALUE", help=keys)
     for name in ("pause", "resume"):
-        sub.add_parser(name, help=f"{name} a channel").add_argument("channel", help="tick, ohlcv or fmv")
-    h = sub.add_parser("health", help="the gRPC health status (needs no token)")
+        c = sub.add_parser(name, parents=[common], help=f"{name} a channel")
+        c.add_argument("channel", help="tick, ohlcv or fmv")
+    h = sub.add_parser("health", parents=[common], help="the gRPC health status (needs no token)")
     h.add_argument("--service", default="", help="a service name (default: the whole server)")
     return p
 
@@ -102,7 +111,7 @@ def explain(exc: grpc.RpcError, target: str) -> AdminError:
     """One clear line for a failed call."""
     code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
     if code == grpc.StatusCode.UNAVAILABLE:
-        return AdminError(f"cannot reach tickmesh-control at {target} ({details})", EXIT_UNREACHABLE)
+        return AdminError(f"cannot reach tickmesh-control at {target} ({details})", EXIT_ENDPOINT)
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return AdminError(f"not authorized by {target}: {details}", EXIT_AUTH)
     return AdminError(f"{code.name.lower().replace('_', ' ')}: {details}")
@@ -134,10 +143,13 @@ class Admin:
             self.watch(md)
         elif a.command == "metrics":
             req = pb.GetMetricsRequest(channel=a.channel)
-            self.out(self.stub.GetMetrics(req, metadata=md, timeout=a.timeout), tables.metrics_view)
+            self.out(self.stub.GetMetrics(req, metadata=md, timeout=a.timeout), self.metrics_view)
         else:
             self.change(md)
         return 0
+
+    def metrics_view(self, snap: pb.MetricsSnapshot) -> RenderableType:
+        return tables.metrics_view(snap, wide=self.args.wide)
 
     def change(self, md: list[tuple[str, str]]) -> None:
         a = self.args
@@ -159,15 +171,19 @@ class Admin:
         try:
             if a.json:
                 for n, snap in enumerate(stream, 1):
-                    self.out(snap, tables.metrics_view)
+                    self.out(snap, self.metrics_view)
                     if n == a.count:
                         break
                 return
-            with Live(console=self.console, auto_refresh=False) as live:
-                for n, snap in enumerate(stream, 1):
-                    live.update(tables.metrics_view(snap), refresh=True)
-                    if n == a.count:
-                        break
+            try:
+                with Live(console=self.console, auto_refresh=False) as live:
+                    for n, snap in enumerate(stream, 1):
+                        live.update(self.metrics_view(snap), refresh=True)
+                        if n == a.count:
+                            break
+            finally:
+                if not self.console.is_terminal:  # Live leaves its last frame unterminated in a pipe
+                    self.console.line()
         finally:
             stream.cancel()
 
@@ -176,7 +192,7 @@ class Admin:
         reply = stub.Check(health_pb2.HealthCheckRequest(service=self.args.service), timeout=self.args.timeout)
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
         self.out({"service": self.args.service, "status": status}, lambda d: f"{d['status']}")
-        return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else EXIT_ERROR
+        return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else EXIT_FAILURE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,8 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     target = args.target or config.endpoints.grpc
     try:
-        wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160  # pipes: do not squeeze
-        admin = Admin(args, config, Console(highlight=False, width=wide))
+        width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200  # pipes: do not squeeze
+        admin = Admin(args, config, Console(highlight=False, width=width))
         with admin.channel:
             return admin.run()
     except grpc.RpcError as exc:

@@ -22,10 +22,11 @@ from control.auth import TokenError, TokenInterceptor, server_token
 from control.hub import Hub
 from control.service import ControlServicer
 from control.v1 import control_pb2, control_pb2_grpc
+from tickmesh.cli import EXIT_AUTH, EXIT_ENDPOINT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from tickmesh.config import Config, with_endpoints
 from tickmesh.curve import secure_context
 from tickmesh.durable import Held, hold
-from tickmesh.runtime import parser, start
+from tickmesh.runtime import endpoint_exit, parser, start
 from tickmesh.security import is_loopback
 from tickmesh.sockets import EndpointError
 
@@ -35,7 +36,11 @@ GRACE_S = 2.0  # in-flight RPCs get this long on SIGTERM; the process exits well
 
 
 class StartError(RuntimeError):
-    """The control process cannot start: the message says why."""
+    """The control process cannot start: the message says why, `code` is the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def split_hostport(address: str) -> tuple[str, int]:
@@ -74,7 +79,7 @@ async def _grpc_server(
     try:
         port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
     except RuntimeError as exc:
-        raise StartError(f"cannot bind gRPC {address}: {exc}") from None
+        raise StartError(f"cannot bind gRPC {address}: {exc}", EXIT_ENDPOINT) from None
     await server.start()
     await checks.set("", health_pb2.HealthCheckResponse.SERVING)
     await checks.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
@@ -98,7 +103,7 @@ def _start_prometheus(hub: Hub, address: str) -> Any:
     try:
         httpd, _ = start_http_server(port, host, registry=prometheus.registry(view))
     except OSError as exc:
-        raise StartError(f"cannot bind Prometheus {address}: {exc.strerror}") from None
+        raise StartError(f"cannot bind Prometheus {address}: {exc.strerror}", EXIT_ENDPOINT) from None
     log.info("Prometheus metrics on http://%s:%d/metrics", host, httpd.server_port)
     return httpd
 
@@ -141,7 +146,7 @@ async def serve(config: Config, token: str) -> int:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        return 1 if failed else 0
+        return EXIT_FAILURE if failed else EXIT_OK
     finally:
         if httpd is not None:
             httpd.shutdown()
@@ -172,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = start(args, "control")
     if config is None:
-        return 2
+        return EXIT_USAGE
     config = with_endpoints(
         config,
         grpc=args.grpc,
@@ -184,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lock = hold(Path(config.state.dir) / "control.lock", "a control process")
     except Held as exc:
         log.error("%s", exc)
-        return 2
+        return endpoint_exit(exc)
     try:
         token, where, created = server_token(os.environ, config.control.token_file)
         if created:
@@ -192,9 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             log.info("admin token from %s", where)
         return asyncio.run(serve(config, token))
-    except (StartError, TokenError, EndpointError) as exc:
+    except StartError as exc:
         log.error("%s", exc)
-        return 1
+        return exc.code
+    except TokenError as exc:
+        log.error("%s", exc)
+        return EXIT_AUTH
+    except EndpointError as exc:
+        log.error("%s", exc)
+        return endpoint_exit(exc)
     except KeyboardInterrupt:  # a signal before the loop installed its handlers
         return 0
     finally:

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from tickmesh.security import secret_mode_problem
+from tickmesh.security import private_dirs, secret_mode_problem
 
 TOKEN_ENV = "TICKMESH_ADMIN_TOKEN"
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)  # probes carry no secrets
@@ -47,7 +47,7 @@ def read_token(env: Mapping[str, str], token_file: str | Path) -> tuple[str, str
 def create_token_file(token_file: str | Path) -> tuple[str, str]:
     """Write a new random token to `token_file` with mode 0600; (token, absolute path)."""
     path = Path(token_file)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dirs(path.parent)
     token = secrets.token_urlsafe(32)
     try:  # O_EXCL: never overwrite a token another process just wrote
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

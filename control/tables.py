@@ -69,9 +69,52 @@ def channels_table(reply: pb.ListChannelsResponse) -> Table:
     return table
 
 
-def metrics_view(snap: pb.MetricsSnapshot) -> RenderableType:
-    """Channels, their breakdowns by reason and kind, aggregator and processes of one snapshot."""
-    return Group(_channel_metrics(snap), _breakdowns(snap), _aggregator_line(snap), _processes(snap))
+def metrics_view(snap: pb.MetricsSnapshot, wide: bool = False) -> RenderableType:
+    """Channels, their breakdowns by reason and kind, aggregator and processes of one snapshot.
+
+    The default fits an 80-column terminal; `wide` shows every column.
+    """
+    if wide:
+        return Group(_channel_metrics(snap), _breakdowns(snap), _aggregator_line(snap), _processes(snap))
+    return Group(_narrow_channels(snap), _breakdowns(snap), _aggregator_line(snap), _narrow_processes(snap))
+
+
+def _narrow_channels(snap: pb.MetricsSnapshot) -> Table:
+    """Seven columns: `shed` sums what was let go on purpose (conflated, dropped oldest, paused)."""
+    table = Table(
+        title=f"channels · config version {snap.config_version}",
+        title_justify="left",
+        caption="shed = conflated + dropped oldest + paused · --wide: every column",
+        caption_justify="left",
+    )
+    for name in ("channel", "received", "processed", "rejected", "shed", "events", "e2e ms\np50/p99"):
+        table.add_column(name, justify="left" if name == "channel" else "right", no_wrap=True)
+    for c in snap.channels:
+        table.add_row(
+            c.channel, _n(c.received), _n(c.processed), _n(c.rejected_total),
+            _n(c.conflated + c.dropped_oldest + c.paused_dropped), _n(c.events_total),
+            _ms(c.latency_p50_us, c.latency_p99_us),
+        )  # fmt: skip
+    return table
+
+
+def _narrow_processes(snap: pb.MetricsSnapshot) -> Table:
+    table = Table(title="processes", title_justify="left")
+    for name in ("process", "pid", "RSS MB", "CPU %", "uptime s", "heartbeat"):
+        table.add_column(name, justify="left" if name == "process" else "right")
+    for p in snap.processes:
+        table.add_row(
+            p.process, str(p.pid), f"{p.rss_bytes / 1e6:,.1f}", f"{p.cpu_percent:.1f}", f"{p.uptime_s:,.0f}",
+            _age(p),
+        )  # fmt: skip
+    return table
+
+
+def _age(p: pb.ProcessInfo) -> Text:
+    age = Text(f"{p.heartbeat_age_s:.1f} s", style="" if p.live else "bold red")
+    if not p.live:
+        age.append(" (down)")
+    return age
 
 
 def _channel_metrics(snap: pb.MetricsSnapshot) -> Table:
@@ -113,15 +156,12 @@ def _aggregator_line(snap: pb.MetricsSnapshot) -> Text:
 
 def _processes(snap: pb.MetricsSnapshot) -> Table:
     table = Table(title="processes", title_justify="left")
-    for name in ("process", "role", "pid", "host", "version", "RSS MB", "CPU %", "uptime s", "heartbeat s ago"):
+    for name in ("process", "role", "pid", "host", "version", "RSS MB", "CPU %", "uptime s", "heartbeat ago"):
         table.add_column(name, justify="left" if name in ("process", "role", "host") else "right")
     for p in snap.processes:
-        age = Text(f"{p.heartbeat_age_s:.1f}", style="" if p.live else "bold red")
-        if not p.live:
-            age.append(" (down)")
         table.add_row(
             p.process, p.role, str(p.pid), p.host, str(p.config_version), f"{p.rss_bytes / 1e6:,.1f}",
-            f"{p.cpu_percent:.1f}", f"{p.uptime_s:,.0f}", age,
+            f"{p.cpu_percent:.1f}", f"{p.uptime_s:,.0f}", _age(p),
         )  # fmt: skip
     return table
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from feeds import polygon, replay, sim
+from tickmesh.cli import EXIT_USAGE, Option, command_parser, subcommand_parent
 from tickmesh.config import with_endpoints
-from tickmesh.runtime import StopFlag, parser, start
+from tickmesh.runtime import GLOBAL_OPTIONS, StopFlag, start
 
 DESCRIPTIONS = {
     "sim": "A deterministic synthetic market: trades, one-minute bars and FMV updates.",
@@ -15,31 +16,22 @@ DESCRIPTIONS = {
 }
 
 
-def _common() -> argparse.ArgumentParser:
-    """Options every subcommand takes too; SUPPRESS keeps what was given before the subcommand."""
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--config", default=argparse.SUPPRESS, help="TOML file (default: $TICKMESH_CONFIG, ...)")
-    p.add_argument("--log-level", default=argparse.SUPPRESS, help="DEBUG, INFO, WARNING (default INFO)")
-    p.add_argument("--ingest", default=argparse.SUPPRESS, help="router ingest endpoint (default from config)")
-    p.add_argument("--sync", default=argparse.SUPPRESS, help="router sync endpoint (default from config)")
-    return p
+OPTIONS: list[Option] = [
+    *GLOBAL_OPTIONS,
+    (("--ingest",), {"help": "router ingest endpoint (default from config)"}),
+    (("--sync",), {"help": "router sync endpoint (default from config)"}),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = parser("tickmesh-feed", "Feeds that push market data into the tickmesh router.")
-    p.add_argument("--ingest", help="router ingest endpoint (default from config)")
-    p.add_argument("--sync", help="router sync endpoint (default from config)")
+    """Every option before the subcommand works after it too: `tickmesh-feed sim --ingest ...`."""
+    p = command_parser("tickmesh-feed", "Feeds that push market data into the tickmesh router.", OPTIONS)
     subs = p.add_subparsers(dest="feed", required=True, metavar="{sim,replay,polygon}")
-    common = _common()
-    sim.add_arguments(
-        subs.add_parser("sim", parents=[common], help=DESCRIPTIONS["sim"], description=DESCRIPTIONS["sim"])
-    )
-    replay.add_arguments(
-        subs.add_parser("replay", parents=[common], help=DESCRIPTIONS["replay"], description=DESCRIPTIONS["replay"])
-    )
-    polygon.add_arguments(
-        subs.add_parser("polygon", parents=[common], help=DESCRIPTIONS["polygon"], description=DESCRIPTIONS["polygon"])
-    )
+    common = subcommand_parent("tickmesh-feed", OPTIONS)
+    for name, module in (("sim", sim), ("replay", replay), ("polygon", polygon)):
+        module.add_arguments(
+            subs.add_parser(name, parents=[common], help=DESCRIPTIONS[name], description=DESCRIPTIONS[name])
+        )
     return p
 
 
@@ -47,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = start(args, f"feed.{args.feed}")
     if config is None:
-        return 2
+        return EXIT_USAGE
     config = with_endpoints(config, ingest=args.ingest, sync=args.sync)
     stop = StopFlag()
     if args.feed == "sim":

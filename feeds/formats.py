@@ -1,8 +1,9 @@
-"""File formats a replay reads: each reader yields (line number, record or RowError), never raises on a bad row."""
+"""File formats a replay reads: each reader checks the header at once, then yields (line, record or RowError)."""
 
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from feeds.polygon_wire import PolygonDecoder
 from feeds.records import RowError, integer, make, number, to_ns
 from tickmesh.schema import Bar, Record, Trade
 
+log = logging.getLogger(__name__)
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
 FORMATS = ("polygon-aggs", "polygon-trades", "ohlcv", "jsonl")
@@ -23,7 +25,11 @@ _INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?$")
 
 
 class FormatError(ValueError):
-    """The file as a whole cannot be read (unknown format, missing column, no ticker)."""
+    """The file as a whole cannot be read (unknown format, missing column, no ticker); says how to fix it."""
+
+    def __init__(self, message: str, line: int = 1) -> None:
+        super().__init__(message)
+        self.line = line  # the file's line the error is about (its header)
 
 
 def detect(name: str, first_line: str) -> str:
@@ -31,14 +37,18 @@ def detect(name: str, first_line: str) -> str:
     base = name.lower().removesuffix(".gz")
     if base.endswith((".jsonl", ".ndjson", ".json")) or first_line.lstrip().startswith(("[", "{")):
         return "jsonl"
-    header = {h.strip().lower() for h in next(csv.reader([first_line]), [])}
+    cells = [h.strip().lower() for h in next(csv.reader([first_line]), [])]
+    header = set(cells)
     if {"ticker", "window_start", "open", "close"} <= header:
         return "polygon-aggs"
     if {"ticker", "sip_timestamp", "price", "size"} <= header:
         return "polygon-trades"
-    if {"open", "high", "low", "close"} <= header and header & set(TIME_COLUMNS):
-        return "ohlcv"
-    raise FormatError(f"cannot tell the format from the header {first_line.strip()[:120]!r}; use --format")
+    if {"open", "high", "low", "close"} <= header and (header & set(TIME_COLUMNS) or cells[0] == ""):
+        return "ohlcv"  # an empty first cell: pandas' df.to_csv() with an unnamed date index
+    raise FormatError(
+        f"cannot tell the format from the header {first_line.strip()[:120]!r}: give --format "
+        f"{', '.join(FORMATS)}, or name the columns as docs/feeds.md lists"
+    )
 
 
 def parse_interval(text: str) -> int:
@@ -70,16 +80,23 @@ def _rows(stream: TextIO) -> tuple[list[str], Iterator[tuple[int, dict[str, str]
     return header, rows()
 
 
-def _require(header: list[str], *names: str) -> None:
+def _require(header: list[str], fmt: str, *names: str) -> None:
     missing = [n for n in names if n not in header]
     if missing:
-        raise FormatError(f"missing column(s) {', '.join(missing)} in header {','.join(header)}")
+        raise FormatError(
+            f"missing column(s) {', '.join(missing)} in header {','.join(header)!r}: "
+            f"the {fmt} format needs {', '.join(names)} (or give another --format)"
+        )
 
 
 def polygon_aggs(stream: TextIO, interval_ns: int) -> Iterator[Parsed]:
     """Polygon aggregates flat file: ticker,volume,open,close,high,low,window_start(ns),transactions."""
     header, rows = _rows(stream)
-    _require(header, "ticker", "volume", "open", "close", "high", "low", "window_start")
+    _require(header, "polygon-aggs", "ticker", "volume", "open", "close", "high", "low", "window_start")
+    return _polygon_aggs(rows, interval_ns)
+
+
+def _polygon_aggs(rows: Iterator[tuple[int, dict[str, str]]], interval_ns: int) -> Iterator[Parsed]:
     for line, row in rows:
         try:
             _check(row)
@@ -109,7 +126,11 @@ def polygon_aggs(stream: TextIO, interval_ns: int) -> Iterator[Parsed]:
 def polygon_trades(stream: TextIO) -> Iterator[Parsed]:
     """Polygon trades flat file: ticker,conditions,exchange,price,sequence_number,sip_timestamp,size (+ others)."""
     header, rows = _rows(stream)
-    _require(header, "ticker", "price", "size", "sip_timestamp")
+    _require(header, "polygon-trades", "ticker", "price", "size", "sip_timestamp")
+    return _polygon_trades(rows)
+
+
+def _polygon_trades(rows: Iterator[tuple[int, dict[str, str]]]) -> Iterator[Parsed]:
     for line, row in rows:
         try:
             _check(row)
@@ -157,20 +178,25 @@ def parse_time(text: str) -> tuple[int, bool]:
 def ohlcv(stream: TextIO, ticker: str | None, interval_ns: int | None) -> Iterator[Parsed]:
     """Generic OHLCV CSV (Date/Datetime, Open, High, Low, Close, Volume; any case).
 
-    Daily rows (a date without a time) cover [date 00:00 UTC, +1 day); intraday rows
+    The time column is named as in TIME_COLUMNS, or is the first column under an empty
+    header cell (pandas' `df.to_csv()` of a date-indexed frame). Date-only rows cover
+    [date 00:00 UTC, + interval) with the interval given, else one day; intraday rows
     cover [time, time + interval), the interval given or inferred from the smallest
     positive gap between the first rows (60 s if there is only one row).
     """
     header, rows = _rows(stream)
-    time_col = next((c for c in TIME_COLUMNS if c in header), None)
+    time_col = next((c for c in TIME_COLUMNS if c in header), "" if header and header[0] == "" else None)
     ticker_col = next((c for c in ("ticker", "symbol") if c in header), None)
-    _require(header, "open", "high", "low", "close", "volume")
+    _require(header, "ohlcv", "open", "high", "low", "close", "volume")
     if time_col is None:
-        raise FormatError(f"no date or time column (one of {', '.join(TIME_COLUMNS)}) in {','.join(header)}")
+        raise FormatError(
+            f"no date or time column in header {','.join(header)!r}: name it one of {', '.join(TIME_COLUMNS)}, "
+            "or leave the first header cell empty (as pandas writes a date index)"
+        )
     if ticker is None and ticker_col is None:
-        raise FormatError("this OHLCV file has no ticker column: give --ticker")
+        raise FormatError("this OHLCV file has no ticker or symbol column: give --ticker SYMBOL")
     parsed = ((line, _ohlcv_row(row, time_col, ticker_col, ticker)) for line, row in rows)
-    yield from _with_ends(parsed, interval_ns)
+    return _with_ends(parsed, interval_ns)
 
 
 def _ohlcv_row(row: dict[str, str], time_col: str, ticker_col: str | None, ticker: str | None) -> tuple | RowError:
@@ -185,24 +211,34 @@ def _ohlcv_row(row: dict[str, str], time_col: str, ticker_col: str | None, ticke
 
 
 def _with_ends(parsed: Iterable[tuple[int, tuple | RowError]], interval_ns: int | None) -> Iterator[Parsed]:
-    """Give each bar its end; infer the intraday interval from a look-ahead of up to 50 rows."""
+    """Give each bar its end: `interval_ns` if given; else one day for date-only rows and, for intraday
+    rows, the smallest gap in a look-ahead of up to 50 rows."""
     parsed = iter(parsed)
     ahead: list[tuple[int, tuple | RowError]] = []
-    if interval_ns is None:
+    given = interval_ns
+    if given is None:
         for item in parsed:
             ahead.append(item)
             if len(ahead) >= 50:
                 break
-        starts = [v[2] for _, v in ahead if isinstance(v, tuple)]
-        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False) if b > a]
-        interval_ns = min(gaps) if gaps else 60 * NS
+    starts = [v[2] for _, v in ahead if isinstance(v, tuple)]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False) if b > a]
+    intraday_ns = given or (min(gaps) if gaps else 60 * NS)
+    if given is None and gaps and min(gaps) > DAY_NS and all(v[3] for _, v in ahead if isinstance(v, tuple)):
+        log.warning(
+            "date-only rows at least %g days apart are read as one-day bars; give --interval (e.g. %gd) "
+            "if each covers its whole gap",
+            min(gaps) / DAY_NS,
+            min(gaps) / DAY_NS,
+        )
     for line, value in chain(ahead, parsed):
         if isinstance(value, RowError):
             yield line, value
             continue
         symbol, (o, h, lo, c, v), start, daily = value
+        end = start + ((given or DAY_NS) if daily else intraday_ns)
         try:
-            yield line, make(Bar, symbol, o, h, lo, c, v, start, start + (DAY_NS if daily else interval_ns))
+            yield line, make(Bar, symbol, o, h, lo, c, v, start, end)
         except RowError as exc:
             yield line, exc
 

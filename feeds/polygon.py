@@ -18,11 +18,11 @@ from websockets.uri import parse_uri
 
 from feeds.polygon_wire import PolygonDecoder
 from feeds.pump import Sender, sleep
+from tickmesh.cli import EXIT_AUTH, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from tickmesh.config import Config
 
 log = logging.getLogger(__name__)
 ERRORS_LOGGED = 20  # then every 1000th, so a flood of bad frames does not flood the log
-EXIT_AUTH = 2
 HANDSHAKE_S = 30.0  # when the silence timeout is off
 
 
@@ -204,7 +204,7 @@ def run(args: argparse.Namespace, config: Config, is_stopped: Callable[[], bool]
         parse_uri(args.url)
     except InvalidURI as exc:
         log.error("polygon: bad --url: %s", exc)
-        return 2
+        return EXIT_USAGE
     # websockets logs every frame at DEBUG, the auth frame (and so the key) included.
     logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
     opts = Options(
@@ -227,4 +227,4 @@ def run(args: argparse.Namespace, config: Config, is_stopped: Callable[[], bool]
         client._maybe_stats(final=True)
         if record is not None:
             record.close()
-    return code if code else (0 if flushed or is_stopped() else 1)
+    return code if code else (EXIT_OK if flushed or is_stopped() else EXIT_FAILURE)

@@ -29,6 +29,7 @@ from feeds.formats import (
 from feeds.polygon_wire import PolygonDecoder
 from feeds.pump import Pacer, Sender, sleep
 from feeds.records import RowError
+from tickmesh.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from tickmesh.config import Config
 from tickmesh.schema import Record, record_time
 
@@ -66,6 +67,7 @@ class Summary:
     sent: int = 0
     duplicates: int = 0
     failed_files: list[str] = field(default_factory=list)
+    format_errors: int = 0  # files refused as a whole: their format, a missing column, no ticker
     reasons: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -145,14 +147,27 @@ def read_file(path: Path, args: argparse.Namespace, decoder: PolygonDecoder) -> 
     return ohlcv(text, args.ticker, interval), raw
 
 
+def _usage(args: argparse.Namespace) -> tuple[Pacer | None, str | None]:
+    """The pacer `--speed` asks for, and what is wrong with the arguments (None if nothing)."""
+    try:
+        pacer = None if args.speed == "max" else Pacer(float(args.speed))
+    except ValueError:
+        return None, f"--speed must be `max` or a positive factor, not {args.speed!r}"
+    try:
+        if args.interval:
+            parse_interval(args.interval)
+    except FormatError as exc:
+        return None, f"--interval: {exc}"
+    return pacer, None
+
+
 def run(args: argparse.Namespace, config: Config, is_stopped: Callable[[], bool]) -> int:
-    pacer: Pacer | None = None
-    if args.speed != "max":
-        try:
-            pacer = Pacer(float(args.speed))
-        except ValueError:
-            log.error("replay: --speed must be `max` or a positive factor, not %r", args.speed)
-            return 2
+    """Replay every file; print the summary (also after a usage error); the exit code of the README's table."""
+    pacer, problem = _usage(args)
+    if problem is not None:
+        log.error("replay: %s", problem)
+        _report(Summary(), args)
+        return EXIT_USAGE
     summary, decoder = Summary(), PolygonDecoder()
     sender = Sender(config, args.batch, is_stopped, name=f"replay-{time.monotonic_ns() % 1_000_000}")
     show = args.progress if args.progress is not None else (sys.stderr.isatty() and not args.json)
@@ -166,11 +181,17 @@ def run(args: argparse.Namespace, config: Config, is_stopped: Callable[[], bool]
         summary.sent = sender.sent
         summary.duplicates = sum(v for k, v in decoder.counters.items() if k.startswith("duplicates."))
         summary.seconds = time.monotonic() - began
+    _report(summary, args)
+    if summary.format_errors:
+        return EXIT_USAGE
+    return EXIT_OK if summary.flushed and not summary.failed_files else EXIT_FAILURE
+
+
+def _report(summary: Summary, args: argparse.Namespace) -> None:
     if args.json:
-        print(json.dumps(summary.as_dict()))
+        print(json.dumps(summary.as_dict()), flush=True)
     else:
         print(summary.text(), file=sys.stderr)
-    return 0 if summary.flushed and not summary.failed_files else 1
 
 
 def _replay_file(
@@ -186,7 +207,12 @@ def _replay_file(
     """Send one file's records; False if stopped (or the router stopped taking them)."""
     try:
         items, raw = read_file(path, args, decoder)
-    except (OSError, FormatError, EOFError) as exc:
+    except FormatError as exc:
+        summary.failed_files.append(f"{path}:{exc.line}: {exc}")
+        summary.format_errors += 1
+        log.error("replay: %s:%d: %s", path, exc.line, exc)
+        return True
+    except (OSError, EOFError) as exc:
         summary.failed_files.append(f"{path}: {exc}")
         log.error("replay: %s: %s", path, exc)
         return True

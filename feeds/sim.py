@@ -14,6 +14,7 @@ import msgspec
 from feeds.market import OHLCV_NAMES, TICK_NAMES, Market, MarketSpec, symbol_names
 from feeds.pump import Pacer, Sender, sleep
 from feeds.session import SessionDays
+from tickmesh.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from tickmesh.config import Config
 from tickmesh.schema import Ticker, encoder
 
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace, config: Config, is_stopped: Callable[[], bool]
         spec, rate, compression = build_spec(args, days.start_ns() if days else None)
     except ValueError as exc:
         log.error("sim: %s", exc)
-        return 2
+        return EXIT_USAGE
     market = Market(spec)
     log.info(
         "sim: %d tick, %d OHLCV, %d FMV symbols; %.0f records/s, compression %g, seed %d%s",
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace, config: Config, is_stopped: Callable[[], bool]
             break
     flushed = sender.finish()
     _log_stats(kinds, sender.sent, time.monotonic() - began, market.clock_ns - spec.start_ns, final=True)
-    return 0 if flushed or is_stopped() else 1
+    return EXIT_OK if flushed or is_stopped() else EXIT_FAILURE
 
 
 def _log_stats(kinds: Counter[str], sent: int, wall_s: float, event_ns: int, final: bool = False) -> None:

@@ -7,9 +7,10 @@ import sys
 import time
 
 from subscriber.client import Subscriber, as_dict
+from tickmesh.cli import EXIT_USAGE
 from tickmesh.config import with_endpoints
 from tickmesh.curve import secure_context
-from tickmesh.runtime import StopFlag, parser, start
+from tickmesh.runtime import StopFlag, endpoint_exit, parser, start
 from tickmesh.schema import EVENT_KINDS, Publication
 from tickmesh.sockets import EndpointError
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     config = start(args, "subscribe")
     if config is None:
-        return 2
+        return EXIT_USAGE
     config = with_endpoints(config, publish=args.publish, replay=args.replay)
     ep = config.endpoints
     stop = StopFlag()
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     except EndpointError as exc:
         print(f"subscribe: {exc}", file=sys.stderr)
         ctx.term()
-        return 2
+        return endpoint_exit(exc)
     seen, warned = 0, False
     try:
         while not stop and (not args.count or seen < args.count):

@@ -7,6 +7,8 @@ import logging
 import time
 from pathlib import Path
 
+from tickmesh.security import private_dirs
+
 log = logging.getLogger(__name__)
 
 SAMPLE_BYTES = 512  # of a rejected payload, hex-encoded
@@ -24,7 +26,7 @@ class DeadLetters:
         self.process, self.max_bytes = process, max_bytes
         self.written = 0
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(self.path.parent)
             self.size = self.path.stat().st_size if self.path.exists() else 0
         except OSError as exc:
             log.error("dead letters cannot be written to %s: %s", self.path, exc)

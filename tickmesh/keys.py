@@ -10,6 +10,7 @@ from pathlib import Path
 
 import zmq
 
+from tickmesh.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Option, command_parser, subcommand_parent
 from tickmesh.config import ConfigError, load_config
 from tickmesh.security import (
     ROLES,
@@ -90,15 +91,19 @@ def check(keys_dir: Path, roles: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
+OPTIONS: list[Option] = [(("--config",), {"help": "TOML file whose security.keys_dir is the default folder"})]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tickmesh-keys", description="CURVE keys for the mesh's zmq tcp links.")
-    p.add_argument("--config", help="TOML file whose security.keys_dir is the default folder")
+    """`--config` works before and after the subcommand."""
+    p = command_parser("tickmesh-keys", "CURVE keys for the mesh's zmq tcp links.", OPTIONS)
+    common = subcommand_parent("tickmesh-keys", OPTIONS)
     subs = p.add_subparsers(dest="command", required=True)
     for name, doc in (
         ("create", "write a keypair per role (secret files 0600) and authorize their public keys"),
         ("check", "check the roles' key files: present, well formed, secret files not world-readable"),
     ):
-        sub = subs.add_parser(name, help=doc, description=doc)
+        sub = subs.add_parser(name, parents=[common], help=doc, description=doc)
         sub.add_argument("--dir", help="key folder (default: $TICKMESH_KEYS_DIR, else security.keys_dir)")
         sub.add_argument("roles", nargs="*", metavar="ROLE", help=f"roles (default: all of {', '.join(ROLES)})")
         if name == "create":
@@ -112,25 +117,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         keys_dir = Path(args.dir or load_config(args.config).security.keys_dir)
     except ConfigError as exc:
         print(f"tickmesh-keys: invalid configuration: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     unknown = [r for r in args.roles if r not in ROLES]
     if unknown:
         print(f"tickmesh-keys: unknown role {', '.join(unknown)} (roles: {', '.join(ROLES)})", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     roles = args.roles or list(ROLES)
     if args.command == "create":
         try:
             print("\n".join(create(keys_dir, roles, force=args.force)))
         except OSError as exc:
             print(f"tickmesh-keys: {exc}", file=sys.stderr)
-            return 1
-        return 0
+            return EXIT_FAILURE
+        return EXIT_OK
     problems = check(keys_dir, roles)
     for line in problems:
         print(line, file=sys.stderr)
     if not problems:
         print(f"{keys_dir}: keys of {', '.join(roles)} are in order")
-    return 1 if problems else 0
+    return EXIT_FAILURE if problems else EXIT_OK
 
 
 if __name__ == "__main__":

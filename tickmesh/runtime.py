@@ -12,8 +12,9 @@ from types import FrameType
 
 import zmq
 
+from tickmesh.cli import EXIT_AUTH, EXIT_ENDPOINT, EXIT_FAILURE, Option, command_parser, log_level_option
 from tickmesh.config import Config, ConfigError, load_config
-from tickmesh.curve import secure_context
+from tickmesh.curve import SecurityError, secure_context
 from tickmesh.durable import Held
 from tickmesh.security import open_links
 from tickmesh.sockets import EndpointError
@@ -45,18 +46,22 @@ class StopFlag:
         return self.stopping
 
 
+CONFIG_OPTION: Option = (
+    ("--config",),
+    {"help": "TOML file (default: $TICKMESH_CONFIG, else ./tickmesh.toml, else built-in)"},
+)
+GLOBAL_OPTIONS: list[Option] = [CONFIG_OPTION, log_level_option()]
+
+
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """An argument parser with the options every process takes."""
-    p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--config", help="TOML file (default: $TICKMESH_CONFIG, else ./tickmesh.toml, else built-in)")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
-    return p
+    """An argument parser with the options every process takes: --config, --log-level, --version."""
+    return command_parser(prog, description, GLOBAL_OPTIONS)
 
 
 def start(args: argparse.Namespace, name: str) -> Config | None:
     """Set up logging and load the config; None (after a clear message) if it is invalid."""
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        level=args.log_level,
         format=f"%(asctime)s {name} %(levelname)s %(message)s",
         stream=sys.stderr,
     )
@@ -67,8 +72,14 @@ def start(args: argparse.Namespace, name: str) -> Config | None:
         return None
 
 
+def endpoint_exit(exc: EndpointError | Held) -> int:
+    """EXIT_AUTH for a CURVE key problem, else EXIT_ENDPOINT (a socket could not bind or connect, or
+    another process already runs this role on the state folder)."""
+    return EXIT_AUTH if isinstance(exc, SecurityError) else EXIT_ENDPOINT
+
+
 def serve(config: Config, role: str, run: Callable[[zmq.Context, StopFlag], int]) -> int:  # type: ignore[type-arg]
-    """Run a mesh process's loop with its (CURVE-aware) context and stop flag; exit 2 on a socket error."""
+    """Run a mesh process's loop with its (CURVE-aware) context and stop flag; see endpoint_exit for socket errors."""
     stop = StopFlag()
     ctx = secure_context(config, role)
     for name in open_links(config):
@@ -77,9 +88,9 @@ def serve(config: Config, role: str, run: Callable[[zmq.Context, StopFlag], int]
         return run(ctx, stop)
     except (EndpointError, Held) as exc:
         log.error("%s", exc)
-        return 2
+        return endpoint_exit(exc)
     except Exception:  # a bug: say so and exit, so the supervisor (or honcho) sees it
         log.exception("%s crashed", role)
-        return 1
+        return EXIT_FAILURE
     finally:
         ctx.destroy(linger=0)  # term() would wait forever on sockets a crash left open

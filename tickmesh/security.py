@@ -11,6 +11,7 @@ The files use the ZPL certificate format of czmq and `zmq.auth`, so either can r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -189,3 +190,15 @@ def write_new_file(path: Path, text: str, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+
+
+def private_dirs(folder: Path) -> None:
+    """Create `folder` and each missing parent with mode 0700 (`mkdir(parents=True)` would make the
+    parents 0777 less the umask: `.tickmesh` came out 0755 when a dead-letter folder was made first)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it first, the same way
+            path.mkdir(mode=0o700)

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import zmq
 
+from tickmesh.security import private_dirs
+
 log = logging.getLogger(__name__)
 _warned: set[Path] = set()
 
 
 def private_folder(folder: Path) -> None:
-    """Create `folder` (and any missing parent) readable by its owner only, so only the mesh's user
-    can connect to the unix sockets in it; warn once if an existing one is open to others."""
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    for path in reversed(missing):
-        path.mkdir(mode=0o700, exist_ok=True)
+    """Create `folder` 0700 (tickmesh.security.private_dirs), so only the mesh's user can connect to
+    the unix sockets in it; warn once if an existing one is open to others."""
+    private_dirs(folder)
     if folder.stat().st_mode & 0o077 and folder not in _warned:
         _warned.add(folder)
         log.warning("%s is open to other users: any of them can connect to the mesh's sockets in it", folder)

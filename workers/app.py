@@ -19,10 +19,11 @@ import sys
 import time
 
 from tickmesh.bus import BusClient
+from tickmesh.cli import EXIT_USAGE
 from tickmesh.config import CHANNELS
 from tickmesh.curve import secure_context
 from tickmesh.metrics import Metrics
-from tickmesh.runtime import StopFlag, parser, start
+from tickmesh.runtime import StopFlag, endpoint_exit, parser, start
 from tickmesh.sockets import EndpointError
 from workers.budget import RestartBudget
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     config = start(args, f"supervisor.{args.channel}")
     if config is None:
-        return 2
+        return EXIT_USAGE
     shards = args.shard or list(range(config.channel(args.channel).shards))
     extra = ["--log-level", args.log_level] + (["--config", args.config] if args.config else [])
     children = {n: Child([sys.executable, "-m", "workers.shard", args.channel, str(n), *extra]) for n in shards}
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     except EndpointError as exc:
         log.error("%s", exc)
         ctx.term()
-        return 2
+        return endpoint_exit(exc)
     budget = RestartBudget(config.process.restart_budget, config.process.restart_window_s)
     for child in children.values():
         child.start()

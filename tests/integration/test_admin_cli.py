@@ -89,7 +89,7 @@ def test_metrics_table_json_and_watch(control: Control) -> None:
         table = admin(control, "metrics")
         assert table.returncode == 0, table.stderr
         fmv_row = next(line for line in table.stdout.splitlines() if line.startswith("│ fmv"))
-        assert "1,234" in fmv_row and "- / 0.4 / -" in fmv_row  # p99 420 µs shown in ms
+        assert "1,234" in fmv_row and "- / 0.4" in fmv_row  # p99 420 µs shown in ms
         assert "nan_price 7" in table.stdout and "fmv_deviation 3" in table.stdout
         assert "router" in table.stdout and "control" in table.stdout and "aggregator: published" in table.stdout
         data = json.loads(admin(control, "--json", "metrics", "--channel", "fmv").stdout)
@@ -99,6 +99,36 @@ def test_metrics_table_json_and_watch(control: Control) -> None:
         assert watch.returncode == 0, watch.stderr
         snapshots = [json.loads(line) for line in watch.stdout.splitlines()]
         assert len(snapshots) == 3 and snapshots[0]["time_ns"] < snapshots[2]["time_ns"]
+
+
+def test_global_flags_work_after_the_command_too(control: Control) -> None:
+    before = admin(control, "--json", "metrics", "--channel", "fmv")
+    after = subprocess.run([*ADMIN, "metrics", "--json", "--channel", "fmv", "--target", control.target,
+                            "--token", str(control.token), "--timeout", "5"],
+                           capture_output=True, text=True, timeout=30, cwd=control.dir)  # fmt: skip
+    assert after.returncode == 0, after.stderr
+    assert [c["channel"] for c in json.loads(after.stdout)["channels"]] == ["fmv"]
+    assert json.loads(before.stdout).keys() == json.loads(after.stdout).keys()
+    assert json.loads(admin(control, "channels", "--json").stdout)["channels"][0]["name"] == "tick"
+
+
+def test_the_metrics_table_fits_80_columns_and_wide_shows_every_column(control: Control) -> None:
+    counters = {"tick.received": 39_553_000, "tick.conflated": 5, "tick.dropped_oldest": 6, "tick.paused_dropped": 7}
+    with FakeProcess(control, "worker.ohlcv.0", ALL, counters=counters, gauges={"tick.latency_p99_us": 12_345.0}):
+        poll_until(lambda: control.live("worker.ohlcv.0"), what="live")
+        narrow = admin(control, "metrics", env={"COLUMNS": "80"})
+        assert narrow.returncode == 0, narrow.stderr
+        lines = narrow.stdout.splitlines()
+        assert max(map(len, lines)) <= 80, narrow.stdout
+        assert "…" not in narrow.stdout  # nothing cut
+        tick_row = next(line for line in lines if line.startswith("│ tick"))
+        assert "39,553,000" in tick_row and "│   18 │" in tick_row and "12.3" in tick_row  # shed = 5 + 6 + 7
+        assert "worker.ohlcv.0" in narrow.stdout
+        wide = admin(control, "metrics", "--wide", env={"COLUMNS": "200"})
+        for header in ("routed", "conflated", "batches", "queue", "proc µs", "role", "host", "version"):
+            assert header in wide.stdout, header
+        watch = admin(control, "metrics", "--watch", "--interval", "0.1", "--count", "2")
+        assert watch.returncode == 0 and watch.stdout.endswith("┘\n"), repr(watch.stdout[-40:])
 
 
 def test_errors_are_one_clear_line_with_an_exit_code(control: Control) -> None:

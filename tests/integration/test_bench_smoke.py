@@ -5,9 +5,11 @@ No timing assertions: only that every part ran, every figure has its place, and 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
-import time
+import os
+import uuid
 from pathlib import Path
 
 import psutil
@@ -17,6 +19,7 @@ from bench import app
 from bench.dedup import DedupPlan, judge
 from bench.ramp import growing, judge_step
 from bench.workload import NS, Mix, Workload
+from tests.mesh import poll_until
 
 TINY = [
     "--quick", "--duration", "1", "--hold", "1", "--settle", "0.3", "--steps", "2000,4000", "--flat-out", "1",
@@ -25,19 +28,25 @@ TINY = [
 ]  # fmt: skip
 
 
-def _bench_processes() -> list[psutil.Process]:
-    """Processes a bench run starts (their command lines name a bench module or a bench stage dir)."""
+MARK = "TICKMESH_TEST_RUN"
+
+
+def _started_by(run: str) -> list[psutil.Process]:
+    """Processes that inherited this run's mark in their environment: what this test started, even if
+    they outlived their parent, and nothing another test or another bench on the machine started."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if "/tmb-" in cmdline or "-m bench." in cmdline:
-            found.append(proc)
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.pid != os.getpid() and proc.environ().get(MARK) == run:
+                found.append(proc)
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(360)  # ~50 s here: ten stages of ~9 processes each; a slow host must not fail it
-def test_tiny_run_writes_a_complete_report_and_leaves_nothing_running(tmp_path: Path) -> None:
-    before = {p.pid for p in _bench_processes()}
+def test_tiny_run_writes_a_complete_report_and_leaves_nothing_running(tmp_path: Path, monkeypatch) -> None:
+    run = uuid.uuid4().hex
+    monkeypatch.setenv(MARK, run)  # every process the bench starts inherits it
     code = app.main(["--out", str(tmp_path), *TINY])
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["errors"] == {}, report["errors"]
@@ -74,12 +83,10 @@ def test_tiny_run_writes_a_complete_report_and_leaves_nothing_running(tmp_path: 
         assert (tmp_path / "latency.png").stat().st_size > 1_000
     else:
         assert "not drawn" in report["chart"]
-    deadline = time.monotonic() + 5
-    while (
-        left := [p for p in _bench_processes() if p.pid not in before and p.is_running()]
-    ) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not left, [" ".join(p.cmdline()) for p in left]
+    try:
+        poll_until(lambda: not _started_by(run), 5, interval=0.1, what="the bench's processes to end")
+    except AssertionError:
+        raise AssertionError([" ".join(p.cmdline()) for p in _started_by(run)]) from None
 
 
 # -- the pure parts the report rests on -------------------------------------------------------------

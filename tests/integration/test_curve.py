@@ -243,6 +243,6 @@ def test_the_router_refuses_to_start_with_a_bad_secret_key(keys_dir: Path, tmp_p
         raise AssertionError(f"the router did not refuse to start: {exc.stderr!r}") from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 4, proc.stderr  # EXIT_AUTH: a CURVE key problem
     expected = "chmod 600" if problem == "open" else "secret key file missing"
     assert f"{secret}" in proc.stderr and expected in proc.stderr, proc.stderr

@@ -15,7 +15,8 @@ from feeds.sim import build_spec
 from tests.integration.feed_harness import FakeRouter, Feed
 from tests.mesh import Mesh, collect, drain, poll_until
 from tests.polygon_server import Plan, PolygonServer
-from tickmesh.schema import Bar, BigMove, FairMarketValue, Publication, Record, Trade
+from tickmesh.cli import EXIT_AUTH, EXIT_USAGE
+from tickmesh.schema import Bar, BigMove, FairMarketValue, Publication, Record, Trade, encoder
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 MS = 1_712_306_654_000
@@ -56,6 +57,25 @@ def test_sim_is_deterministic_end_to_end(router: FakeRouter, feeds: list[Feed], 
     assert router.marks and router.bad_frames == 0
 
 
+def test_the_same_seed_and_start_give_byte_identical_records_paced_or_not(tmp_path: Path) -> None:
+    """Two real `tickmesh-feed sim` runs, paced on the wall clock, each captured by its own ingest socket."""
+    base = ["sim", "--seed", "7", "--start", "1767225600", "--duration", "0.5", "--rate", "4000"]
+    runs = []
+    for argv in (base, base, [*base, "--unpaced"], [*base[:2], "8", *base[3:]]):
+        router, started = FakeRouter(), list[Feed]()
+        try:
+            feed = start(started, tmp_path, router, *argv)
+            assert feed.wait() == 0, feed.log()
+            runs.append([encoder.encode(r) for r in router.records])
+        finally:
+            for f in started:
+                f.close()
+            router.close()
+    first, again, unpaced, other_seed = runs
+    assert len(first) > 1_000 and first == again == unpaced
+    assert other_seed[: len(first)] != first
+
+
 def test_sim_stops_on_sigterm_and_flushes(router: FakeRouter, feeds: list[Feed], tmp_path: Path) -> None:
     feed = start(feeds, tmp_path, router, "sim", "--rate", "5000", "--batch", "50")
     poll_until(lambda: len(router.records) > 3_000, 15, what="records from the sim")
@@ -69,7 +89,7 @@ def test_sim_stops_on_sigterm_and_flushes(router: FakeRouter, feeds: list[Feed],
 
 def test_sim_refuses_an_impossible_rate(feeds: list[Feed], tmp_path: Path) -> None:
     feed = start(feeds, tmp_path, None, "sim", "--rate", "10", "--ohlcv-symbols", "8000", "--compression", "10")
-    assert feed.wait() == 2
+    assert feed.wait() == EXIT_USAGE
     assert "OHLCV symbols alone" in feed.log()
 
 
@@ -176,13 +196,13 @@ def test_polygon_reconnects_resubscribes_and_drops_replayed_trades(
         again.close()
 
 
-def test_polygon_auth_failure_exits_2_without_retrying(
+def test_polygon_auth_failure_exits_4_without_retrying(
     router: FakeRouter, feeds: list[Feed], tmp_path: Path, server: list[PolygonServer]
 ) -> None:
     srv = PolygonServer(trades_frames(3)).start()
     server.append(srv)
     feed = polygon(feeds, tmp_path, router, srv, "--log-level", "DEBUG", key="wrong-secret-key")
-    assert feed.wait(10) == 2
+    assert feed.wait(10) == EXIT_AUTH
     log = feed.log()
     assert "authentication failed" in log and "Not retrying" in log
     assert "wrong-secret-key" not in log  # the key is never logged, not even at DEBUG
@@ -191,7 +211,7 @@ def test_polygon_auth_failure_exits_2_without_retrying(
 
 def test_polygon_without_a_key_says_so(router: FakeRouter, feeds: list[Feed], tmp_path: Path) -> None:
     feed = start(feeds, tmp_path, router, "polygon", "--url", "ws://127.0.0.1:9", "--key-env", "NO_SUCH_KEY_VAR")
-    assert feed.wait(10) == 2 and "set $NO_SUCH_KEY_VAR" in feed.log()
+    assert feed.wait(10) == EXIT_AUTH and "set $NO_SUCH_KEY_VAR" in feed.log()
 
 
 def test_polygon_silent_server_is_reconnected(

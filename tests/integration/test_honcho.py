@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,23 +16,26 @@ import pytest
 
 from tests.mesh import ROOT, poll_until
 
+PATH = os.environ.get("PATH", "")
 SOURCES = re.compile(r"#\d+\s+(tick|ohlcv|fmv)\s")
 
 
 @pytest.fixture
 def honcho(tmp_path: Path):
-    """`honcho start` on the repository's Procfile, in an empty working directory (no config)."""
-    if shutil.which("honcho") is None:
-        pytest.skip("honcho is not installed")
+    """`honcho start` on the repository's Procfile, in an empty working directory (no config).
+
+    honcho runs as `python -m honcho` of this interpreter, whose folder leads PATH so the Procfile's
+    `python` is this one too: the test runs (never skips) in a venv that is not activated.
+    """
     shutil.copy(ROOT / "Procfile", tmp_path / "Procfile")
     out = open(tmp_path / "honcho.log", "w+b")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        ["honcho", "start"],
+        [sys.executable, "-m", "honcho", "start"],
         cwd=tmp_path,
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        env=dict(os.environ, PYTHONUNBUFFERED="1", PATH=os.pathsep.join([str(Path(sys.executable).parent), PATH])),
     )
     yield proc, tmp_path / "honcho.log"
     if proc.poll() is None:
@@ -51,6 +55,8 @@ def test_honcho_start_shows_events_of_every_channel_and_ctrl_c_stops_everything(
 
     poll_until(every_channel, timeout=20, interval=0.2, what="events from tick, ohlcv and fmv")
     seen_after = time.monotonic() - started
+    state = log.parent / ".tickmesh"  # the router, the workers and control all make folders in it
+    assert oct(state.stat().st_mode & 0o777) == "0o700" and (state / "admin.token").stat().st_mode & 0o077 == 0
     tree = [proc.pid] + [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
     assert len(tree) >= 11  # honcho, 8 Procfile processes, and the shards under each channel's supervisor
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does

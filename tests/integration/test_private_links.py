@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.mesh import Mesh, collect, free_port, poll_until
+from tickmesh.cli import EXIT_ENDPOINT
 from tickmesh.config import load_config, to_toml
 from tickmesh.endpoints import INTERNAL
 from tickmesh.schema import Trade
@@ -81,7 +82,7 @@ def test_a_second_mesh_on_the_same_state_folder_refuses_to_start(mesh_factory: C
     mesh.spawn("control", "-m", "control")  # (it takes the bus over from the harness: not needed below)
     poll_until(lambda: "gRPC listening" in mesh.log("control"), 20, what="the first control running")
     for name, module in (("router2", "router"), ("aggregator2", "aggregator"), ("control2", "control")):
-        assert mesh.spawn(name, "-m", module).wait(20) == 2, mesh.log(name)
+        assert mesh.spawn(name, "-m", module).wait(20) == EXIT_ENDPOINT, mesh.log(name)
         assert "already running with state folder" in mesh.log(name)
     sub = mesh.subscriber()
     now = time.time_ns()

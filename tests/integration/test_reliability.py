@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from functools import partial
 
 import msgspec
 import pytest
@@ -22,6 +23,7 @@ from subscriber.client import Subscriber
 from tests.mesh import Mesh, collect, drain, poll_until
 from tickmesh.config import CHANNELS, Config
 from tickmesh.schema import Bar, FairMarketValue, Publication, Record, Trade
+from tickmesh.sharding import shard_of
 from workers.detectors import make_detector
 
 S = 1_000_000_000
@@ -66,10 +68,12 @@ def reference(records: list[Record], config: Config) -> set[str]:
 class Recorder:
     """A subscriber reading in a thread for the whole test, so nothing piles up at the publisher."""
 
-    def __init__(self, mesh: Mesh, pause_s: float = 0.0, hwm: int = 100_000) -> None:
+    def __init__(self, mesh: Mesh, hold: threading.Event | None = None, hwm: int = 100_000) -> None:
         self.ctx = zmq.Context()  # its own I/O thread, as a separate subscriber process would have
         self.sub = mesh.subscriber(ctx=self.ctx, hwm=hwm)
-        self.pause_s = pause_s  # a slow reader: it stops reading for this long after its first event
+        # Sees the publisher's connection end: everything it sent is in our queue by then.
+        self.monitor = self.sub.sub.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.hold = hold  # a slow reader: after its first event it stops reading until this is set
         self.received: list[Publication] = []
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -83,22 +87,51 @@ class Recorder:
                 return
             if publication is not None:
                 self.received.append(publication)
-                if self.pause_s:
-                    time.sleep(self.pause_s)
-                    self.pause_s = 0.0
+                if self.hold is not None:
+                    self.hold.wait(60)
+                    self.hold = None
+
+    def holds(self, count: int) -> bool:
+        return len(self.received) >= count
 
     def ids(self) -> list[str]:
         return [p.event.id for p in self.received]
 
-    def wait_for(self, expected: set[str], timeout: float = 30.0) -> None:
+    def wait_for(self, expected: set[str], mesh: Mesh, timeout: float = 30.0) -> None:
+        """Every expected event, then everything the aggregator published (a duplicate would be in it)."""
         poll_until(lambda: expected <= set(self.ids()), timeout, what=f"{len(expected)} events")
-        time.sleep(0.5)  # anything extra (a duplicate) would arrive now
+        published = settled(mesh)
+        poll_until(lambda: len(self.received) >= published, timeout, what=f"{published} published events")
+
+    def wait_for_publisher_gone(self, timeout: float = 10.0) -> None:
+        """After the aggregator exited: its connection has ended and we have read all it sent."""
+        poll_until(lambda: self.monitor.poll(0), timeout, what="the publisher's connection to end")
+        self.stopped.set()
+        self.thread.join(5)
+        while (publication := self.sub.recv(timeout_ms=0)) is not None:
+            self.received.append(publication)
 
     def stop(self) -> None:
         self.stopped.set()
         self.thread.join(5)
+        self.sub.sub.disable_monitor()
+        self.monitor.close(0)
         self.sub.close()
         self.ctx.term()
+
+
+def settled(mesh: Mesh, timeout: float = 30.0) -> int:
+    """Wait until the router holds no record unacknowledged — the aggregator has published the events
+    of every record accepted so far — and return how many events the aggregator has published."""
+
+    def nothing_held() -> bool:
+        mesh.counters()  # waits for fresh reports
+        gauges = mesh.statuses["router"].gauges
+        held = [value for name, value in gauges.items() if name.endswith(".unacked")]
+        return len(held) == len(CHANNELS) and not any(held)
+
+    poll_until(nothing_held, timeout, interval=0.05, what="the router to hold nothing unacknowledged")
+    return mesh.counters().get("published", 0)  # a report sent after the router's: it counts every event
 
 
 def push_paced(mesh: Mesh, records: list[Record], chunk: int = 1_000, during=None, at: float = 0.4) -> None:
@@ -121,6 +154,7 @@ def assert_conserved(recorder: Recorder, expected: set[str]) -> None:
     assert set(ids) == expected, f"missing {len(expected - set(ids))}, unexpected {len(set(ids) - expected)}"
 
 
+@pytest.mark.slow  # fault injection
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kill_9_of_a_worker_shard_loses_and_duplicates_nothing(mesh_factory, seed: int) -> None:
     mesh = mesh_factory({"channels": {"tick": {"shards": 2}}, "state": {"checkpoint_s": 0.2}, **QUIET}).start()
@@ -129,7 +163,7 @@ def test_kill_9_of_a_worker_shard_loses_and_duplicates_nothing(mesh_factory, see
     recorder = Recorder(mesh)
     victim = mesh.pid("worker.tick.0")
     push_paced(mesh, records, during=lambda: os.kill(victim, signal.SIGKILL))
-    recorder.wait_for(expected)
+    recorder.wait_for(expected, mesh)
     recorder.stop()
     assert_conserved(recorder, expected)
     counters = mesh.counters()
@@ -137,28 +171,25 @@ def test_kill_9_of_a_worker_shard_loses_and_duplicates_nothing(mesh_factory, see
     assert mesh.pid("worker.tick.0") != victim
 
 
+@pytest.mark.slow  # fault injection
 def test_sigstop_of_a_worker_loses_nothing_and_other_shards_flow_on(mesh_factory) -> None:
     mesh = mesh_factory({"channels": {"tick": {"shards": 2}}, **QUIET}).start()
     records = market(7, seconds=60)
     expected = reference(records, mesh.config)
     recorder = Recorder(mesh)
     victim = mesh.pid("worker.tick.1")
+    others = {i for i in expected if i.startswith("tick:") and shard_of(i.split(":")[2], 2) == 0}
+    assert others, "the market gave shard 0 nothing to detect"
     os.kill(victim, signal.SIGSTOP)
     try:
         push_paced(mesh, records)
-        stopped_at = time.monotonic()
-        poll_until(lambda: len(recorder.received) > 0, 10, what="events from the running shards")
-        time.sleep(max(0.0, 3 - (time.monotonic() - stopped_at)))
-        during_stop = {p.event.id for p in recorder.received}
+        # Shard 0's events all arrive while shard 1 is still stopped: they do not wait for it.
+        poll_until(lambda: others <= set(recorder.ids()), 20, what="shard 0's events while shard 1 is stopped")
     finally:
         os.kill(victim, signal.SIGCONT)
-    recorder.wait_for(expected)
+    recorder.wait_for(expected, mesh)
     recorder.stop()
     assert_conserved(recorder, expected)
-    from tickmesh.sharding import shard_of
-
-    others = {i for i in expected if i.startswith("tick:") and shard_of(i.split(":")[2], 2) == 0}
-    assert others <= during_stop, "shard 0's events waited for the stopped shard 1"
 
 
 def _highs(tickers: int, per_ticker: int, prefix: str = "H") -> list[Record]:
@@ -172,13 +203,18 @@ def _highs(tickers: int, per_ticker: int, prefix: str = "H") -> list[Record]:
 def test_a_slow_subscriber_fills_its_gaps_from_the_ring_and_a_normal_one_sees_everything(mesh_factory) -> None:
     mesh = mesh_factory({"aggregator": {"pub_hwm": 4_000, "replay_size": 50_000}}).start()
     normal = Recorder(mesh)
-    slow = Recorder(mesh, pause_s=3.0, hwm=20)
+    reading = threading.Event()
+    slow = Recorder(mesh, hold=reading, hwm=20)  # reads nothing more until the normal one has everything
     records = _highs(1_000, 13)  # 1,000 × 12 new highs, far more than the slow reader's queues hold
-    mesh.push(records)
+    # One step of every ticker at a time (1,000 highs), each read by the normal subscriber before the
+    # next: its queue at the publisher (pub_hwm 4,000) never fills, however loaded the machine.
+    for step in range(13):
+        mesh.push(records[step * 1_000 : (step + 1) * 1_000])
+        poll_until(partial(normal.holds, step * 1_000), 20, what="the normal subscriber")
     total = 1_000 * 12
-    poll_until(lambda: len(normal.received) >= total, 20, what="the normal subscriber")
+    reading.set()
     poll_until(lambda: len(slow.received) >= total, 60, what="the slow subscriber")
-    time.sleep(0.3)
+    assert settled(mesh) == total
     normal.stop()
     slow.stop()
     assert [p.seq for p in normal.received] == list(range(1, total + 1))
@@ -201,6 +237,7 @@ def test_a_late_joiner_gets_the_last_n_then_the_live_stream_without_a_gap(mesh: 
     assert late.gaps == 0 and late.lost == 0
 
 
+@pytest.mark.slow  # fault injection
 def test_an_ohlcv_flood_conflates_while_every_tick_flows(mesh_factory) -> None:
     mesh = mesh_factory({"channels": {"ohlcv": {"buffer": 2_000}}, "router": {"window": 5_000}, **QUIET}).start()
     recorder = Recorder(mesh)
@@ -247,11 +284,12 @@ def test_sigterm_under_load_publishes_the_events_of_every_accepted_record(mesh_f
         proc.send_signal(signal.SIGTERM)
     for name, proc in mesh.procs.items():
         assert proc.wait(6) == 0, mesh.log(name)
-    time.sleep(0.2)
+    recorder.wait_for_publisher_gone()
     recorder.stop()
     assert_conserved(recorder, expected)
 
 
+@pytest.mark.slow  # fault injection
 def test_a_poison_fmv_record_trips_the_breaker_and_other_channels_flow_unchanged(mesh_factory) -> None:
     mesh = mesh_factory({"channels": {"fmv": {"breaker_min_records": 10}}, **QUIET})
     mesh.env["TICKMESH_FAULT_TICKERS"] = "POISON"

@@ -47,6 +47,7 @@ def items_of(name: str, *argv: str) -> list:
         ),
         ("x.csv", "Date,Open,High,Low,Close,Adj Close,Volume", "ohlcv"),
         ("x.txt", "DATETIME,OPEN,HIGH,LOW,CLOSE,VOLUME", "ohlcv"),
+        ("x.csv", ",Open,High,Low,Close,Adj Close,Volume", "ohlcv"),  # pandas: an unnamed date index
         ("x.jsonl", "anything", "jsonl"),
         ("x.log", '[{"ev":"status"}]', "jsonl"),
     ],

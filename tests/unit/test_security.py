@@ -171,3 +171,16 @@ def test_security_config_from_file_and_environment(tmp_path: Path, monkeypatch: 
     path.write_text('[security]\ncurve = "yes"\n')
     with pytest.raises(ConfigError, match=r"security\.curve"):
         load_config(str(path), env={})
+
+
+def test_state_folders_are_created_0700_whoever_makes_them_first(tmp_path: Path, no_umask: None) -> None:
+    from control.auth import create_token_file
+    from tickmesh.deadletters import DeadLetters
+    from tickmesh.security import private_dirs
+
+    private_dirs(tmp_path / "a" / "b" / "c")
+    assert [mode(tmp_path / p) for p in ("a", "a/b", "a/b/c")] == [0o700] * 3
+    DeadLetters(str(tmp_path / "run" / ".tickmesh" / "dead-letters"), "router", 1_000)  # the router is first
+    create_token_file(tmp_path / "run" / ".tickmesh" / "admin.token")  # then control
+    assert mode(tmp_path / "run" / ".tickmesh") == 0o700 and mode(tmp_path / "run" / ".tickmesh/dead-letters") == 0o700
+    assert mode(tmp_path / "run" / ".tickmesh" / "admin.token") == 0o600
