@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from tickmesh.durable import move_aside
+from tickmesh.security import private_dirs
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class Memory:
 
     def load(self) -> list[str]:
         """The newest `capacity` ids remembered, oldest first."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.path.parent)
         try:
             db = _connect(self.path)
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import msgspec
+import psutil
 import zmq
 
 from subscriber.client import Subscriber
@@ -40,6 +42,20 @@ def poll_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
         time.sleep(interval)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant (honcho starts its processes in sessions of their own,
+    so killing its process group would leave them running, holding the default ports)."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(tree, timeout=10)
 
 
 def ipc_endpoints(folder: str) -> dict[str, str]:

@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 from typing import IO
 
+from tickmesh.security import private_dirs
+
 log = logging.getLogger(__name__)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace `path` with `data`: after a crash it holds the old bytes or the new ones, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(path.parent)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -57,7 +59,7 @@ class Held(RuntimeError):
 def hold(path: Path, what: str) -> IO[str]:
     """An exclusive lock on `path` for the life of the process (the returned file: keep it open).
     Held: `what` already runs with this state folder (a second `honcho start` in one folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(path.parent)
     lock = open(path, "a")  # noqa: SIM115 - held, not closed
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

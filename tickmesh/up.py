@@ -15,6 +15,7 @@ from honcho.environ import parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Printer
 
+from tickmesh.cli import add_version
 from tickmesh.config import ConfigError, load_config
 
 FEEDS = ("sim", "replay", "polygon", "none")
@@ -76,6 +77,7 @@ def exit_code(manager: Manager) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tickmesh", description="Run the tickmesh mesh.")
+    add_version(p, "tickmesh")
     subs = p.add_subparsers(dest="command", required=True)
     up = subs.add_parser(
         "up",

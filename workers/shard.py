@@ -322,7 +322,7 @@ class Shard:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("python -m workers.shard", "Run one channel shard's detectors (tickmesh-worker supervises these).")
+    p = parser("tickmesh-shard", "Run one channel shard's detectors (tickmesh-worker supervises these).")
     p.add_argument("channel", choices=CHANNELS)
     p.add_argument("shard", type=int)
     args = p.parse_args(argv)

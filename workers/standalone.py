@@ -31,8 +31,9 @@ HELP = """tickmesh-shard CHANNEL N   (or CHANNEL-N, CHANNEL:N — a systemd inst
 
 Run shard N of CHANNEL as its own process, with no supervisor: systemd's
 Restart= or a Kubernetes restart policy restarts it (docs/deploy.md).
-Exit codes: 0 stopped cleanly, 1 crashed, 2 could not start (config, keys, endpoints).
-The arguments and options are those of `python -m workers.shard`:
+Exit codes: 0 stopped cleanly, 1 crashed, 2 bad config or arguments, 3 an endpoint
+(or its store) is in use or unreachable, 4 a key problem (README, "Exit codes").
+Its arguments and options:
 """
 
 
@@ -41,3 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "-h" in args or "--help" in args:
         print(HELP)
     return shard.main(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

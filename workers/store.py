@@ -25,6 +25,7 @@ import msgspec
 
 from tickmesh.durable import move_aside
 from tickmesh.schema import Event
+from tickmesh.security import private_dirs
 from workers.snapshot import Changes
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(path.parent)
         self._lock = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 - held for the process's life
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -24,6 +24,8 @@ MODULES = {  # console script → the module `python -m` runs when the script is
     "tickmesh-admin": "control.admin",
     "tickmesh-bench": "bench",
     "tickmesh-keys": "tickmesh.keys",
+    "tickmesh": "tickmesh.up",
+    "tickmesh-shard": "workers.standalone",
 }
 WITH_LOG_LEVEL = ["tickmesh-router", "tickmesh-aggregator", "tickmesh-control", "tickmesh-subscribe", "tickmesh-bench"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.mesh import ROOT, poll_until
+from tests.mesh import ROOT, kill_tree, poll_until
 
 PATH = os.environ.get("PATH", "")
 SOURCES = re.compile(r"#\d+\s+(tick|ohlcv|fmv)\s")
@@ -39,7 +39,7 @@ def honcho(tmp_path: Path):
     )
     yield proc, tmp_path / "honcho.log"
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc.pid)
         proc.wait()
     out.close()
 

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import zmq
 
-from tests.mesh import ROOT, Mesh, collect, drain, poll_until
+from tests.mesh import ROOT, Mesh, collect, drain, kill_tree, poll_until
 from tickmesh.config import CHANNELS, OhlcvChannel, TickChannel
 from tickmesh.schema import Bar, EventBatch, Record, Trade, encoder
 from workers.ohlcv_rules import OhlcvDetector
@@ -178,7 +178,7 @@ def _honcho_run(folder: Path, seconds: float) -> tuple[Counter[str], str]:
             proc.wait(15)
         finally:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+                kill_tree(proc.pid)
                 proc.wait()
     text = log.read_text(errors="replace")
     return Counter(m.group(2) for m in EVENTS.finditer(text) if m.group(1) < SPAN_END), text

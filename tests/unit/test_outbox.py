@@ -76,3 +76,11 @@ def test_paused_channel_sends_nothing() -> None:
     box = Outbox("tick", 0, 1, TickChannel(paused=True), window=10, now_ns=0)
     box.add(trades(1)[0], NOW, 0)
     assert not box.ready(10**12, flush=True)
+
+
+def test_the_router_flushes_channels_in_their_live_priority_order() -> None:
+    from router.app import flush_order
+    from tickmesh.config import Config, update_channel
+
+    assert flush_order(Config()) == ["tick", "ohlcv", "fmv"]
+    assert flush_order(update_channel(Config(), "tick", {"priority": "3"})) == ["ohlcv", "tick", "fmv"]
