@@ -1,0 +1,91 @@
+"""The journal process on both backends: conservation across kill -9, metrics on the bus, runs."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from journal.query import build_query
+from tests.conftest import JournalBackend
+from tests.integration.journal_helpers import Recorder, journal_mesh, open_journal, start_journal, wait_journaled
+from tests.integration.test_reliability import _highs, market
+from tests.mesh import Mesh, poll_until
+from tickmesh.schema import Record
+
+
+@pytest.mark.timeout(180)
+def test_every_event_seen_is_journaled_exactly_once_across_two_kill_9(
+    mesh_factory: Callable[..., Mesh], journal_backend: JournalBackend
+) -> None:
+    mesh = journal_mesh(mesh_factory, journal_backend)
+    recorder = Recorder(mesh)
+    start_journal(mesh, "journal.0")
+    records = market(seed=15, seconds=20, rate=2_000)  # trades, bars and FMV updates, in time order
+    rounds = [records[i : i + len(records) // 3 + 1] for i in range(0, len(records), len(records) // 3 + 1)]
+    for round_, chunk in enumerate(rounds):
+        pushing = threading.Thread(target=paced_push, args=(mesh, chunk, 10_000))
+        pushing.start()
+        if round_ < 2:  # kill -9 once this instance has committed some, while events still stream in
+            name = f"journal.{round_}"
+            pid = mesh.procs[name].pid
+            poll_until(lambda p=pid: _stored(mesh, p) > 20, 30, what=f"{name} storing")
+            mesh.stop(name, signal.SIGKILL)
+            start_journal(mesh, f"journal.{round_ + 1}")
+        pushing.join()
+    last = poll_until(lambda: recorder.received and recorder.received[-1], what="events")
+    wait_journaled(mesh, journal_backend, last.epoch, last.seq)
+    poll_until(lambda: mesh.read_bus()["journal"].gauges.get("journal.lag") == 0.0, 15, what="lag 0")
+    sub = recorder.close()
+    store = open_journal(mesh, journal_backend)
+    try:
+        rows = [row.id for row in store.pages(build_query(order="published", limit=5_000))]
+    finally:
+        store.close()
+    seen_ids = [p.event.id for p in recorder.received]
+    assert len(seen_ids) > 100 and sub.lost == 0
+    assert len(set(seen_ids)) == len(seen_ids)
+    counts = Counter(rows)
+    assert set(counts) == set(seen_ids), "missing or extra events"
+    assert max(counts.values()) == 1
+    assert mesh.read_bus()["journal"].counters.get("journal.lost", 0) == 0
+    assert all("LOST" not in mesh.log(f"journal.{i}") for i in range(3))
+
+
+def test_the_journal_reports_on_the_bus_and_tags_its_run(
+    mesh_factory: Callable[..., Mesh], journal_backend: JournalBackend
+) -> None:
+    mesh = journal_mesh(mesh_factory, journal_backend)
+    start_journal(mesh, "journal", "--run", "threshold-a")
+    mesh.push(_highs(20, 6))  # 20 × 5 highs
+    status = poll_until(
+        lambda: (s := mesh.read_bus()["journal"]).counters.get("journal.stored", 0) >= 100 and s, 20, what="stored"
+    )
+    assert status.role == "journal" and status.channels == []
+    poll_until(lambda: mesh.read_bus()["journal"].gauges.get("journal.rows", 0) >= 100, 15, what="rows gauge")
+    gauges = mesh.read_bus()["journal"].gauges
+    assert gauges["journal.bytes"] > 0 and gauges["journal.oldest_event_ns"] > 0 and "journal.write_rate" in gauges
+    store = open_journal(mesh, journal_backend)
+    try:
+        assert {row.run for row in store.pages(build_query(limit=1_000))} == {"threshold-a"}
+    finally:
+        store.close()
+
+
+def paced_push(mesh: Mesh, records: list[Record], per_s: float) -> None:
+    """Send records at about `per_s`, then flush: a stream that lasts, so a kill lands in the middle of it."""
+    producer = mesh.producer()
+    started = time.monotonic()
+    for i in range(0, len(records), 500):
+        producer.send(records[i : i + 500])
+        time.sleep(max(0.0, started + (i + 500) / per_s - time.monotonic()))  # pacing, not waiting for a signal
+    producer.flush()
+
+
+def _stored(mesh: Mesh, pid: int) -> int:
+    status = mesh.read_bus().get("journal")
+    return status.counters.get("journal.stored", 0) if status and status.pid == pid else 0
