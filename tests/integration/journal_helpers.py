@@ -20,7 +20,7 @@ QUIET = {"aggregator": {"max_event_age_s": 0}}  # these streams include history:
 
 def journal_mesh(mesh_factory: Callable[..., Mesh], backend: JournalBackend, **settings: Any) -> Mesh:
     """A running mesh whose config has the backend's [journal] table (and DSN in the environment)."""
-    merged = {**QUIET, "journal": dict(backend.settings)}
+    merged: dict[str, dict[str, Any]] = {**QUIET, "journal": dict(backend.settings)}
     for section, values in settings.items():
         merged.setdefault(section, {}).update(values)
     mesh = mesh_factory(merged)

@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 
@@ -33,11 +34,12 @@ def test_every_event_seen_is_journaled_exactly_once_across_two_kill_9(
         if round_ < 2:  # kill -9 once this instance has committed some, while events still stream in
             name = f"journal.{round_}"
             pid = mesh.procs[name].pid
-            poll_until(lambda p=pid: _stored(mesh, p) > 20, 30, what=f"{name} storing")
+            poll_until(partial(_stored, mesh, pid, 20), 30, what=f"{name} storing")
             mesh.stop(name, signal.SIGKILL)
             start_journal(mesh, f"journal.{round_ + 1}")
         pushing.join()
-    last = poll_until(lambda: recorder.received and recorder.received[-1], what="events")
+    poll_until(lambda: recorder.received, what="events")
+    last = recorder.received[-1]
     wait_journaled(mesh, journal_backend, last.epoch, last.seq)
     poll_until(lambda: mesh.read_bus()["journal"].gauges.get("journal.lag") == 0.0, 15, what="lag 0")
     sub = recorder.close()
@@ -86,6 +88,7 @@ def paced_push(mesh: Mesh, records: list[Record], per_s: float) -> None:
     producer.flush()
 
 
-def _stored(mesh: Mesh, pid: int) -> int:
+def _stored(mesh: Mesh, pid: int, more_than: int) -> bool:
+    """The journal instance `pid` has reported storing more than `more_than` events."""
     status = mesh.read_bus().get("journal")
-    return status.counters.get("journal.stored", 0) if status and status.pid == pid else 0
+    return bool(status and status.pid == pid and status.counters.get("journal.stored", 0) > more_than)
