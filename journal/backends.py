@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from journal.store import SqlStore
+from journal.query import EventQuery
+from journal.store import SqlStore, StoredEvent
 from tickmesh.config import Config
 
 DSN_ENV = "TICKMESH_JOURNAL_DSN"
@@ -40,3 +41,12 @@ def open_store(config: Config, env: Mapping[str, str], *, create: bool) -> SqlSt
         store.close()
         raise
     return store
+
+
+def query_once(config: Config, env: Mapping[str, str], query: EventQuery) -> list[StoredEvent]:
+    """Open the journal, run one query, close it (a reader outside the journal process, e.g. the gRPC API)."""
+    store = open_store(config, env, create=False)
+    try:
+        return store.query(query)
+    finally:
+        store.close()
