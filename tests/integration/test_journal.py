@@ -78,13 +78,13 @@ def test_the_journal_reports_on_the_bus_and_tags_its_run(
         store.close()
 
 
-def paced_push(mesh: Mesh, records: list[Record], per_s: float) -> None:
+def paced_push(mesh: Mesh, records: list[Record], per_s: float, slice_: int = 500) -> None:
     """Send records at about `per_s`, then flush: a stream that lasts, so a kill lands in the middle of it."""
     producer = mesh.producer()
     started = time.monotonic()
-    for i in range(0, len(records), 500):
-        producer.send(records[i : i + 500])
-        time.sleep(max(0.0, started + (i + 500) / per_s - time.monotonic()))  # pacing, not waiting for a signal
+    for i in range(0, len(records), slice_):
+        producer.send(records[i : i + slice_])
+        time.sleep(max(0.0, started + (i + slice_) / per_s - time.monotonic()))  # pacing, not waiting for a signal
     producer.flush()
 
 
@@ -92,3 +92,30 @@ def _stored(mesh: Mesh, pid: int, more_than: int) -> bool:
     """The journal instance `pid` has reported storing more than `more_than` events."""
     status = mesh.read_bus().get("journal")
     return bool(status and status.pid == pid and status.counters.get("journal.stored", 0) > more_than)
+
+
+def test_what_the_ring_no_longer_holds_is_counted_and_logged_as_lost(
+    mesh_factory: Callable[..., Mesh], journal_backend: JournalBackend
+) -> None:
+    mesh = journal_mesh(mesh_factory, journal_backend, aggregator={"replay_size": 100})
+    recorder = Recorder(mesh)
+    start_journal(mesh, "journal.0")
+    mesh.push(_highs(10, 6))  # 50 events
+    poll_until(lambda: len(recorder.received) >= 50, 20, what="the first 50")
+    wait_journaled(mesh, journal_backend, recorder.received[0].epoch, 50)
+    mesh.stop("journal.0", signal.SIGKILL)
+    mesh.push(_highs(50, 11, prefix="L"))  # 500 more while the journal is down; the ring keeps the last 100
+    poll_until(lambda: len(recorder.received) >= 550, 20, what="all 550")
+    recorder.close()
+    start_journal(mesh, "journal.1")
+    wait_journaled(mesh, journal_backend, recorder.received[0].epoch, 550)
+    poll_until(lambda: mesh.read_bus()["journal"].counters.get("journal.lost") == 400, 10, what="lost 400")
+    assert "LOST 400 publications after seq 50" in mesh.log("journal.1")
+    store = open_journal(mesh, journal_backend)
+    try:
+        assert [r.seq for r in store.pages(build_query(order="published", limit=1_000))] == [
+            *range(1, 51),
+            *range(451, 551),
+        ]
+    finally:
+        store.close()
