@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_honcho_start_shows_events_of_every_channel_and_ctrl_c_stops_everything(
     poll_until(every_channel, timeout=20, interval=0.2, what="events from tick, ohlcv and fmv")
     seen_after = time.monotonic() - started
     tree = [proc.pid] + [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
-    assert len(tree) >= 11  # honcho, 8 Procfile processes, and the shards under each channel's supervisor
+    assert len(tree) >= 12  # honcho, 9 Procfile processes, and the shards under each channel's supervisor
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
     stopping = time.monotonic()
     proc.wait(10)
@@ -61,4 +62,8 @@ def test_honcho_start_shows_events_of_every_channel_and_ctrl_c_stops_everything(
     assert "Traceback" not in output, output[-3000:]
     assert stopped_in < 5.5, f"took {stopped_in:.1f} s to stop"
     assert not [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
-    print(f"events of all three channels after {seen_after:.1f} s; stopped in {stopped_in:.1f} s")
+    journal = sqlite3.connect(log.parent / ".tickmesh" / "state" / "journal.sqlite3")  # zero config: journaled
+    stored = journal.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    journal.close()
+    assert stored > 0
+    print(f"events of all three channels after {seen_after:.1f} s; stopped in {stopped_in:.1f} s; {stored} journaled")
