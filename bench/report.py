@@ -237,6 +237,26 @@ def _memory_section(data: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _journal_section(data: dict[str, Any] | None) -> list[str]:
+    if not data:
+        return []
+    rows = []
+    for backend in ("sqlite", "postgres"):
+        b = data.get(backend, {})
+        if "skipped" in b:
+            rows.append([backend, "skipped", b["skipped"], "", ""])
+        elif b:
+            rows.append([backend, _rate(b["store_rows_per_s"]), _rate(b["events_per_s"]), _rate(b["published_per_s"]),
+                         f"{b['stored']:,}"])  # fmt: skip
+    return [
+        "\n## Journal (events/s sustained per backend)\n",
+        _table(["backend", "store writes", "journal process", "offered", "stored"], rows),
+        f"\n{data['events']:,} distinct events published flat out by a stand-in aggregator (XPUB + replay ring) to a"
+        f" real `python -m journal`; events/s from the first send to the last committed. Store writes: "
+        f"`SqlStore.write` in-process, {data['batch']} rows per transaction.\n",
+    ]
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta = results.get("meta", {})
     parts = [
@@ -359,6 +379,7 @@ def markdown(results: dict[str, Any]) -> str:
         rows += [[k.replace("_", " "), json.dumps(v)] for k, v in dedup.items() if isinstance(v, (dict, list)) and v]
         parts += ["\n## Dedup accuracy\n", _table(["", "value"], rows)]
     parts += _memory_section(results.get("memory"))
+    parts += _journal_section(results.get("journal"))
     errors = results.get("errors", {})
     if errors:
         parts += ["\n## Errors\n", *[f"- {k}: {v}\n" for k, v in errors.items()]]
