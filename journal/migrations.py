@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-# Indexes serve the queries: ticker or kind over a time range, a time range alone, a publication
-# range (and the --since seam), and one run (partial: untagged rows cost nothing).
+# An event id is stored once per run (UNIQUE (run, id) also indexes a run's rows): a re-delivered event is
+# skipped, while two back-test runs over the same data keep their own rows. The other indexes serve the
+# queries: ticker or kind over a time range, a time range alone, a publication range (and the --since seam).
 _INDEXES = [
     "CREATE INDEX events_ticker_time ON events (ticker, time)",
     "CREATE INDEX events_kind_time ON events (kind, time)",
     "CREATE INDEX events_time ON events (time)",
     "CREATE INDEX events_epoch_seq ON events (epoch, seq)",
-    "CREATE INDEX events_run_time ON events (run, time) WHERE run <> ''",
 ]
 
 SQLITE: list[list[str]] = [
     [  # 1: events, the journal's position, indexes
         """CREATE TABLE events (
             n INTEGER PRIMARY KEY AUTOINCREMENT,
-            id TEXT NOT NULL UNIQUE,
+            id TEXT NOT NULL,
             kind TEXT NOT NULL,
             ticker TEXT NOT NULL,
             source TEXT NOT NULL,
@@ -28,7 +28,8 @@ SQLITE: list[list[str]] = [
             published_ns INTEGER NOT NULL,
             stored_ns INTEGER NOT NULL,
             run TEXT NOT NULL DEFAULT '',
-            payload BLOB NOT NULL)""",
+            payload BLOB NOT NULL,
+            UNIQUE (run, id))""",
         """CREATE TABLE journal_position (
             one INTEGER PRIMARY KEY CHECK (one = 1),
             epoch INTEGER NOT NULL,
@@ -42,7 +43,7 @@ POSTGRES: list[list[str]] = [
     [
         """CREATE TABLE events (
             n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            id TEXT NOT NULL UNIQUE,
+            id TEXT NOT NULL,
             kind TEXT NOT NULL,
             ticker TEXT NOT NULL,
             source TEXT NOT NULL,
@@ -54,7 +55,8 @@ POSTGRES: list[list[str]] = [
             published_ns BIGINT NOT NULL,
             stored_ns BIGINT NOT NULL,
             run TEXT NOT NULL DEFAULT '',
-            payload BYTEA NOT NULL)""",
+            payload BYTEA NOT NULL,
+            UNIQUE (run, id))""",
         """CREATE TABLE journal_position (
             one INTEGER PRIMARY KEY CHECK (one = 1),
             epoch BIGINT NOT NULL,

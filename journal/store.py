@@ -130,12 +130,12 @@ class SqlStore:
         return (int(row[0]), int(row[1])) if row else None
 
     def write(self, rows: Sequence[Row], position: tuple[int, int]) -> int:
-        """Insert `rows` (an id already stored is skipped) and the new position in one transaction; rows new."""
+        """Insert `rows` (an id already stored for the run is skipped) and the position in one transaction; rows new."""
         columns = ", ".join(INSERT_COLUMNS)
         marks = ", ".join("?" * len(INSERT_COLUMNS))
         with self.transaction():
             inserted = self.insert_many(
-                f"INSERT INTO events ({columns}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING", rows
+                f"INSERT INTO events ({columns}) VALUES ({marks}) ON CONFLICT (run, id) DO NOTHING", rows
             )
             self.execute(
                 "INSERT INTO journal_position (one, epoch, seq, updated_ns) VALUES (1, ?, ?, ?) ON CONFLICT (one) "

@@ -96,12 +96,15 @@ def test_filters_order_and_paging(store: SqlStore) -> None:
     )
 
 
-def test_runs_tag_rows(store: SqlStore) -> None:
+def test_runs_tag_rows_and_each_run_keeps_its_own_copy_of_an_event(store: SqlStore) -> None:
     write(store, [publication(1), publication(2)], run="baseline")
     write(store, [publication(3)])
+    assert write(store, [publication(1), publication(2)], run="other") == 2  # same ids, another run: kept
+    assert write(store, [publication(1)], run="other") == 0  # within a run: once
     assert [r.seq for r in store.query(build_query(run="baseline"))] == [1, 2]
     assert [r.seq for r in store.query(build_query(run=""))] == [3]
     assert store.query(build_query(run="baseline"))[0].run == "baseline"
+    assert [r.seq for r in store.query(build_query(run="other"))] == [1, 2]
 
 
 def test_sql_metacharacters_are_refused_or_only_ever_parameters(store: SqlStore) -> None:
