@@ -1,13 +1,14 @@
-"""The PostgreSQL backend (psycopg 3): batched executemany in one transaction per batch."""
+"""The PostgreSQL backend (psycopg 3): each batch COPYed into a temporary table, then merged, in one transaction."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import psycopg
 
 from journal.migrations import POSTGRES
-from journal.store import SqlStore, StoreError
+from journal.store import INSERT_COLUMNS, Row, SqlStore, StoreError
 
 CONNECT_TIMEOUT_S = 5
 
@@ -27,9 +28,30 @@ class PostgresStore(SqlStore):
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to the journal database: {str(exc).strip()}") from None
         super().__init__(conn)
+        self._incoming = False  # the temporary table exists in this session
 
     def transaction(self) -> contextlib.AbstractContextManager[object]:
         return self.conn.transaction()  # type: ignore[no-any-return]
+
+    def insert_rows(self, rows: Sequence[Row]) -> int:
+        """COPY into a session-private table, then one INSERT … SELECT that skips (run, id) already stored.
+
+        COPY moves rows several times faster than executemany, but cannot skip conflicts itself.
+        """
+        columns = ", ".join(INSERT_COLUMNS)
+        with self.conn.cursor() as cursor:
+            if not self._incoming:
+                cursor.execute(
+                    f"CREATE TEMP TABLE incoming ON COMMIT DELETE ROWS AS SELECT {columns} FROM events WITH NO DATA"
+                )
+                self._incoming = True
+            with cursor.copy(f"COPY incoming ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(
+                f"INSERT INTO events ({columns}) SELECT {columns} FROM incoming ON CONFLICT (run, id) DO NOTHING"
+            )
+            return max(0, cursor.rowcount)
 
     def size_bytes(self) -> int:
         row = self.conn.execute("SELECT pg_total_relation_size('events')").fetchone()

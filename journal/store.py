@@ -131,12 +131,8 @@ class SqlStore:
 
     def write(self, rows: Sequence[Row], position: tuple[int, int]) -> int:
         """Insert `rows` (an id already stored for the run is skipped) and the position in one transaction; rows new."""
-        columns = ", ".join(INSERT_COLUMNS)
-        marks = ", ".join("?" * len(INSERT_COLUMNS))
         with self.transaction():
-            inserted = self.insert_many(
-                f"INSERT INTO events ({columns}) VALUES ({marks}) ON CONFLICT (run, id) DO NOTHING", rows
-            )
+            inserted = self.insert_rows(rows)
             self.execute(
                 "INSERT INTO journal_position (one, epoch, seq, updated_ns) VALUES (1, ?, ?, ?) ON CONFLICT (one) "
                 "DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq, updated_ns = excluded.updated_ns",
@@ -144,7 +140,10 @@ class SqlStore:
             )
         return inserted
 
-    def insert_many(self, text: str, rows: Sequence[Row]) -> int:
+    def insert_rows(self, rows: Sequence[Row]) -> int:
+        """Insert rows inside the caller's transaction, skipping (run, id) already stored; how many were new."""
+        marks = ", ".join("?" * len(INSERT_COLUMNS))
+        text = f"INSERT INTO events ({', '.join(INSERT_COLUMNS)}) VALUES ({marks}) ON CONFLICT (run, id) DO NOTHING"
         cursor = self.conn.cursor()
         cursor.executemany(self.sql(text), rows)
         return max(0, int(cursor.rowcount))
