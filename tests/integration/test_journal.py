@@ -58,24 +58,33 @@ def test_every_event_seen_is_journaled_exactly_once_across_two_kill_9(
     assert all("LOST" not in mesh.log(f"journal.{i}") for i in range(3))
 
 
-def test_the_journal_reports_on_the_bus_and_tags_its_run(
+def test_the_journal_reports_on_the_bus_tags_its_run_and_enforces_retention(
     mesh_factory: Callable[..., Mesh], journal_backend: JournalBackend
 ) -> None:
-    mesh = journal_mesh(mesh_factory, journal_backend)
+    mesh = journal_mesh(mesh_factory, journal_backend, journal={"max_rows": 60})
     start_journal(mesh, "journal", "--run", "threshold-a")
     mesh.push(_highs(20, 6))  # 20 × 5 highs
     status = poll_until(
         lambda: (s := mesh.read_bus()["journal"]).counters.get("journal.stored", 0) >= 100 and s, 20, what="stored"
     )
     assert status.role == "journal" and status.channels == []
-    poll_until(lambda: mesh.read_bus()["journal"].gauges.get("journal.rows", 0) >= 100, 15, what="rows gauge")
-    gauges = mesh.read_bus()["journal"].gauges
-    assert gauges["journal.bytes"] > 0 and gauges["journal.oldest_event_ns"] > 0 and "journal.write_rate" in gauges
+
+    # retention runs in the background: the 40 oldest go, and the gauges say so
+    def trimmed_to_60() -> bool:
+        journal = mesh.read_bus()["journal"]
+        return journal.counters.get("journal.trimmed") == 40 and journal.gauges.get("journal.rows") == 60
+
+    poll_until(trimmed_to_60, 20, what="the 40 oldest trimmed, 60 rows kept")
+    journal = mesh.read_bus()["journal"]
+    assert journal.gauges["journal.lag"] == 0
+    assert journal.gauges["journal.bytes"] > 0 and journal.gauges["journal.oldest_event_ns"] > 0
+    assert "journal.write_rate" in journal.gauges
     store = open_journal(mesh, journal_backend)
     try:
-        assert {row.run for row in store.pages(build_query(limit=1_000))} == {"threshold-a"}
+        rows = list(store.pages(build_query(order="published", limit=1_000)))
     finally:
         store.close()
+    assert [r.seq for r in rows] == list(range(41, 101)) and {r.run for r in rows} == {"threshold-a"}
 
 
 def paced_push(mesh: Mesh, records: list[Record], per_s: float, slice_: int = 500) -> None:
