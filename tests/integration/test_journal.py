@@ -128,3 +128,29 @@ def test_what_the_ring_no_longer_holds_is_counted_and_logged_as_lost(
         ]
     finally:
         store.close()
+
+
+def test_an_aggregator_restart_is_a_new_epoch_read_from_its_ring(
+    mesh_factory: Callable[..., Mesh], journal_backend: JournalBackend
+) -> None:
+    mesh = journal_mesh(mesh_factory, journal_backend)
+    start_journal(mesh, "journal")
+    mesh.push(_highs(10, 6))  # 50 events in the first epoch
+    poll_until(lambda: mesh.read_bus()["journal"].counters.get("journal.stored", 0) >= 50, 20, what="epoch 1")
+    assert mesh.stop("aggregator") == 0
+    mesh.spawn("aggregator.2", "-m", "aggregator")
+    mesh.push(_highs(10, 6, prefix="E"))  # 50 more, published by the new aggregator from seq 1
+    journal = poll_until(
+        lambda: (j := mesh.read_bus()["journal"]).counters.get("journal.stored", 0) >= 100 and j, 30, what="epoch 2"
+    )
+    assert journal.counters.get("journal.epoch_changes") == 1 and journal.counters.get("journal.lost", 0) == 0
+    store = open_journal(mesh, journal_backend)
+    try:
+        rows = list(store.pages(build_query(order="published", limit=1_000)))
+        position = store.position()
+    finally:
+        store.close()
+    epochs = sorted({r.epoch for r in rows})
+    assert len(epochs) == 2 and position == (epochs[1], 50)
+    assert [r.seq for r in rows] == [*range(1, 51), *range(1, 51)]
+    assert {r.ticker[0] for r in rows if r.epoch == epochs[1]} == {"E"}
