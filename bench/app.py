@@ -171,6 +171,10 @@ def run_part(name: str, plan: Plan, results: dict[str, Any]) -> None:
         results["memory"] = scenarios.memory(plan.memory, plan.memory_points, plan.settings)
     elif name == "journal":
         results["journal"] = journal.journal_part(plan.journal_events)
+        rate = min(100_000, max(plan.steps))  # the figure: the mesh at 100k records/s
+        results["journal"]["mesh"] = journal.mesh_cost(
+            ramp_mix(plan.scale), rate, plan.hold, plan.settle, plan.settings
+        )
 
 
 def _with_system(kind: str, plan: Plan, measure: Callable[[stages.System], dict[str, Any]]) -> dict[str, Any]:

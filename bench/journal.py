@@ -18,6 +18,8 @@ import msgspec
 import zmq
 
 from aggregator.ring import ReplayRing
+from bench import ramp, stages
+from bench.workload import Mix
 from journal.backends import DSN_ENV, open_store
 from journal.query import build_query
 from journal.store import SqlStore, row_of
@@ -57,6 +59,31 @@ def journal_part(events: int) -> dict[str, Any]:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         log.info("journal %s: %s", backend, out[backend])
+    return out
+
+
+def mesh_cost(mix: Mix, rate: int, hold_s: float, settle_s: float, settings: dict[str, Any]) -> dict[str, Any]:
+    """The mesh's tick latency at `rate` records/s, without and then with the journal (SQLite) beside it."""
+    out: dict[str, Any] = {"rate": rate}
+    for kind in ("mesh", "mesh_journal"):
+        key = "with_journal" if kind == "mesh_journal" else "without_journal"
+        system = stages.start(kind, settings)
+        try:
+            step = ramp.sustained(system, mix, hold_s, settle_s, (rate,))["steps"][0]
+            entry = {"tick_latency": step["tick_latency"], "kept_up": step["kept_up"], "events": step["events"]}
+            if kind == "mesh_journal":
+                journal = system.stage.fresh(["journal"])["journal"]
+                entry.update(stored=journal.counters.get("journal.stored", 0),
+                             lost=journal.counters.get("journal.lost", 0), lag=journal.gauges.get("journal.lag"),
+                             cpu_percent=journal.gauges.get("process.cpu_percent"))  # fmt: skip
+            out[key] = entry
+        finally:
+            system.close()
+        log.info("tick latency at %s/s, %s: %s", f"{rate:,}", kind, out[key])
+    off = (out["without_journal"]["tick_latency"] or {}).get("p99_us")
+    on = (out["with_journal"]["tick_latency"] or {}).get("p99_us")
+    if off and on:
+        out["p99_cost_pct"] = round(100 * (on - off) / off, 1)
     return out
 
 

@@ -254,6 +254,23 @@ def _journal_section(data: dict[str, Any] | None) -> list[str]:
         f"\n{data['events']:,} distinct events published flat out by a stand-in aggregator (XPUB + replay ring) to a"
         f" real `python -m journal`; events/s from the first send to the last committed. Store writes: "
         f"`SqlStore.write` in-process, {data['batch']} rows per transaction.\n",
+        *_journal_cost(data.get("mesh")),
+    ]
+
+
+def _journal_cost(mesh: dict[str, Any] | None) -> list[str]:
+    if not mesh:
+        return []
+    rows = [[name.replace("_", " "), *_lat(mesh[key].get("tick_latency")), f"{mesh[key].get('events', 0):,}"]
+            for key, name in (("without_journal", "mesh alone"), ("with_journal", "mesh + journal"))
+            if key in mesh]  # fmt: skip
+    cost = f" Tick p99 cost of the journal: **{mesh['p99_cost_pct']:+.1f} %**." if "p99_cost_pct" in mesh else ""
+    stored = mesh.get("with_journal", {})
+    return [
+        f"\nThe mesh at {_rate(mesh['rate'])} with and without the journal beside it:\n",
+        _table(["", "tick p50", "tick p99", "tick p99.9", "tick samples", "events"], rows),
+        f"\nJournal: {stored.get('stored', 0):,} stored, {stored.get('lost', 0):,} lost, lag {stored.get('lag')}, "
+        f"CPU {stored.get('cpu_percent')} % of a core.{cost}\n",
     ]
 
 

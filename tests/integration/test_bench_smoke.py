@@ -70,6 +70,7 @@ def test_tiny_run_writes_a_complete_report_and_leaves_nothing_running(tmp_path: 
     assert report["dedup"]["distinct_expected"] > 0 and "all_duplicates_suppressed" in report["dedup"]
     assert {"tick", "ohlcv", "fmv"} <= set(report["memory"])
     assert report["journal"]["sqlite"]["stored"] == 2_000 and report["journal"]["sqlite"]["events_per_s"] > 0
+    assert {"without_journal", "with_journal"} <= set(report["journal"]["mesh"])
     assert len(report["targets"]) >= 8
     markdown = (tmp_path / "report.md").read_text()
     assert "## Targets" in markdown and "Sustained throughput: mesh" in markdown
