@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     config = start(args, "subscribe")
     if config is None:
         return 2
+    if args.since and args.last:
+        print("subscribe: --since and --last do not combine (--since already starts with history)", file=sys.stderr)
+        return 2
     config = with_endpoints(config, publish=args.publish, replay=args.replay)
     ep = config.endpoints
     stop = StopFlag()
