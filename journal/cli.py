@@ -140,3 +140,7 @@ def write_csv(rows: list[StoredEvent]) -> None:
     writer = csv.DictWriter(sys.stdout, fieldnames=header, lineterminator="\n")
     writer.writeheader()
     writer.writerows(dicts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
