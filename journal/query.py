@@ -126,7 +126,7 @@ def build_query(
     if run is not None and run != "" and not RUN.match(run):
         raise QueryError(f"run {run[:40]!r}: letters, digits, '.', '_', ':' or '-', at most {MAX_RUN} characters")
     query = EventQuery(
-        tickers=tuple(t.upper() for t in _checked(tickers, "ticker", TICKER)),
+        tickers=_checked(tickers, "ticker", TICKER),  # exact: the schema allows lower case
         kinds=_checked(kinds, "kind", EVENT_KINDS),
         sources=_checked(sources, "source", CHANNELS),
         since_ns=since_ns,

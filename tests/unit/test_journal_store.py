@@ -72,7 +72,7 @@ def test_filters_order_and_paging(store: SqlStore) -> None:
     pubs = [publication(i, ticker="AAPL" if i % 2 else "MSFT", kind="high" if i % 3 else "big_move")
             for i in range(1, 61)]  # fmt: skip
     write(store, pubs)
-    aapl_highs = store.query(build_query(tickers=["aapl"], kinds=["high"], limit=1_000))
+    aapl_highs = store.query(build_query(tickers=["AAPL"], kinds=["high"], limit=1_000))
     assert {r.ticker for r in aapl_highs} == {"AAPL"} and {r.kind for r in aapl_highs} == {"high"}
     assert [r.seq for r in aapl_highs] == [i for i in range(1, 61) if i % 2 and i % 3]
     window = store.query(build_query(since=str(T0 + 10 * S), until=str(T0 + 20 * S), limit=1_000))
