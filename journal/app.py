@@ -41,6 +41,7 @@ class Journal:
         self.reader = Reader(ctx, config.endpoints.publish, config.endpoints.replay, self.metrics)
         self.store: SqlStore | None = None
         self.written: tuple[int, int] | None = None  # the position last committed
+        self.rows = 0  # rows in the store: counted once at open, then kept (the journal is the only writer)
         self.next_open = 0.0
         self.next_housekeeping = 0.0
         self.oldest_pending = 0.0
@@ -85,6 +86,7 @@ class Journal:
         try:
             self.store = open_store(self.config, self.env, create=True)
             self.written = self.store.position()
+            self.rows = self.store.stats().rows
         except (StoreError, OSError) as exc:
             self._failed(f"cannot open the journal: {exc}")
             return
@@ -127,6 +129,7 @@ class Journal:
     def _count(self, rows: int, inserted: int) -> None:
         self.metrics.count("journal.batches")
         self.metrics.count("journal.stored", inserted)
+        self.rows += inserted
         self.metrics.count("journal.duplicates", rows - inserted)
 
     def _housekeeping(self) -> None:
@@ -136,7 +139,8 @@ class Journal:
         self.next_housekeeping = now + HOUSEKEEPING_S
         try:
             trimmed = self._retain(self.store)
-            stats = self.store.stats()
+            self.rows -= trimmed
+            stats = self.store.stats(rows=self.rows)
         except Exception as exc:
             self._failed(f"journal housekeeping failed: {exc!r}")
             self.reader.resume(self.written)

@@ -165,8 +165,10 @@ class SqlStore:
     def next_token(self, query: EventQuery, rows: list[StoredEvent]) -> str:
         return page_token(query, rows[-1].key(query)) if len(rows) == query.limit else ""
 
-    def stats(self) -> StoreStats:
-        rows = int(self.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    def stats(self, rows: int | None = None) -> StoreStats:
+        """Rows (counted unless the caller keeps count: COUNT(*) reads a whole index), bytes, oldest data time."""
+        if rows is None:
+            rows = int(self.execute("SELECT COUNT(*) FROM events").fetchone()[0])
         oldest = self.execute("SELECT time FROM events ORDER BY n LIMIT 1").fetchone()
         return StoreStats(rows, self.size_bytes(), int(oldest[0]) if oldest else 0)
 
