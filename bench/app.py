@@ -20,14 +20,14 @@ from typing import Any
 import msgspec
 import zmq
 
-from bench import ramp, report, scenarios, stages
+from bench import journal, ramp, report, scenarios, stages
 from bench.workload import Mix, scenario_mix
 from feeds.sim import SCENARIOS
 from tickmesh.cli import EXIT_USAGE, command_parser, log_level_option
 from tickmesh.config import Config
 
 log = logging.getLogger("bench")
-PARTS = ("market_open_surge", "steady_state", "isolation", "dedup", "ceiling", "sustained", "peer", "memory")
+PARTS = ("market_open_surge", "steady_state", "isolation", "dedup", "ceiling", "sustained", "peer", "memory", "journal")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -54,6 +54,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--memory-points", type=int, help="warm-up trades per tick symbol (default 140: every window full; --quick 30)"
     )
     p.add_argument("--dedup-tickers", type=int, help="tickers in the dedup run (default 200; --quick 20)")
+    p.add_argument("--journal-events", type=int, help="journal: events published (default 300000; --quick 50000)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every symbol count (tiny runs: 0.01)")
     p.add_argument(
         "--set",
@@ -76,6 +77,7 @@ class Plan(msgspec.Struct, kw_only=True):
     memory: tuple[int, int]
     memory_points: int
     dedup_tickers: int
+    journal_events: int
     scale: float
     tick_rate: float
     flood_rate: float
@@ -98,6 +100,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         memory=memory,
         memory_points=args.memory_points or (30 if quick else 140),
         dedup_tickers=args.dedup_tickers or (20 if quick else 200),
+        journal_events=args.journal_events or (50_000 if quick else 300_000),
         scale=args.scale,
         tick_rate=args.tick_rate,
         flood_rate=args.flood_rate,
@@ -167,6 +170,12 @@ def run_part(name: str, plan: Plan, results: dict[str, Any]) -> None:
         )
     elif name == "memory":
         results["memory"] = scenarios.memory(plan.memory, plan.memory_points, plan.settings)
+    elif name == "journal":
+        results["journal"] = journal.journal_part(plan.journal_events)
+        rate = min(100_000, max(plan.steps))  # the figure: the mesh at 100k records/s
+        results["journal"]["mesh"] = journal.mesh_cost(
+            ramp_mix(plan.scale), rate, plan.hold, plan.settle, plan.settings
+        )
 
 
 def _with_system(kind: str, plan: Plan, measure: Callable[[stages.System], dict[str, Any]]) -> dict[str, Any]:

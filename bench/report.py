@@ -237,6 +237,43 @@ def _memory_section(data: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _journal_section(data: dict[str, Any] | None) -> list[str]:
+    if not data:
+        return []
+    rows = []
+    for backend in ("sqlite", "postgres"):
+        b = data.get(backend, {})
+        if "skipped" in b:
+            rows.append([backend, "skipped", b["skipped"], "", ""])
+        elif b:
+            rows.append([backend, _rate(b["store_rows_per_s"]), _rate(b["events_per_s"]), _rate(b["published_per_s"]),
+                         f"{b['stored']:,}"])  # fmt: skip
+    return [
+        "\n## Journal (events/s sustained per backend)\n",
+        _table(["backend", "store writes", "journal process", "offered", "stored"], rows),
+        f"\n{data['events']:,} distinct events published flat out by a stand-in aggregator (XPUB + replay ring) to a"
+        f" real `python -m journal`; events/s from the first send to the last committed. Store writes: "
+        f"`SqlStore.write` in-process, {data['batch']} rows per transaction.\n",
+        *_journal_cost(data.get("mesh")),
+    ]
+
+
+def _journal_cost(mesh: dict[str, Any] | None) -> list[str]:
+    if not mesh:
+        return []
+    rows = [[name.replace("_", " "), *_lat(mesh[key].get("tick_latency")), f"{mesh[key].get('events', 0):,}"]
+            for key, name in (("without_journal", "mesh alone"), ("with_journal", "mesh + journal"))
+            if key in mesh]  # fmt: skip
+    cost = f" Tick p99 cost of the journal: **{mesh['p99_cost_pct']:+.1f} %**." if "p99_cost_pct" in mesh else ""
+    stored = mesh.get("with_journal", {})
+    return [
+        f"\nThe mesh at {_rate(mesh['rate'])} with and without the journal beside it:\n",
+        _table(["", "tick p50", "tick p99", "tick p99.9", "tick samples", "events"], rows),
+        f"\nJournal: {stored.get('stored', 0):,} stored, {stored.get('lost', 0):,} lost, lag {stored.get('lag')}, "
+        f"CPU {stored.get('cpu_percent')} % of a core.{cost}\n",
+    ]
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta = results.get("meta", {})
     parts = [
@@ -359,6 +396,7 @@ def markdown(results: dict[str, Any]) -> str:
         rows += [[k.replace("_", " "), json.dumps(v)] for k, v in dedup.items() if isinstance(v, (dict, list)) and v]
         parts += ["\n## Dedup accuracy\n", _table(["", "value"], rows)]
     parts += _memory_section(results.get("memory"))
+    parts += _journal_section(results.get("journal"))
     errors = results.get("errors", {})
     if errors:
         parts += ["\n## Errors\n", *[f"- {k}: {v}\n" for k, v in errors.items()]]

@@ -14,7 +14,7 @@ from tickmesh.config import CHANNELS
 class System:
     """A started system: who processes records (their `*.processed` counters), who holds the backlog."""
 
-    kind: str  # mesh | passthrough | peer | ceiling | ceiling_all_hops
+    kind: str  # mesh | mesh_journal | passthrough | peer | ceiling | ceiling_all_hops
     stage: Stage
     processors: list[str]  # processes whose `<channel>.processed` counters count the work done
     backlog: list[str]  # processes whose `*.queue_depth` gauges hold records waiting
@@ -32,9 +32,13 @@ def start(kind: str, settings: dict[str, Any] | None = None, name: str | None = 
     extra = merge(PASS_THROUGH, settings or {}) if kind == "passthrough" else settings or {}
     stage = Stage(name or kind, merge(BASE_SETTINGS, extra))
     try:
-        if kind in ("mesh", "passthrough"):
+        if kind in ("mesh", "passthrough", "mesh_journal"):
             names = stage.start_mesh()
             workers = [n for n in names if n.startswith("worker.")]
+            if kind == "mesh_journal":  # the event journal beside the mesh (SQLite in the stage's state folder)
+                stage.spawn("journal", "-m", "journal")
+                stage.wait_reporting(["journal"], timeout=30)
+                names.append("journal")
             return System(kind, stage, workers, ["router"], names)
         if kind == "peer":
             stage.spawn("peer", "-m", "bench.peer")

@@ -67,7 +67,7 @@ async def _grpc_server(
     hub: Hub, stopping: asyncio.Event, config: Config, token: str
 ) -> tuple[aio.Server, health.aio.HealthServicer]:
     server = aio.server(interceptors=[TokenInterceptor(token)])
-    control_pb2_grpc.add_ControlServicer_to_server(ControlServicer(hub, stopping), server)
+    control_pb2_grpc.add_ControlServicer_to_server(ControlServicer(hub, stopping, config, os.environ), server)
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)
     names = (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)

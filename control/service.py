@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Mapping
 
 import grpc
@@ -14,7 +15,10 @@ from control.hub import AckTimeout, Hub
 from control.state import FixedFieldError
 from control.v1 import control_pb2 as pb
 from control.v1 import control_pb2_grpc as pb_grpc
-from tickmesh.config import CHANNELS, ConfigError
+from journal.backends import query_once
+from journal.query import EventQuery, QueryError, build_query, page_token
+from journal.store import StoredEvent, StoreError
+from tickmesh.config import CHANNELS, Config, ConfigError
 
 WATCH_MIN_S, WATCH_MAX_S = 0.1, 3_600.0
 MAX_CHANGES = 64
@@ -23,9 +27,10 @@ MAX_CHANGES = 64
 class ControlServicer(pb_grpc.ControlServicer):
     """Every RPC runs in the event loop, next to the bus sockets it reads through the hub."""
 
-    def __init__(self, hub: Hub, stopping: asyncio.Event) -> None:
+    def __init__(self, hub: Hub, stopping: asyncio.Event, config: Config, env: Mapping[str, str]) -> None:
         self.hub = hub
         self.stopping = stopping
+        self.config, self.env = config, dict(env)  # where the journal is, for QueryEvents
 
     def _channel(self, name: str) -> pb.Channel:
         state = self.hub.state
@@ -85,6 +90,40 @@ class ControlServicer(pb_grpc.ControlServicer):
         return pb.UpdateChannelResponse(
             channel=self._channel(channel), config_version=version, acked=acked, changed=changed
         )
+
+    async def QueryEvents(
+        self, request: pb.QueryEventsRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[pb.JournalEvent]:
+        try:
+            query = build_query(
+                tickers=request.tickers, kinds=request.kinds, sources=request.sources, since=request.since or None,
+                until=request.until or None, seq_from=_optional(request, "seq_from"),
+                seq_to=_optional(request, "seq_to"), epoch=_optional(request, "epoch"),
+                run=request.run if request.HasField("run") else None, newest_first=request.newest_first,
+                limit=request.limit or 100, offset=request.offset, page_token=request.page_token or None,
+            )  # fmt: skip
+        except QueryError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:  # the database call runs in a thread: the event loop keeps serving the bus
+            rows = await asyncio.to_thread(query_once, self.config, self.env, query)
+        except StoreError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except Exception as exc:  # the database is down or refused the query
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"journal database error: {exc}"[:500])
+        for row in rows:
+            yield _journal_event(row, query)
+
+
+def _optional(request: pb.QueryEventsRequest, field: str) -> int | None:
+    return int(getattr(request, field)) if request.HasField(field) else None
+
+
+def _journal_event(row: StoredEvent, query: EventQuery) -> pb.JournalEvent:
+    return pb.JournalEvent(
+        id=row.id, kind=row.kind, ticker=row.ticker, source=row.source, priority=row.priority, time_ns=row.time,
+        price=row.price, epoch=row.epoch, seq=row.seq, published_ns=row.published_ns, run=row.run,
+        fields_json=json.dumps(row.as_dict()), page_token=page_token(query, row.key(query)),
+    )  # fmt: skip
 
 
 async def _check_channel(name: str, context: aio.ServicerContext, *, optional: bool) -> None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
+from journal.backends import open_store
+from journal.query import QueryError
+from journal.store import StoreError
 from subscriber.client import Subscriber, as_dict
+from subscriber.history import HistoryError, HistoryThenLive
 from tickmesh.cli import EXIT_USAGE
 from tickmesh.config import with_endpoints
 from tickmesh.curve import secure_context
@@ -43,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kind", action="append", default=[], choices=EVENT_KINDS, help="only this kind (repeatable)")
     p.add_argument("--ticker", action="append", default=[], help="only this ticker (repeatable)")
     p.add_argument("--last", type=int, default=0, help="start with the last N events from the replay ring")
+    p.add_argument("--since", help="first the journal's events from this data time (2026-11-30, -15m), then live")
     p.add_argument("--count", type=int, default=0, help="exit after N events (default: run until stopped)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--silence", type=float, default=5.0, help="warn when nothing arrives for this many seconds")
@@ -50,20 +56,31 @@ def main(argv: list[str] | None = None) -> int:
     config = start(args, "subscribe")
     if config is None:
         return EXIT_USAGE
+    if args.since and args.last:
+        print("subscribe: --since and --last do not combine (--since already starts with history)", file=sys.stderr)
+        return EXIT_USAGE
     config = with_endpoints(config, publish=args.publish, replay=args.replay)
     ep = config.endpoints
     stop = StopFlag()
     ctx = secure_context(config, "subscriber")
     try:
-        sub = Subscriber(ep.publish, replay=ep.replay, kinds=args.kind, tickers=args.ticker, last=args.last, ctx=ctx)
-    except EndpointError as exc:
+        if args.since:  # the live part unfiltered: the seam is found by sequence number
+            sub = Subscriber(ep.publish, replay=ep.replay, ctx=ctx)
+            source: Subscriber | HistoryThenLive = HistoryThenLive(
+                sub, open_store(config, os.environ, create=False), args.since, kinds=args.kind, tickers=args.ticker
+            )
+        else:
+            sub = source = Subscriber(
+                ep.publish, replay=ep.replay, kinds=args.kind, tickers=args.ticker, last=args.last, ctx=ctx
+            )
+    except (EndpointError, QueryError, StoreError, HistoryError) as exc:
         print(f"subscribe: {exc}", file=sys.stderr)
-        ctx.term()
-        return endpoint_exit(exc)
+        ctx.destroy(linger=0)
+        return endpoint_exit(exc) if isinstance(exc, EndpointError) else EXIT_USAGE
     seen, warned = 0, False
     try:
         while not stop and (not args.count or seen < args.count):
-            publication = sub.recv(timeout_ms=200)
+            publication = source.recv(timeout_ms=200)
             if publication is None:
                 if sub.silent_for() > args.silence and not warned:
                     print(f"subscribe: nothing from {ep.publish} for {args.silence:g} s", file=sys.stderr)
@@ -75,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         pass
     finally:
-        sub.close()
+        source.close()
         if sub.gaps:
             print(f"subscribe: {sub.gaps} gaps, {sub.missed} events missed, {sub.lost} lost", file=sys.stderr)
         ctx.term()

@@ -223,6 +223,19 @@ class ProcessConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     restart_window_s: Annotated[float, Meta(gt=0, le=86_400)] = 60.0
 
 
+class JournalConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The event journal (docs/journal.md): where every published event is kept, and for how long."""
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    path: str = ""  # sqlite file; empty = journal.sqlite3 in state.dir
+    dsn: str = ""  # postgres; TICKMESH_JOURNAL_DSN overrides (keep secrets out of the file)
+    batch_size: Annotated[int, Meta(ge=1, le=100_000)] = 2_000  # rows per transaction at most
+    flush_ms: Annotated[float, Meta(ge=0, le=60_000)] = 50.0  # a partial batch is written after this
+    retention_days: Annotated[float, Meta(ge=0, le=36_500)] = 0.0  # 0 = keep forever
+    max_rows: Annotated[int, Meta(ge=0, le=10_000_000_000)] = 0  # 0 = no limit
+    run: Annotated[str, Meta(max_length=64, pattern=r"^[A-Za-z0-9._:\-]*$")] = ""  # tags every stored event
+
+
 class Config(Struct, frozen=True, forbid_unknown_fields=True):
     endpoints: Endpoints = Endpoints()
     channels: Channels = Channels()
@@ -232,6 +245,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     control: ControlConfig = ControlConfig()
     security: SecurityConfig = SecurityConfig()
     process: ProcessConfig = ProcessConfig()
+    journal: JournalConfig = JournalConfig()
 
     def channel(self, name: str) -> TickChannel | OhlcvChannel | FmvChannel:
         if name not in CHANNELS:

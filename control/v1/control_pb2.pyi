@@ -296,3 +296,63 @@ class UpdateChannelResponse(_message.Message):
     acked: _containers.RepeatedScalarFieldContainer[str]
     changed: bool
     def __init__(self, channel: _Optional[_Union[Channel, _Mapping]] = ..., config_version: _Optional[int] = ..., acked: _Optional[_Iterable[str]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class QueryEventsRequest(_message.Message):
+    __slots__ = ("tickers", "kinds", "sources", "since", "until", "seq_from", "seq_to", "epoch", "run", "newest_first", "limit", "page_token", "offset")
+    TICKERS_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FROM_FIELD_NUMBER: _ClassVar[int]
+    SEQ_TO_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIRST_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    tickers: _containers.RepeatedScalarFieldContainer[str]
+    kinds: _containers.RepeatedScalarFieldContainer[str]
+    sources: _containers.RepeatedScalarFieldContainer[str]
+    since: str
+    until: str
+    seq_from: int
+    seq_to: int
+    epoch: int
+    run: str
+    newest_first: bool
+    limit: int
+    page_token: str
+    offset: int
+    def __init__(self, tickers: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[str]] = ..., since: _Optional[str] = ..., until: _Optional[str] = ..., seq_from: _Optional[int] = ..., seq_to: _Optional[int] = ..., epoch: _Optional[int] = ..., run: _Optional[str] = ..., newest_first: _Optional[bool] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class JournalEvent(_message.Message):
+    __slots__ = ("id", "kind", "ticker", "source", "priority", "time_ns", "price", "epoch", "seq", "published_ns", "run", "fields_json", "page_token")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TICKER_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_NS_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: str
+    ticker: str
+    source: str
+    priority: int
+    time_ns: int
+    price: float
+    epoch: int
+    seq: int
+    published_ns: int
+    run: str
+    fields_json: str
+    page_token: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., ticker: _Optional[str] = ..., source: _Optional[str] = ..., priority: _Optional[int] = ..., time_ns: _Optional[int] = ..., price: _Optional[float] = ..., epoch: _Optional[int] = ..., seq: _Optional[int] = ..., published_ns: _Optional[int] = ..., run: _Optional[str] = ..., fields_json: _Optional[str] = ..., page_token: _Optional[str] = ...) -> None: ...

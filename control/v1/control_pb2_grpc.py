@@ -65,6 +65,11 @@ class ControlStub:
                 request_serializer=control_dot_v1_dot_control__pb2.ChannelRequest.SerializeToString,
                 response_deserializer=control_dot_v1_dot_control__pb2.UpdateChannelResponse.FromString,
                 _registered_method=True)
+        self.QueryEvents = channel.unary_stream(
+                '/tickmesh.control.v1.Control/QueryEvents',
+                request_serializer=control_dot_v1_dot_control__pb2.QueryEventsRequest.SerializeToString,
+                response_deserializer=control_dot_v1_dot_control__pb2.JournalEvent.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -122,6 +127,19 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryEvents(self, request, context):
+        """Events from the journal (docs/journal.md): the same query as
+        `tickmesh-events query`, one page of at most `limit` events, streamed in
+        order. Each event carries the page token that continues after it.
+        INVALID_ARGUMENT naming the argument for a malformed time, an unknown
+        kind or source, an invalid ticker, a limit outside 1..10000 or a bad page
+        token; FAILED_PRECONDITION when there is no journal to read; UNAVAILABLE
+        when its database cannot be reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +172,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.ResumeChannel,
                     request_deserializer=control_dot_v1_dot_control__pb2.ChannelRequest.FromString,
                     response_serializer=control_dot_v1_dot_control__pb2.UpdateChannelResponse.SerializeToString,
+            ),
+            'QueryEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.QueryEvents,
+                    request_deserializer=control_dot_v1_dot_control__pb2.QueryEventsRequest.FromString,
+                    response_serializer=control_dot_v1_dot_control__pb2.JournalEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -319,6 +342,33 @@ class Control:
             '/tickmesh.control.v1.Control/ResumeChannel',
             control_dot_v1_dot_control__pb2.ChannelRequest.SerializeToString,
             control_dot_v1_dot_control__pb2.UpdateChannelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tickmesh.control.v1.Control/QueryEvents',
+            control_dot_v1_dot_control__pb2.QueryEventsRequest.SerializeToString,
+            control_dot_v1_dot_control__pb2.JournalEvent.FromString,
             options,
             channel_credentials,
             insecure,

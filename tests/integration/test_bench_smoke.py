@@ -24,7 +24,8 @@ from tests.mesh import poll_until
 TINY = [
     "--quick", "--duration", "1", "--hold", "1", "--settle", "0.3", "--steps", "2000,4000", "--flat-out", "1",
     "--memory-symbols", "20,60", "--dedup-tickers", "4", "--scale", "0.01", "--tick-rate", "300",
-    "--flood-rate", "2000", "--set", "control.status_interval_s=0.2", "--set", "aggregator.heartbeat_s=0.2",
+    "--flood-rate", "2000", "--journal-events", "2000", "--set", "control.status_interval_s=0.2",
+    "--set", "aggregator.heartbeat_s=0.2",
 ]  # fmt: skip
 
 
@@ -60,6 +61,7 @@ def test_tiny_run_writes_a_complete_report_and_leaves_nothing_running(tmp_path: 
         "ceiling",
         "sustained",
         "memory",
+        "journal",
         "targets",
     }
     assert set(report["meta"]) >= {"date", "cpu_model", "cores", "command", "python_speed_start", "python_speed_end"}
@@ -76,6 +78,8 @@ def test_tiny_run_writes_a_complete_report_and_leaves_nothing_running(tmp_path: 
     assert {"without_flood", "with_flood"} <= set(report["isolation"])
     assert report["dedup"]["distinct_expected"] > 0 and "all_duplicates_suppressed" in report["dedup"]
     assert {"tick", "ohlcv", "fmv"} <= set(report["memory"])
+    assert report["journal"]["sqlite"]["stored"] == 2_000 and report["journal"]["sqlite"]["events_per_s"] > 0
+    assert {"without_journal", "with_journal"} <= set(report["journal"]["mesh"])
     assert len(report["targets"]) >= 8
     markdown = (tmp_path / "report.md").read_text()
     assert "## Targets" in markdown and "Sustained throughput: mesh" in markdown

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -58,7 +59,7 @@ def test_honcho_start_shows_events_of_every_channel_and_ctrl_c_stops_everything(
     state = log.parent / ".tickmesh"  # the router, the workers and control all make folders in it
     assert oct(state.stat().st_mode & 0o777) == "0o700" and (state / "admin.token").stat().st_mode & 0o077 == 0
     tree = [proc.pid] + [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
-    assert len(tree) >= 11  # honcho, 8 Procfile processes, and the shards under each channel's supervisor
+    assert len(tree) >= 12  # honcho, 9 Procfile processes, and the shards under each channel's supervisor
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
     stopping = time.monotonic()
     proc.wait(10)
@@ -67,4 +68,8 @@ def test_honcho_start_shows_events_of_every_channel_and_ctrl_c_stops_everything(
     assert "Traceback" not in output, output[-3000:]
     assert stopped_in < 5.5, f"took {stopped_in:.1f} s to stop"
     assert not [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
-    print(f"events of all three channels after {seen_after:.1f} s; stopped in {stopped_in:.1f} s")
+    journal = sqlite3.connect(log.parent / ".tickmesh" / "state" / "journal.sqlite3")  # zero config: journaled
+    stored = journal.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    journal.close()
+    assert stored > 0
+    print(f"events of all three channels after {seen_after:.1f} s; stopped in {stopped_in:.1f} s; {stored} journaled")

@@ -1,0 +1,179 @@
+"""The journal part: events/s the real journal process sustains on each backend, fed flat out by a stand-in
+aggregator (XPUB + replay ring), and the raw batched write rate of each store."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zmq
+
+from aggregator.ring import ReplayRing
+from bench import ramp, stages
+from bench.workload import Mix
+from journal.backends import DSN_ENV, open_store
+from journal.query import build_query
+from journal.store import SqlStore, row_of
+from tickmesh.config import Config, JournalConfig, load_config, to_toml
+from tickmesh.schema import HEARTBEAT_TOPIC, Heartbeat, High, Publication, encoder, replay_request_decoder, topic_of
+from tickmesh.sockets import make_socket
+
+log = logging.getLogger("bench")
+S = 1_000_000_000
+BATCH = 2_000  # as journal.batch_size
+
+
+def publications(n: int, epoch: int) -> list[Publication]:
+    """`n` distinct new-high events over 1,000 tickers, as the aggregator would publish them."""
+    now = time.time_ns()
+    out = []
+    for seq in range(1, n + 1):
+        ticker, at = f"J{seq % 1_000:04d}", now + seq * 1_000
+        event = High(f"tick:high:{ticker}:{at}", ticker, "tick", 1, at, 100.0 + seq % 97, seq, at, at,
+                     previous=99.0, count=seq)  # fmt: skip
+        out.append(Publication(seq, epoch, at, event))
+    return out
+
+
+def journal_part(events: int) -> dict[str, Any]:
+    """Per backend: the store's batched write rate in-process, and the journal process end to end."""
+    out: dict[str, Any] = {"events": events, "batch": BATCH}
+    for backend in ("sqlite", "postgres"):
+        if backend == "postgres" and not os.environ.get(DSN_ENV):
+            out[backend] = {"skipped": f"set {DSN_ENV} to a PostgreSQL database the bench may fill"}
+            continue
+        folder = Path(tempfile.mkdtemp(prefix="tm-bj-"))
+        try:
+            settings = {"backend": backend, "path": str(folder / "journal.sqlite3")}
+            out[backend] = {"store_rows_per_s": store_rate(folder, settings, events)}
+            out[backend].update(process_rate(folder, settings, events))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        log.info("journal %s: %s", backend, out[backend])
+    return out
+
+
+def mesh_cost(mix: Mix, rate: int, hold_s: float, settle_s: float, settings: dict[str, Any]) -> dict[str, Any]:
+    """The mesh's tick latency at `rate` records/s, without and then with the journal (SQLite) beside it."""
+    out: dict[str, Any] = {"rate": rate}
+    for kind in ("mesh", "mesh_journal"):
+        key = "with_journal" if kind == "mesh_journal" else "without_journal"
+        system = stages.start(kind, settings)
+        try:
+            step = ramp.sustained(system, mix, hold_s, settle_s, (rate,))["steps"][0]
+            entry = {"tick_latency": step["tick_latency"], "kept_up": step["kept_up"], "events": step["events"]}
+            if kind == "mesh_journal":
+                journal = system.stage.fresh(["journal"])["journal"]
+                entry.update(stored=journal.counters.get("journal.stored", 0),
+                             lost=journal.counters.get("journal.lost", 0), lag=journal.gauges.get("journal.lag"),
+                             cpu_percent=journal.gauges.get("process.cpu_percent"))  # fmt: skip
+            out[key] = entry
+        finally:
+            system.close()
+        log.info("tick latency at %s/s, %s: %s", f"{rate:,}", kind, out[key])
+    off = (out["without_journal"]["tick_latency"] or {}).get("p99_us")
+    on = (out["with_journal"]["tick_latency"] or {}).get("p99_us")
+    if off and on:
+        out["p99_cost_pct"] = round(100 * (on - off) / off, 1)
+    return out
+
+
+def _config(folder: Path, settings: dict[str, Any]) -> Config:
+    return Config(journal=msgspec.convert(settings, JournalConfig))
+
+
+def _empty(store: SqlStore) -> None:
+    with store.transaction():
+        store.execute("DELETE FROM events")
+        store.execute("DELETE FROM journal_position")
+
+
+def store_rate(folder: Path, settings: dict[str, Any], n: int) -> float:
+    """Rows/s of SqlStore.write in transactions of BATCH rows, on an empty store."""
+    store = open_store(_config(folder, settings), os.environ, create=True)
+    try:
+        _empty(store)
+        rows = [row_of(p, "", p.published_ns) for p in publications(n, 1)]
+        started = time.perf_counter()
+        for i in range(0, n, BATCH):
+            store.write(rows[i : i + BATCH], (1, i + BATCH))
+        rate = n / (time.perf_counter() - started)
+        _empty(store)
+        return round(rate)
+    finally:
+        store.close()
+
+
+def process_rate(folder: Path, settings: dict[str, Any], n: int) -> dict[str, Any]:
+    """Publish `n` events flat out to a real `python -m journal`; events/s from first send to all committed."""
+    ep = {"publish": f"ipc://{folder}/pub", "replay": f"ipc://{folder}/replay",
+          "control_config": f"ipc://{folder}/cc", "control_status": f"ipc://{folder}/cs"}  # fmt: skip
+    path = folder / "tickmesh.toml"
+    path.write_text(to_toml({"endpoints": ep, "journal": settings}))
+    config = load_config(str(path), env={})
+    epoch = time.time_ns()
+    pubs = publications(n, epoch)
+    frames = [(topic_of(p.event), encoder.encode(p)) for p in pubs]
+    ctx = zmq.Context()
+    pub = make_socket(ctx, zmq.XPUB, bind=ep["publish"], hwm=100_000)
+    replay = make_socket(ctx, zmq.ROUTER, bind=ep["replay"], hwm=1_000)
+    ring = ReplayRing(epoch, n, 1 << 20)
+    with open(folder / "journal.log", "wb") as journal_log:  # the child keeps its own descriptor
+        command = [sys.executable, "-m", "journal", "--config", str(path)]
+        proc = subprocess.Popen(command, cwd=folder, stderr=journal_log)
+    try:
+        if not pub.poll(30_000):  # the journal's subscription: it is listening
+            raise RuntimeError(f"the journal did not subscribe:\n{(folder / 'journal.log').read_text()[-2000:]}")
+        pub.recv()
+        store = _open_when_made(config)
+        started = time.perf_counter()
+        for i, (topic, payload) in enumerate(frames):
+            pub.send(topic, zmq.SNDMORE)
+            pub.send(payload)
+            ring.append(pubs[i].seq, payload)
+            if i % 1_000 == 0:
+                _answer(replay, ring)
+        sent_s = time.perf_counter() - started
+        while (store.position() or (0, 0)) < (epoch, n):
+            _answer(replay, ring)
+            pub.send_multipart([HEARTBEAT_TOPIC, encoder.encode(Heartbeat(n, epoch, time.time_ns()))])
+            time.sleep(0.05)  # the journal commits in its own time; this is a sampling interval
+        done_s = time.perf_counter() - started
+        stored = sum(1 for _ in store.pages(build_query(limit=10_000)))
+        store.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        pub.close(0)
+        replay.close(0)
+        ctx.term()
+    return {"events_per_s": round(n / done_s), "published_per_s": round(n / sent_s), "seconds": round(done_s, 2),
+            "stored": stored}  # fmt: skip
+
+
+def _open_when_made(config: Config) -> SqlStore:
+    """The journal's store, once the journal process has created it."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return open_store(config, os.environ, create=False)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # polling for a file another process creates
+
+
+def _answer(replay: zmq.Socket, ring: ReplayRing) -> None:  # type: ignore[type-arg]
+    while replay.poll(0):
+        identity, *_, payload = replay.recv_multipart()
+        reply = ring.answer(replay_request_decoder.decode(payload))
+        replay.send_multipart([identity, b"", encoder.encode(reply)])

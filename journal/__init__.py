@@ -1,0 +1,1 @@
+"""The event journal: every published event kept, queryable, and stitched to the live stream."""

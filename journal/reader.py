@@ -1,0 +1,168 @@
+"""The journal's view of the publish stream: every publication after its position, in order, gaps filled from
+the replay ring, and what the ring no longer holds counted as lost (never silently)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import zmq
+
+from tickmesh.boundary import Rejection, decode
+from tickmesh.metrics import Metrics
+from tickmesh.schema import (
+    Heartbeat,
+    Publication,
+    ReplayReply,
+    ReplayRequest,
+    encoder,
+    published_decoder,
+    replay_reply_decoder,
+)
+from tickmesh.sockets import make_socket
+
+log = logging.getLogger(__name__)
+
+REPLAY_TIMEOUT_MS = 1_000
+RETRY_S = 1.0  # a ring that did not answer is asked again after this
+DRAIN_LIMIT = 5_000  # live messages per turn
+SUB_HWM = 200_000  # the journal reads in batches: room for a few seconds of a busy stream
+
+
+class Reader:
+    """Follows the aggregator from a journaled (epoch, seq); `pending` is what is accepted and not yet written.
+
+    Within an epoch, seq counts up by one per publication: a jump (or a heartbeat announcing a higher seq)
+    is a gap, filled from the ring. A new epoch (the aggregator restarted) is read from the start of what its
+    ring holds, whether its seq restarted at 1 or continues the old one: duplicates are harmless, as the store
+    keeps each event id once.
+    """
+
+    def __init__(self, ctx: zmq.Context, publish: str, replay: str, metrics: Metrics) -> None:  # type: ignore[type-arg]
+        self.ctx, self.replay, self.metrics = ctx, replay, metrics
+        self.sub = make_socket(ctx, zmq.SUB, connect=publish, hwm=SUB_HWM)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.epoch, self.last = 0, 0  # the last publication accepted
+        self.published = 0  # the highest seq the publisher announced in this epoch
+        self.pending: list[Publication] = []
+        self.need_fill = True
+        self.next_try = 0.0
+
+    def resume(self, position: tuple[int, int] | None) -> None:
+        """Start (again) after `position`, the last one written; None: a new journal, from what the ring holds."""
+        self.epoch, self.last = position or (0, 0)
+        self.published = max(self.published, self.last) if position else 0
+        self.pending.clear()
+        self.need_fill, self.next_try = True, 0.0
+
+    def lag(self, written: tuple[int, int] | None) -> int:
+        """Publications announced but not yet written (published seq − journaled seq)."""
+        if written is None or written[0] != self.epoch:
+            return self.published
+        return max(0, self.published - written[1])
+
+    def poll(self, timeout_ms: int) -> None:
+        """Fill a gap if one is open, then take what the live stream has (waiting at most `timeout_ms`)."""
+        if self.need_fill and time.monotonic() >= self.next_try:
+            self._fill()
+        if not self.sub.poll(timeout_ms):
+            return
+        for _ in range(DRAIN_LIMIT):
+            try:
+                frames = self.sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._live(frames[-1])
+
+    def _live(self, payload: bytes) -> None:
+        message = decode(published_decoder, payload)
+        if isinstance(message, Rejection):
+            self.metrics.count("journal.undecodable")
+            log.warning("undecodable publication: %s", message.detail)
+            return
+        if message.epoch != self.epoch:
+            self.need_fill = True  # a new epoch: read it from the ring, from its start
+            return
+        self.published = max(self.published, message.seq)
+        if self.need_fill:
+            return
+        if isinstance(message, Heartbeat):
+            if message.seq > self.last:
+                self._gap(message.seq)
+        elif message.seq == self.last + 1:
+            self._accept(message)
+        elif message.seq > self.last:
+            self._gap(message.seq - 1)
+            if message.seq == self.last + 1:  # the ring filled what came before it
+                self._accept(message)
+
+    def _gap(self, up_to: int) -> None:
+        self.metrics.count("journal.gaps")
+        log.warning("gap: publications %d..%d of epoch %d not received live; asking the ring", self.last + 1,
+                    up_to, self.epoch)  # fmt: skip
+        self._fill()
+
+    def _fill(self) -> None:
+        """Ask the ring for what follows the position (or for all it holds, in a new epoch)."""
+        reply = self._ask(ReplayRequest(since=self.last if self.epoch else 0))
+        if reply is None:
+            self.need_fill, self.next_try = True, time.monotonic() + RETRY_S
+            return
+        if reply.epoch != self.epoch:
+            if self.epoch and self.last:  # it answered `since` our old epoch's seq: ask for all of the new one
+                reply = self._ask(ReplayRequest(since=0)) or reply
+            self._new_epoch(reply)
+        held = [p for p in reply.publications if p.seq > self.last]
+        if held and held[0].seq > self.last + 1:
+            self._lost(held[0].seq - self.last - 1, f"after seq {self.last} of epoch {self.epoch}")
+            self.last = held[0].seq - 1
+        for publication in held:
+            if publication.seq == self.last + 1:
+                self._accept(publication)
+        self.metrics.count("journal.filled", len(held))
+        if not held and self.published > self.last:  # announced, but gone from the ring
+            self._lost(self.published - self.last, f"after seq {self.last} of epoch {self.epoch}")
+            self.last = self.published
+        self.need_fill = reply.more  # the reply stopped at the ring's byte bound: ask on from here at once
+
+    def _new_epoch(self, reply: ReplayReply[Publication]) -> None:
+        first = reply.publications[0].seq if reply.publications else 1
+        if self.epoch:
+            self.metrics.count("journal.epoch_changes")
+            # seq continuing across the restart: what lies between our position and the ring's oldest is lost;
+            # seq restarting at 1: what lies before the ring's oldest is
+            missing = first - 1 - (self.last if self.last < first else 0)
+            log.warning("the aggregator restarted (epoch %d -> %d): reading its ring from seq %d", self.epoch,
+                        reply.epoch, first)  # fmt: skip
+            if missing > 0:
+                self._lost(missing, f"before seq {first} of the new epoch {reply.epoch}")
+        else:
+            log.info("new journal: starting at seq %d of epoch %d (the oldest the ring holds)", first, reply.epoch)
+        self.epoch, self.last, self.published = reply.epoch, first - 1, first - 1
+
+    def _lost(self, n: int, where: str) -> None:
+        self.metrics.count("journal.lost", n)
+        log.error("LOST %d publications %s: the replay ring no longer holds them (journal.lost)", n, where)
+
+    def _accept(self, publication: Publication) -> None:
+        self.last = publication.seq
+        self.published = max(self.published, publication.seq)
+        self.pending.append(publication)
+
+    def _ask(self, request: ReplayRequest) -> ReplayReply[Publication] | None:
+        req = make_socket(self.ctx, zmq.REQ, connect=self.replay, hwm=10)
+        try:
+            req.send(encoder.encode(request))
+            if not req.poll(REPLAY_TIMEOUT_MS):
+                log.warning("the replay ring at %s did not answer; trying again", self.replay)
+                return None
+            reply = decode(replay_reply_decoder, req.recv())
+        finally:
+            req.close(0)
+        if isinstance(reply, Rejection):
+            log.warning("bad replay reply: %s", reply.detail)
+            return None
+        return reply
+
+    def close(self) -> None:
+        self.sub.close(0)

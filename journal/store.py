@@ -1,0 +1,218 @@
+"""The journal's storage interface: every SQL statement, written once; the backends supply a connection."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import msgspec
+from msgspec import Struct
+
+from journal.migrations import VERSION_TABLE
+from journal.query import EventQuery, page_token
+from tickmesh.schema import Event, Publication, encoder
+
+COLUMNS = ("n", "id", "kind", "ticker", "source", "priority", "time", "price", "epoch", "seq", "published_ns", "run")
+INSERT_COLUMNS = ("id", "kind", "ticker", "source", "priority", "time", "price", "epoch", "seq", "published_ns",
+                  "stored_ns", "run", "payload")  # fmt: skip
+event_decoder = msgspec.msgpack.Decoder(Event)
+Row = tuple[Any, ...]  # INSERT_COLUMNS, in order
+
+
+class StoreError(RuntimeError):
+    """The journal store cannot be opened or used: the message says which and why."""
+
+
+class StoredEvent(Struct, frozen=True):
+    """One journaled event: its envelope columns and the event itself."""
+
+    n: int
+    id: str
+    kind: str
+    ticker: str
+    source: str
+    priority: int
+    time: int
+    price: float
+    epoch: int
+    seq: int
+    published_ns: int
+    run: str
+    payload: bytes
+
+    def event(self) -> Event:
+        return event_decoder.decode(self.payload)
+
+    def publication(self) -> Publication:
+        return Publication(self.seq, self.epoch, self.published_ns, self.event())
+
+    def as_dict(self) -> dict[str, object]:
+        """The event's fields plus seq, epoch, published_ns and run: what --json prints."""
+        out: dict[str, object] = msgspec.to_builtins(self.event())
+        out.update(seq=self.seq, epoch=self.epoch, published_ns=self.published_ns, run=self.run)
+        return out
+
+    def key(self, query: EventQuery) -> tuple[int, ...]:
+        return (self.time, self.n) if query.order == "time" else (self.epoch, self.seq, self.n)
+
+
+class StoreStats(Struct, frozen=True):
+    rows: int
+    bytes: int
+    oldest_time_ns: int  # data time of the oldest stored row (0 when empty)
+
+
+def row_of(publication: Publication, run: str, stored_ns: int) -> Row:
+    """The INSERT_COLUMNS of one publication."""
+    e = publication.event
+    kind = e.__struct_config__.tag  # type: ignore[union-attr]
+    return (e.id, kind, e.ticker, e.source, e.priority, e.time, e.price, publication.epoch, publication.seq,
+            publication.published_ns, stored_ns, run, encoder.encode(e))  # fmt: skip
+
+
+class SqlStore:
+    """SQL shared by both backends, written with `?` placeholders; a backend sets `placeholder`."""
+
+    backend = ""
+    placeholder = "?"
+    migrations: list[list[str]] = []
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    # -- what a backend provides ---------------------------------------------------------
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def size_bytes(self) -> int:
+        raise NotImplementedError
+
+    def has_table(self, name: str) -> bool:
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------
+    def sql(self, text: str) -> str:
+        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+    def execute(self, text: str, params: Sequence[Any] = ()) -> Any:
+        return self.conn.execute(self.sql(text), params)
+
+    def migrate(self) -> int:
+        """Apply the migrations not yet applied; the schema version now."""
+        with self.transaction():
+            self.execute(VERSION_TABLE)
+        version = self.version()
+        if version > len(self.migrations):
+            known = len(self.migrations)
+            raise StoreError(f"journal schema version {version} is newer than this tickmesh knows ({known})")
+        for number, statements in enumerate(self.migrations[version:], start=version + 1):
+            with self.transaction():
+                for statement in statements:
+                    self.execute(statement)
+                self.execute("INSERT INTO schema_version (version, applied_ns) VALUES (?, ?)", (number, time.time_ns()))
+        return len(self.migrations)
+
+    def version(self) -> int:
+        return int(self.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0])
+
+    def check_schema(self) -> None:
+        """For readers: the journal exists and is a version this code reads."""
+        if not self.has_table("schema_version") or self.version() == 0:
+            raise StoreError("the journal is empty: no schema yet (has tickmesh-journal run?)")
+        if self.version() > len(self.migrations):
+            raise StoreError(f"journal schema version {self.version()} is newer than this tickmesh knows")
+
+    def position(self) -> tuple[int, int] | None:
+        """(epoch, seq) of the last publication journaled, or None for a new journal."""
+        row = self.execute("SELECT epoch, seq FROM journal_position WHERE one = 1").fetchone()
+        return (int(row[0]), int(row[1])) if row else None
+
+    def write(self, rows: Sequence[Row], position: tuple[int, int]) -> int:
+        """Insert `rows` (an id already stored for the run is skipped) and the position in one transaction; rows new."""
+        with self.transaction():
+            inserted = self.insert_rows(rows)
+            self.execute(
+                "INSERT INTO journal_position (one, epoch, seq, updated_ns) VALUES (1, ?, ?, ?) ON CONFLICT (one) "
+                "DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq, updated_ns = excluded.updated_ns",
+                (*position, time.time_ns()),
+            )
+        return inserted
+
+    def insert_rows(self, rows: Sequence[Row]) -> int:
+        """Insert rows inside the caller's transaction, skipping (run, id) already stored; how many were new."""
+        marks = ", ".join("?" * len(INSERT_COLUMNS))
+        text = f"INSERT INTO events ({', '.join(INSERT_COLUMNS)}) VALUES ({marks}) ON CONFLICT (run, id) DO NOTHING"
+        cursor = self.conn.cursor()
+        cursor.executemany(self.sql(text), rows)
+        return max(0, int(cursor.rowcount))
+
+    def query(self, query: EventQuery) -> list[StoredEvent]:
+        text, params = select_sql(query)
+        rows = self.execute(text, params).fetchall()
+        return [StoredEvent(*row[:-1], bytes(row[-1])) for row in rows]  # type: ignore[call-arg]
+
+    def pages(self, query: EventQuery) -> Iterator[StoredEvent]:
+        """Every row the query matches, a page of `query.limit` at a time (the offset applies once)."""
+        while True:
+            rows = self.query(query)
+            yield from rows
+            if len(rows) < query.limit:
+                return
+            query = msgspec.structs.replace(query, after=rows[-1].key(query), offset=0)
+
+    def next_token(self, query: EventQuery, rows: list[StoredEvent]) -> str:
+        return page_token(query, rows[-1].key(query)) if len(rows) == query.limit else ""
+
+    def stats(self, rows: int | None = None) -> StoreStats:
+        """Rows (counted unless the caller keeps count: COUNT(*) reads a whole index), bytes, oldest data time."""
+        if rows is None:
+            rows = int(self.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        oldest = self.execute("SELECT time FROM events ORDER BY n LIMIT 1").fetchone()
+        return StoreStats(rows, self.size_bytes(), int(oldest[0]) if oldest else 0)
+
+    def trim(self, older_than_ns: int | None, max_rows: int | None, chunk: int = 10_000) -> int:
+        """Delete at most `chunk` of the oldest rows (insertion order) that are past retention; rows deleted."""
+        first = self.execute("SELECT n, published_ns FROM events ORDER BY n LIMIT 1").fetchone()
+        if first is None:
+            return 0
+        deleted = 0
+        with self.transaction():
+            if max_rows:
+                last = int(self.execute("SELECT MAX(n) FROM events").fetchone()[0])
+                cut = min(last - max_rows, int(first[0]) + chunk - 1)
+                deleted += self.execute("DELETE FROM events WHERE n <= ?", (cut,)).rowcount if cut >= first[0] else 0
+            if older_than_ns is not None and int(first[1]) < older_than_ns:
+                deleted += self.execute(
+                    "DELETE FROM events WHERE n < ? AND published_ns < ?", (int(first[0]) + chunk, older_than_ns)
+                ).rowcount
+        return max(0, deleted)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def select_sql(query: EventQuery) -> tuple[str, list[Any]]:
+    """The SELECT for a query, with `?` placeholders: every value is a parameter, never SQL text."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, values in (("ticker", query.tickers), ("kind", query.kinds), ("source", query.sources)):
+        if values:
+            where.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+    for clause, value in (("time >= ?", query.since_ns), ("time < ?", query.until_ns), ("seq >= ?", query.seq_from),
+                          ("seq <= ?", query.seq_to), ("epoch = ?", query.epoch), ("run = ?", query.run)):  # fmt: skip
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    keys = query.key_columns()
+    if query.after is not None:
+        where.append(f"({', '.join(keys)}) {'<' if query.newest_first else '>'} ({', '.join('?' * len(keys))})")
+        params.extend(query.after)
+    direction = "DESC" if query.newest_first else "ASC"
+    text = f"SELECT {', '.join(COLUMNS)}, payload FROM events"
+    if where:
+        text += " WHERE " + " AND ".join(where)
+    text += f" ORDER BY {', '.join(f'{k} {direction}' for k in keys)} LIMIT ? OFFSET ?"
+    return text, [*params, query.limit, query.offset]
