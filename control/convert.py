@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import msgspec
 
 from control.state import COUNTER_MAX, ChannelView, MeshView, ProcessView, labelled, rule_text
@@ -82,6 +84,17 @@ def process_info(p: ProcessView, now_ns: int) -> pb.ProcessInfo:
     )
 
 
+INPUT_SOCKETS = ("acks", "sync", "events", "replay", "stream", "bus")  # tickmesh/boundary.py's socket names
+
+
+def input_rejected(counters: Mapping[str, int]) -> dict[str, int]:
+    """`{"acks.bad_utf8": n, ...}` from the `<socket>.rejected.<reason>` counters of the decode boundary."""
+    out = {}
+    for socket in INPUT_SOCKETS:
+        out.update({f"{socket}.{reason}": n for reason, n in labelled(counters, f"{socket}.rejected").items()})
+    return out
+
+
 def snapshot_message(view: MeshView) -> pb.MetricsSnapshot:
     deduplicated = labelled(view.counters, "deduplicated")
     aggregator = pb.AggregatorMetrics(
@@ -90,6 +103,9 @@ def snapshot_message(view: MeshView) -> pb.MetricsSnapshot:
         deduplicated_total=_total(deduplicated),
         deduplicated=deduplicated,
         subscribers=view.gauges.get("subscribers", 0.0),
+        subscriber_gaps=view.counters.get("subscribers.gaps", 0),
+        subscriber_missed=view.counters.get("subscribers.missed", 0),
+        input_rejected=input_rejected(view.counters),
     )
     return pb.MetricsSnapshot(
         time_ns=view.time_ns,

@@ -149,8 +149,12 @@ def _aggregator_line(snap: pb.MetricsSnapshot) -> Text:
         f"aggregator: published {a.published:,} · received {a.received:,} · "
         f"deduplicated {a.deduplicated_total:,}{dedup} · subscribers {a.subscribers:,.0f}"
     )
+    if a.subscriber_gaps:
+        line += f"\nsubscribers reported {a.subscriber_gaps:,} gaps, {a.subscriber_missed:,} publications missed"
     if snap.ingest_rejected:
         line += f"\ningest rejected: {_by_label(snap.ingest_rejected)}"
+    if a.input_rejected:
+        line += f"\ninput refused: {_by_label(a.input_rejected)}"
     return Text(line)
 
 

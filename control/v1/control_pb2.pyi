@@ -196,8 +196,15 @@ class ChannelMetrics(_message.Message):
     def __init__(self, channel: _Optional[str] = ..., received: _Optional[int] = ..., routed: _Optional[int] = ..., processed: _Optional[int] = ..., batches: _Optional[int] = ..., rejected_total: _Optional[int] = ..., rejected: _Optional[_Mapping[str, int]] = ..., conflated: _Optional[int] = ..., dropped_oldest: _Optional[int] = ..., paused_dropped: _Optional[int] = ..., resent: _Optional[int] = ..., failed: _Optional[int] = ..., queue_depth: _Optional[float] = ..., unacked: _Optional[float] = ..., processing_mean_us: _Optional[float] = ..., processing_p99_us: _Optional[float] = ..., events_total: _Optional[int] = ..., events: _Optional[_Mapping[str, int]] = ..., ignored: _Optional[_Mapping[str, int]] = ..., latency_p50_us: _Optional[float] = ..., latency_p99_us: _Optional[float] = ..., latency_p999_us: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ..., gauges: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class AggregatorMetrics(_message.Message):
-    __slots__ = ("published", "received", "deduplicated_total", "deduplicated", "subscribers")
+    __slots__ = ("published", "received", "deduplicated_total", "deduplicated", "subscribers", "subscriber_gaps", "subscriber_missed", "input_rejected")
     class DeduplicatedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class InputRejectedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -209,12 +216,18 @@ class AggregatorMetrics(_message.Message):
     DEDUPLICATED_TOTAL_FIELD_NUMBER: _ClassVar[int]
     DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBERS_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_GAPS_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_MISSED_FIELD_NUMBER: _ClassVar[int]
+    INPUT_REJECTED_FIELD_NUMBER: _ClassVar[int]
     published: int
     received: int
     deduplicated_total: int
     deduplicated: _containers.ScalarMap[str, int]
     subscribers: float
-    def __init__(self, published: _Optional[int] = ..., received: _Optional[int] = ..., deduplicated_total: _Optional[int] = ..., deduplicated: _Optional[_Mapping[str, int]] = ..., subscribers: _Optional[float] = ...) -> None: ...
+    subscriber_gaps: int
+    subscriber_missed: int
+    input_rejected: _containers.ScalarMap[str, int]
+    def __init__(self, published: _Optional[int] = ..., received: _Optional[int] = ..., deduplicated_total: _Optional[int] = ..., deduplicated: _Optional[_Mapping[str, int]] = ..., subscribers: _Optional[float] = ..., subscriber_gaps: _Optional[int] = ..., subscriber_missed: _Optional[int] = ..., input_rejected: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
     __slots__ = ("process", "role", "host", "pid", "channels", "config_version", "started_ns", "last_heartbeat_ns", "heartbeat_age_s", "live", "rss_bytes", "cpu_percent", "uptime_s", "counters", "gauges")

@@ -26,6 +26,8 @@ MODULES = {  # console script → the module `python -m` runs when the script is
     "tickmesh-keys": "tickmesh.keys",
     "tickmesh": "tickmesh.up",
     "tickmesh-shard": "workers.standalone",
+    "tickmesh-journal": "journal",
+    "tickmesh-events": "journal.cli",
 }
 WITH_LOG_LEVEL = ["tickmesh-router", "tickmesh-aggregator", "tickmesh-control", "tickmesh-subscribe", "tickmesh-bench"]
 

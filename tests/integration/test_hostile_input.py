@@ -193,6 +193,7 @@ def test_forged_or_invalid_events_are_refused_one_by_one_and_valid_ones_publishe
     assert {p.event.ticker for p in got} == {"GOOD"}
     poll_until(lambda: hostile.counted("events.rejected") - before == len(bad), 10, what="each bad event counted")
     assert hostile.counted("events.rejected.wrong_source") == 1
+    assert hostile.metrics().aggregator.input_rejected["events.wrong_source"] == 1  # what tickmesh-admin shows
     hostile.all_up()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import zmq
 
 from tests.mesh import ROOT, Mesh, collect, drain, kill_tree, poll_until
 from tickmesh.config import CHANNELS, OhlcvChannel, TickChannel
+from tickmesh.producer import FlushTimeout
 from tickmesh.schema import Bar, EventBatch, Record, Trade, encoder
 from workers.ohlcv_rules import OhlcvDetector
 from workers.tick_rules import TickDetector
@@ -194,3 +196,49 @@ def test_a_second_honcho_start_in_the_same_folder_behaves_like_the_first(tmp_pat
     for channel in ("tick", "ohlcv", "fmv"):
         assert first[channel] > 0
         assert abs(second[channel] - first[channel]) <= 0.2 * first[channel], (channel, first, second)
+
+
+def test_an_unreadable_or_older_shard_store_means_a_fresh_start_and_a_count_never_a_loop(
+    mesh_factory: Callable[..., Mesh],
+) -> None:
+    mesh = mesh_factory()
+    state = mesh.dir / ".tickmesh" / "state"
+    state.mkdir(parents=True)
+    (state / "tick-0.db").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4_000)  # corrupted
+    with sqlite3.connect(state / "ohlcv-0.db") as db:  # written by an older version
+        db.execute("CREATE TABLE meta (k TEXT PRIMARY KEY, v)")
+        db.execute("INSERT INTO meta VALUES ('schema', 0)")
+    mesh.start()
+    sub = mesh.subscriber()
+    now = time.time_ns()
+    mesh.push([Trade("FRESH", 10.0 + i, 1, now + i * 2 * S) for i in range(3)])
+    assert [p.event.price for p in collect(sub, lambda got: len(got) >= 2)] == [11.0, 12.0]
+    counters = mesh.counters()
+    assert (counters.get("tick.state_moved_aside"), counters.get("ohlcv.state_moved_aside")) == (1, 1)
+    assert not any(k.endswith((".crashes", ".restarts")) for k in counters)
+    assert len(list(state.glob("*.db.unreadable-*"))) == 2
+
+
+def test_a_router_stopped_mid_stream_routes_what_it_accepted_or_fails_the_flush(mesh: Mesh) -> None:
+    now = time.time_ns() - 3_600 * S
+    trades = [Trade(f"M{i % 50}", 10.0 + (i % 7), 1, now + i * 1_000_000) for i in range(30_000)]
+    producer = mesh.producer()
+    for i in range(0, len(trades), 100):
+        producer.send(trades[i : i + 100])
+    mesh.procs["router"].send_signal(signal.SIGTERM)
+    try:
+        producer.flush(timeout_s=10)
+    except FlushTimeout as exc:  # refused or unanswered: the producer knows, nothing is silent
+        assert mesh.procs["router"].wait(10) == 0
+        print(f"flush failed as it should when records were not routed: {exc}")
+        return
+    assert mesh.procs["router"].wait(10) == 0
+    # the flush succeeded: every record sent before it was routed, and the worker processes all of them
+    poll_until(
+        lambda: (
+            mesh.read_bus().get("worker.tick.0")
+            and mesh.statuses["worker.tick.0"].counters.get("tick.processed") == len(trades)
+        ),
+        20,
+        what="every trade processed",
+    )

@@ -425,3 +425,18 @@ def test_snapshot_round_trip_mid_stream() -> None:
         with pytest.raises(ValueError, match="snapshot"):
             second.restore(bad)
     assert second.states == kept  # a bad snapshot changes nothing
+
+
+def test_a_replayed_source_sequence_is_skipped_and_counted() -> None:
+    trades = [trade(100.0 + (k % 7) - 3 + k / 20, k * 2.0, seq=1_000 + k) for k in range(300)]
+    det = detector()
+    first = run(det, trades)
+    assert len(first) > 5
+    assert run(det, trades) == []  # the same file again: nothing new
+    assert det.ignored["duplicate_sequence"] == 300
+    unsequenced = [trade(t.price, (t.timestamp - DAY * S) / S) for t in trades[-5:]]
+    run(det, unsequenced)  # without a source sequence the late-trade rule applies, not this one
+    assert det.ignored["duplicate_sequence"] == 300
+    next_day = [trade(100.0, 86_400.0 + k, seq=1 + k) for k in range(3)]  # a new session starts its sequence over
+    run(det, next_day)
+    assert det.ignored["duplicate_sequence"] == 300 and det.states["AAA"].day == (DAY + 86_400) * S
