@@ -8,6 +8,7 @@ import time
 
 import zmq
 
+from subscriber.client import ask_replay
 from tickmesh.boundary import Rejection, decode
 from tickmesh.metrics import Metrics
 from tickmesh.schema import (
@@ -15,15 +16,12 @@ from tickmesh.schema import (
     Publication,
     ReplayReply,
     ReplayRequest,
-    encoder,
     published_decoder,
-    replay_reply_decoder,
 )
 from tickmesh.sockets import make_socket
 
 log = logging.getLogger(__name__)
 
-REPLAY_TIMEOUT_MS = 1_000
 RETRY_S = 1.0  # a ring that did not answer is asked again after this
 DRAIN_LIMIT = 5_000  # live messages per turn
 SUB_HWM = 200_000  # the journal reads in batches: room for a few seconds of a busy stream
@@ -150,19 +148,8 @@ class Reader:
         self.pending.append(publication)
 
     def _ask(self, request: ReplayRequest) -> ReplayReply[Publication] | None:
-        req = make_socket(self.ctx, zmq.REQ, connect=self.replay, hwm=10)
-        try:
-            req.send(encoder.encode(request))
-            if not req.poll(REPLAY_TIMEOUT_MS):
-                log.warning("the replay ring at %s did not answer; trying again", self.replay)
-                return None
-            reply = decode(replay_reply_decoder, req.recv())
-        finally:
-            req.close(0)
-        if isinstance(reply, Rejection):
-            log.warning("bad replay reply: %s", reply.detail)
-            return None
-        return reply
+        reply = ask_replay(self.ctx, self.replay, request)
+        return None if isinstance(reply, Rejection) else reply  # asked again after RETRY_S
 
     def close(self) -> None:
         self.sub.close(0)

@@ -126,18 +126,9 @@ class Subscriber:
 
     def _ask(self, request: ReplayRequest) -> ReplayReply[Publication] | None:
         assert self.replay_endpoint is not None
-        req = make_socket(self.ctx, zmq.REQ, connect=self.replay_endpoint, hwm=10)
-        try:
-            req.send(encoder.encode(request))
-            if not req.poll(REPLAY_TIMEOUT_MS):
-                log.warning("replay ring at %s did not answer", self.replay_endpoint)
-                return None
-            reply = decode(replay_reply_decoder, req.recv())
-        finally:
-            req.close(0)
+        reply = ask_replay(self.ctx, self.replay_endpoint, request)
         if isinstance(reply, Rejection):
             self.rejected += 1
-            log.warning("bad replay reply: %s", reply.detail)
             return None
         return reply
 
@@ -152,6 +143,28 @@ class Subscriber:
 
     def close(self) -> None:
         self.sub.close(0)
+
+
+def ask_replay(
+    ctx: zmq.Context,  # type: ignore[type-arg]
+    endpoint: str,
+    request: ReplayRequest,
+    timeout_ms: int = REPLAY_TIMEOUT_MS,
+) -> ReplayReply[Publication] | Rejection | None:
+    """One request to the aggregator's replay ring (a fresh REQ each time, so a lost reply never
+    wedges a socket): its reply, a Rejection if the reply did not decode, None if none came."""
+    req = make_socket(ctx, zmq.REQ, connect=endpoint, hwm=10)
+    try:
+        req.send(encoder.encode(request))
+        if not req.poll(timeout_ms):
+            log.warning("the replay ring at %s did not answer", endpoint)
+            return None
+        reply = decode(replay_reply_decoder, req.recv())
+    finally:
+        req.close(0)
+    if isinstance(reply, Rejection):
+        log.warning("bad replay reply: %s", reply.detail)
+    return reply
 
 
 def as_dict(publication: Publication) -> dict[str, object]:
