@@ -214,6 +214,9 @@ class SecurityConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 
     curve: Literal["auto", "on", "off"] = "auto"
     keys_dir: str = ".tickmesh/keys"  # relative to the state root; TICKMESH_KEYS_DIR overrides
+    # `curve`: the producer-facing sockets (ingest, sync) take only producers whose public keys are
+    # in keys_dir/authorized, even on loopback with CURVE otherwise off (docs/security.md)
+    ingest: Literal["open", "curve"] = "open"
 
 
 class ProcessConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

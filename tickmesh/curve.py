@@ -164,11 +164,22 @@ class HandshakeMonitor(threading.Thread):
         return True
 
 
+# Who takes part when only the producer-facing sockets are CURVE (security.ingest = "curve"): the
+# router serves them; feeds and any other producer (role `feed`) are clients.
+INGEST_ROLES = frozenset({"router", "feed"})
+
+
 class Security:
     """One process's CURVE identity: its keypair, the servers' public keys, the authenticator."""
 
-    def __init__(self, config: Config, role: str, ctx: zmq.Context) -> None:  # type: ignore[type-arg]
-        self.role, self.ctx = role, ctx
+    def __init__(
+        self,
+        config: Config,
+        role: str,
+        ctx: zmq.Context,  # type: ignore[type-arg]
+        only: frozenset[str] | None = None,
+    ) -> None:
+        self.role, self.ctx, self.only = role, ctx, only  # only: secure these endpoints alone
         self.keys_dir = Path(config.security.keys_dir)
         self.servers = server_roles(config)
         self.counts = Counts()
@@ -186,7 +197,7 @@ class Security:
     def secure(self, sock: zmq.Socket, *, bind: str | None, connect: str | None) -> None:  # type: ignore[type-arg]
         """Make `sock` a CURVE server (bind) or client (connect) if its endpoint is tcp."""
         endpoint = bind if bind is not None else connect
-        if endpoint is None or tcp_host(endpoint) is None:
+        if endpoint is None or tcp_host(endpoint) is None or (self.only is not None and endpoint not in self.only):
             return
         if self.error is not None:
             raise self.error
@@ -289,6 +300,11 @@ def secure_context(config: Config, role: str, *, asyncio: bool = False) -> Any:
         ctx.security = Security(config, role, ctx)
         if ctx.security.error is None:
             log.info("CURVE on for zmq tcp links (%s key from %s)", role, config.security.keys_dir)
+    elif config.security.ingest == "curve" and role in INGEST_ROLES:
+        ep = config.endpoints
+        ctx.security = Security(config, role, ctx, only=frozenset({ep.ingest, ep.sync}))
+        if ctx.security.error is None:
+            log.info("CURVE on for ingest and sync only (%s key from %s)", role, config.security.keys_dir)
     return ctx
 
 
