@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import msgspec
+import psutil
 import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
@@ -240,4 +241,24 @@ def test_forged_acks_cannot_release_records_or_amplify_resends(hostile: Hostile)
     hostile.valid_traffic_flows()
     routed = hostile.metrics().channels[0].routed
     assert hostile.counted("tick.resent") - resent_before <= 3 * routed  # not 200 × what was routed
+    hostile.all_up()
+
+
+@pytest.mark.slow
+def test_a_subscriber_that_stops_reading_costs_bounded_memory_given_back_when_it_leaves(hostile: Hostile) -> None:
+    mesh = hostile.mesh
+    aggregator = psutil.Process(mesh.procs["aggregator"].pid)
+    stalled = mesh.ctx.socket(zmq.SUB)
+    stalled.setsockopt(zmq.RCVHWM, 1)
+    stalled.setsockopt(zmq.SUBSCRIBE, b"")
+    stalled.connect(mesh.endpoints.publish)
+    poll_until(lambda: hostile.metrics().aggregator.subscribers >= 1, 10, what="the stalled subscriber counted")
+    now = time.time_ns()
+    for b in range(200):  # 100,000 distinct events, straight to the aggregator as a worker sends them
+        events = [High(f"tick:high:R{b}:{i}", f"R{i % 50}", "tick", 1, now, 10.0, i, now, now) for i in range(500)]
+        hostile.send("events", [encoder.encode(EventBatch("worker.tick.0:r", "tick", 0, 1, 0, events))])
+    poll_until(lambda: hostile.counted("published") >= 100_000, 60, what="every event published")
+    held = aggregator.memory_info().rss
+    stalled.close(0)
+    poll_until(lambda: aggregator.memory_info().rss < held - 15e6, 20, what="the stalled subscriber's queue given back")
     hostile.all_up()
