@@ -81,6 +81,8 @@ def process_info(p: ProcessView, now_ns: int) -> pb.ProcessInfo:
         uptime_s=p.gauges.get("process.uptime_s", 0.0),
         counters=p.counters,
         gauges=p.gauges,
+        software=p.software,
+        wire=p.wire,
     )
 
 

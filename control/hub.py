@@ -17,10 +17,11 @@ import zmq.asyncio
 from control.state import BadStatus, MeshState, MeshView
 from control.store import ConfigStore
 from tickmesh.boundary import Rejection, decode_single
-from tickmesh.bus import ConfigState, Status, encode_config, status_decoder
+from tickmesh.bus import SOFTWARE, ConfigState, Status, encode_config, status_decoder
 from tickmesh.config import Config
 from tickmesh.curve import security_counters
 from tickmesh.metrics import Metrics
+from tickmesh.schema import WIRE_VERSION
 from tickmesh.sockets import make_socket
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class Hub:
             time_ns=now,
             counters=dict(self.metrics.counters),
             gauges=self.metrics.snapshot_gauges(),
+            software=SOFTWARE,
+            wire=WIRE_VERSION,
         )
         self.state.apply_status(status, now)
 

@@ -45,6 +45,8 @@ class ProcessView:
     live: bool
     counters: Mapping[str, int]
     gauges: Mapping[str, float]
+    software: str  # the package version it runs ("" from a process too old to say)
+    wire: int  # its wire schema version (0: too old to say)
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,8 @@ def _process_view(entry: _Entry, live: bool) -> ProcessView:
         live=live,
         counters={k: _clamp(v) for k, v in s.counters.items()},
         gauges=dict(s.gauges),
+        software=s.software[:64],
+        wire=s.wire,
     )
 
 

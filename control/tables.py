@@ -155,7 +155,21 @@ def _aggregator_line(snap: pb.MetricsSnapshot) -> Text:
         line += f"\ningest rejected: {_by_label(snap.ingest_rejected)}"
     if a.input_rejected:
         line += f"\ninput refused: {_by_label(a.input_rejected)}"
+    mixed = mixed_versions(snap)
+    if mixed:
+        line += f"\nMIXED VERSIONS: {mixed}"
     return Text(line)
+
+
+def mixed_versions(snap: pb.MetricsSnapshot) -> str:
+    """'' when every live process runs the same software and wire versions, else who runs what."""
+    found: dict[str, list[str]] = {}
+    for p in snap.processes:
+        if p.live:
+            found.setdefault(f"{p.software or 'unknown'} (wire {p.wire})", []).append(p.process)
+    if len(found) < 2:
+        return ""
+    return "; ".join(f"{version}: {', '.join(names)}" for version, names in sorted(found.items()))
 
 
 def _processes(snap: pb.MetricsSnapshot) -> Table:

@@ -22,10 +22,14 @@ import zmq
 from msgspec import Struct
 
 from tickmesh.boundary import Rejection, decode_single, reject
+from tickmesh.cli import version
 from tickmesh.config import AggregatorConfig, Channels, Config
 from tickmesh.curve import security_counters
 from tickmesh.metrics import Metrics
+from tickmesh.schema import WIRE_VERSION
 from tickmesh.sockets import make_socket
+
+SOFTWARE = version()
 
 CONFIG_TOPIC = b"config"
 MAX_SERIES = 4_000  # counters, and gauges, per report (control refuses a report of over 10,000)
@@ -53,6 +57,8 @@ class Status(Struct, tag="status", frozen=True):
     time_ns: int
     counters: dict[str, int]
     gauges: dict[str, float]
+    software: str = ""  # the package version this process runs
+    wire: int = 0  # its wire schema version (tickmesh.schema.WIRE_VERSION)
 
 
 config_decoder = msgspec.msgpack.Decoder(ConfigState)
@@ -135,6 +141,8 @@ class BusClient:
             time_ns=now,
             counters=bounded(self.metrics.counters, "bus.counters_dropped"),
             gauges=bounded(self.metrics.snapshot_gauges(), "bus.gauges_dropped"),
+            software=SOFTWARE,
+            wire=WIRE_VERSION,
         )
         try:
             self.push.send(encode_status(status), zmq.NOBLOCK)

@@ -11,6 +11,11 @@ from msgspec import Meta, Struct
 # gc=False keeps the hundreds of thousands a process may hold out of the
 # cycle collector's passes (fewer and shorter GC pauses on the hot path).
 
+# The wire schema's version: raised when a struct changes in a way older processes cannot read.
+# Structs are positional (array_like) on the hot paths, so fields are only ever appended, with
+# defaults, never reordered or removed (docs/wire.md, "Compatibility").
+WIRE_VERSION = 2  # 2: typed stream acks (Hello, Gap, Checkpointed, Delivered)
+
 # -- value constraints shared by every record -------------------------------
 # Prices are finite and positive: gt=0 rejects NaN, the upper bound rejects +inf.
 Price = Annotated[float, Meta(gt=0, lt=1e9)]

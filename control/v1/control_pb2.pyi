@@ -230,7 +230,7 @@ class AggregatorMetrics(_message.Message):
     def __init__(self, published: _Optional[int] = ..., received: _Optional[int] = ..., deduplicated_total: _Optional[int] = ..., deduplicated: _Optional[_Mapping[str, int]] = ..., subscribers: _Optional[float] = ..., subscriber_gaps: _Optional[int] = ..., subscriber_missed: _Optional[int] = ..., input_rejected: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
-    __slots__ = ("process", "role", "host", "pid", "channels", "config_version", "started_ns", "last_heartbeat_ns", "heartbeat_age_s", "live", "rss_bytes", "cpu_percent", "uptime_s", "counters", "gauges")
+    __slots__ = ("process", "role", "host", "pid", "channels", "config_version", "started_ns", "last_heartbeat_ns", "heartbeat_age_s", "live", "rss_bytes", "cpu_percent", "uptime_s", "counters", "gauges", "software", "wire")
     class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -260,6 +260,8 @@ class ProcessInfo(_message.Message):
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
     GAUGES_FIELD_NUMBER: _ClassVar[int]
+    SOFTWARE_FIELD_NUMBER: _ClassVar[int]
+    WIRE_FIELD_NUMBER: _ClassVar[int]
     process: str
     role: str
     host: str
@@ -275,7 +277,9 @@ class ProcessInfo(_message.Message):
     uptime_s: float
     counters: _containers.ScalarMap[str, int]
     gauges: _containers.ScalarMap[str, float]
-    def __init__(self, process: _Optional[str] = ..., role: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., channels: _Optional[_Iterable[str]] = ..., config_version: _Optional[int] = ..., started_ns: _Optional[int] = ..., last_heartbeat_ns: _Optional[int] = ..., heartbeat_age_s: _Optional[float] = ..., live: _Optional[bool] = ..., rss_bytes: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., uptime_s: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ..., gauges: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    software: str
+    wire: int
+    def __init__(self, process: _Optional[str] = ..., role: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., channels: _Optional[_Iterable[str]] = ..., config_version: _Optional[int] = ..., started_ns: _Optional[int] = ..., last_heartbeat_ns: _Optional[int] = ..., heartbeat_age_s: _Optional[float] = ..., live: _Optional[bool] = ..., rss_bytes: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., uptime_s: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ..., gauges: _Optional[_Mapping[str, float]] = ..., software: _Optional[str] = ..., wire: _Optional[int] = ...) -> None: ...
 
 class UpdateChannelRequest(_message.Message):
     __slots__ = ("channel", "changes")

@@ -6,6 +6,7 @@ import os
 import stat
 from pathlib import Path
 
+import msgspec
 import pytest
 from prometheus_client import generate_latest
 
@@ -14,9 +15,10 @@ from control.auth import TOKEN_ENV, TokenError, read_token, server_token, token_
 from control.convert import snapshot_message
 from control.state import BadStatus, FixedFieldError, MeshState
 from control.store import ConfigStore
-from control.tables import to_dict
-from tickmesh.bus import Status
+from control.tables import mixed_versions, to_dict
+from tickmesh.bus import SOFTWARE, Status
 from tickmesh.config import Config, ConfigError, update_channel
+from tickmesh.schema import WIRE_VERSION
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S  # control's clock in these tests
@@ -271,3 +273,14 @@ def test_control_creates_a_private_token_file_once(tmp_path) -> None:
     assert created and where == str(path) and len(token) >= 32
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert server_token({}, path) == (token, where, False)
+
+
+def test_every_process_reports_its_versions_and_a_mixed_mesh_is_pointed_out(mesh: MeshState) -> None:
+    same = {"software": SOFTWARE, "wire": WIRE_VERSION}
+    mesh.apply_status(msgspec.structs.replace(status("router", channels=ROUTER), **same), T0)
+    mesh.apply_status(msgspec.structs.replace(status("aggregator"), **same), T0)
+    assert mixed_versions(snapshot_message(mesh.view(T0))) == ""
+    mesh.apply_status(msgspec.structs.replace(status("worker.tick.0"), software="0.0.9", wire=1), T0)
+    mixed = mixed_versions(snapshot_message(mesh.view(T0)))
+    assert "0.0.9 (wire 1): worker.tick.0" in mixed
+    assert f"{SOFTWARE} (wire {WIRE_VERSION}): aggregator, router" in mixed
