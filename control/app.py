@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ from tickmesh.sockets import EndpointError
 
 log = logging.getLogger(__name__)
 SERVICE = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
+MESH_SERVICE = "tickmesh.mesh"  # the health service an orchestrator probes for the data path
+DATA_PATH = frozenset({"router", "aggregator"})
+HEALTH_CHECK_S = 0.5
 GRACE_S = 2.0  # in-flight RPCs get this long on SIGTERM; the process exits well within honcho's 5 s
 
 
@@ -108,6 +112,26 @@ def _start_prometheus(hub: Hub, address: str) -> Any:
     return httpd
 
 
+async def _watch_mesh(hub: Hub, checks: health.aio.HealthServicer) -> None:
+    """The gRPC health of MESH_SERVICE: SERVING while the router and the aggregator report (they are
+    the data path), NOT_SERVING from the moment either falls silent (or before both have reported)."""
+    serving: bool | None = None
+    while True:
+        live = {p.process for p in hub.state.processes(time.time_ns()) if p.live}
+        now_serving = live >= DATA_PATH
+        if now_serving != serving:
+            status = (
+                health_pb2.HealthCheckResponse.SERVING if now_serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            await checks.set(MESH_SERVICE, status)
+            if serving is not None or now_serving:
+                log.log(logging.INFO if now_serving else logging.WARNING, "mesh health: %s (live: %s)",
+                        "SERVING" if now_serving else f"NOT_SERVING, {', '.join(sorted(DATA_PATH - live))} silent",
+                        ", ".join(sorted(live & DATA_PATH)) or "none")  # fmt: skip
+            serving = now_serving
+        await asyncio.sleep(HEALTH_CHECK_S)
+
+
 def _task_ended(task: asyncio.Task[None], failed: list[str], stopping: asyncio.Event) -> None:
     """A bus task must not die quietly while the API serves stale data: stop the process instead."""
     if task.cancelled() or task.exception() is None:
@@ -138,6 +162,8 @@ async def serve(config: Config, token: str) -> int:
         for task in tasks:
             task.add_done_callback(lambda t: _task_ended(t, failed, stopping))
         server, checks = await _grpc_server(hub, stopping, config, token)
+        tasks.append(asyncio.create_task(_watch_mesh(hub, checks), name="mesh health"))
+        tasks[-1].add_done_callback(lambda t: _task_ended(t, failed, stopping))
         httpd = _start_prometheus(hub, config.endpoints.prometheus)
         await stopping.wait()
         log.info("stopping")

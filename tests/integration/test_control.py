@@ -299,3 +299,18 @@ def test_tls_when_a_cert_and_key_are_configured(tmp_path: Path) -> None:
         with grpc.secure_channel(c.target, creds) as channel:
             reply = pb_grpc.ControlStub(channel).ListChannels(pb.ListChannelsRequest(), metadata=c.md, timeout=5)
             assert reply.config_version == 0
+
+
+def test_mesh_health_follows_the_router_and_the_aggregator(control: Control) -> None:
+    health = health_pb2_grpc.HealthStub(control.channel)
+    answer = health_pb2.HealthCheckResponse
+
+    def mesh_status() -> int:
+        return health.Check(health_pb2.HealthCheckRequest(service="tickmesh.mesh"), timeout=5).status
+
+    poll_until(lambda: mesh_status() == answer.NOT_SERVING, 10, what="NOT_SERVING before the data path reports")
+    with FakeProcess(control, "router", ["tick", "ohlcv", "fmv"]), FakeProcess(control, "aggregator", []):
+        poll_until(lambda: mesh_status() == answer.SERVING, 10, what="SERVING once router and aggregator report")
+    # the router and the aggregator fell silent (stopped reporting): within the liveness window, NOT_SERVING
+    poll_until(lambda: mesh_status() == answer.NOT_SERVING, 15, what="NOT_SERVING once they fall silent")
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == answer.SERVING  # control itself
