@@ -37,7 +37,6 @@ from tickmesh.stream import HEARTBEAT_NS, delivered
 
 log = logging.getLogger(__name__)
 
-DRAIN_S = 4.5  # SIGTERM → wait this long at most for the workers' last events
 DRAIN_LIMIT = 1_000  # event messages per loop turn
 RECENT_NS = 10_000_000_000
 TRIM_DELAY_S = 0.5  # a worker heard from this recently is waited for at stop
@@ -84,7 +83,7 @@ class Aggregator:
         deadline = None
         while deadline is None or (time.monotonic() < deadline and self._waiting_for_workers()):
             if self.stop and deadline is None:
-                deadline = time.monotonic() + DRAIN_S
+                deadline = time.monotonic() + self.config.process.stop_budget(0.5)
             ready = dict(poller.poll(self._timeout_ms()))
             if self.pull in ready:
                 self._drain_events()

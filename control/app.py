@@ -36,7 +36,6 @@ SERVICE = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
 MESH_SERVICE = "tickmesh.mesh"  # the health service an orchestrator probes for the data path
 DATA_PATH = frozenset({"router", "aggregator"})
 HEALTH_CHECK_S = 0.5
-GRACE_S = 2.0  # in-flight RPCs get this long on SIGTERM; the process exits well within honcho's 5 s
 
 
 class StartError(RuntimeError):
@@ -168,7 +167,7 @@ async def serve(config: Config, token: str) -> int:
         await stopping.wait()
         log.info("stopping")
         await checks.enter_graceful_shutdown()
-        await server.stop(GRACE_S)
+        await server.stop(config.process.stop_budget(3.0))
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

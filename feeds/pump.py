@@ -12,7 +12,6 @@ from tickmesh.producer import FlushTimeout, Producer
 from tickmesh.schema import Record
 
 log = logging.getLogger(__name__)
-FLUSH_S = 2.5  # the final flush must end well inside honcho's 5 s (with the close and exit)
 
 
 class Pacer:
@@ -53,6 +52,7 @@ class Sender:
 
     def __init__(self, config: Config, batch: int, stopped: Callable[[], bool], name: str | None = None) -> None:
         self.ctx = secure_context(config, "feed")
+        self.flush_s = config.process.stop_budget(2.5)  # the final flush ends well inside the stop grace
         self.producer = Producer(self.ctx, config.endpoints, name=name, should_stop=stopped)
         self.batch = max(1, batch)
         self.messages = 0
@@ -69,8 +69,9 @@ class Sender:
             self.messages += 1
         return True
 
-    def finish(self, timeout_s: float = FLUSH_S) -> bool:
+    def finish(self) -> bool:
         """Flush (the router acknowledges everything sent) and close; False if it did not answer in time."""
+        timeout_s = self.flush_s
         deadline = time.monotonic() + timeout_s
         self.producer.should_stop = lambda: time.monotonic() > deadline  # even a stopping feed flushes
         try:

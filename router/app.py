@@ -42,7 +42,6 @@ from tickmesh.sockets import make_socket
 log = logging.getLogger(__name__)
 
 CHANNEL_OF = {Trade: "tick", Bar: "ohlcv", FairMarketValue: "fmv"}
-DRAIN_S = 3.5  # SIGTERM → exit well inside honcho's 5 s
 QUIET_S = 0.3  # stopping: producers silent this long have sent their last mark
 
 
@@ -375,9 +374,9 @@ class Router:
     # -- stopping ----------------------------------------------------------------------
     def _drain(self, poller: zmq.Poller) -> None:
         """Stopping: go on routing what producers send and answering their flush marks, until every
-        batch is delivered and producers have been quiet for QUIET_S (or DRAIN_S is up); then end
+        batch is delivered and producers have been quiet for QUIET_S (or the stop budget is up); then end
         each stream, and refuse the marks whose records could not be routed in time."""
-        deadline = time.monotonic() + DRAIN_S
+        deadline = time.monotonic() + self.config.process.stop_budget(1.5)
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             poller.modify(self.ingest, 0 if self._ingest_blocked() else zmq.POLLIN)

@@ -220,10 +220,18 @@ class SecurityConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 
 
 class ProcessConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """How a worker supervisor treats crashing shards: at most restart_budget restarts per restart_window_s."""
+    """How processes stop and restart: the stop grace, and how a worker supervisor treats crashing
+    shards (at most restart_budget restarts per restart_window_s)."""
 
     restart_budget: Annotated[int, Meta(ge=0, le=10_000)] = 5  # then it stops its shards and exits 3
     restart_window_s: Annotated[float, Meta(gt=0, le=86_400)] = 60.0
+    # SIGTERM → exit within this: honcho kills after 5 s; set systemd's TimeoutStopSec= or Kubernetes'
+    # terminationGracePeriodSeconds and this together (every drain below is derived from it)
+    stop_timeout_s: Annotated[float, Meta(ge=2, le=3_600)] = 5.0
+
+    def stop_budget(self, margin_s: float) -> float:
+        """How long a stopping step may take so that the process still exits `margin_s` before the grace."""
+        return max(0.5, self.stop_timeout_s - margin_s)
 
 
 class JournalConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -22,24 +22,25 @@ from tickmesh.sockets import EndpointError
 log = logging.getLogger(__name__)
 # A process still stopping this long after the signal logs every thread's stack: later than the
 # longest drain (the aggregator's 4.5 s), before honcho's kill at 5 s.
-STUCK_S = 4.8
+STUCK_S = 4.8  # for processes without a config; mesh processes use process.stop_timeout_s - 0.2
 
 
 class StopFlag:
     """Set by SIGTERM or SIGINT; loops poll with a timeout and check it.
 
-    Stopping must end inside honcho's 5 s: if it has not after STUCK_S, every thread's
-    stack goes to stderr (the process keeps going), so a stuck stop names where it is stuck.
+    Stopping must end inside the stop grace (`process.stop_timeout_s`, honcho's 5 s): if it has not
+    after `stuck_s` (just before), every thread's stack goes to stderr (the process keeps going), so a
+    stuck stop names where it is stuck.
     """
 
-    def __init__(self) -> None:
-        self.stopping = False
+    def __init__(self, stuck_s: float = STUCK_S) -> None:
+        self.stopping, self.stuck_s = False, stuck_s
         signal.signal(signal.SIGTERM, self._set)
         signal.signal(signal.SIGINT, self._set)
 
     def _set(self, signum: int, frame: FrameType | None) -> None:
         if not self.stopping:
-            faulthandler.dump_traceback_later(STUCK_S, exit=False)
+            faulthandler.dump_traceback_later(self.stuck_s, exit=False)
         self.stopping = True
 
     def __bool__(self) -> bool:
@@ -80,7 +81,7 @@ def endpoint_exit(exc: EndpointError | Held) -> int:
 
 def serve(config: Config, role: str, run: Callable[[zmq.Context, StopFlag], int]) -> int:  # type: ignore[type-arg]
     """Run a mesh process's loop with its (CURVE-aware) context and stop flag; see endpoint_exit for socket errors."""
-    stop = StopFlag()
+    stop = StopFlag(config.process.stop_budget(0.2))
     ctx = secure_context(config, role)
     for name in open_links(config):
         log.warning("private link %s is tcp without CURVE: any local process can connect (docs/security.md)", name)

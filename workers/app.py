@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 BACKOFF_S = (0.2, 10.0)  # first and longest wait before a restart
 STABLE_S = 30.0  # a shard that ran this long starts over at the first backoff
-STOP_WAIT_S = 4.5
 EXIT_BUDGET_SPENT = 3  # docs/deploy.md's exit code table
 
 
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     shards = args.shard or list(range(config.channel(args.channel).shards))
     extra = ["--log-level", args.log_level] + (["--config", args.config] if args.config else [])
     children = {n: Child([sys.executable, "-m", "workers.shard", args.channel, str(n), *extra]) for n in shards}
-    stop = StopFlag()
+    stop = StopFlag(config.process.stop_budget(0.2))
     ctx = secure_context(config, "worker")
     metrics = Metrics()
     name = f"supervisor.{args.channel}"
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             bus.report()
             time.sleep(0.05)
     finally:
-        _stop_all(children.values())
+        _stop_all(children.values(), config.process.stop_budget(0.5))
         bus.report(force=True)
         bus.close()
         ctx.term()
@@ -125,11 +124,11 @@ def _watch(channel: str, shard: int, child: Child, metrics: Metrics, budget: Res
     return True
 
 
-def _stop_all(children: object) -> None:
+def _stop_all(children: object, wait_s: float) -> None:
     live = [c.proc for c in children if c.proc is not None and c.proc.poll() is None]  # type: ignore[attr-defined]
     for proc in live:
         proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_WAIT_S
+    deadline = time.monotonic() + wait_s
     for proc in live:
         try:
             proc.wait(max(0.0, deadline - time.monotonic()))

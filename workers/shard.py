@@ -39,7 +39,6 @@ from workers.store import Job, Store, StoreLocked, Unreadable, store_path
 
 log = logging.getLogger(__name__)
 
-DRAIN_S = 4.0  # SIGTERM → wait at most this long for the router's final stream state
 # Progress without events (an empty EventBatch) goes at most this often: every message costs
 # each hop a wake-up, and the router only needs it to let go of what it holds.
 PROGRESS_NS = 10_000_000
@@ -95,7 +94,7 @@ class Shard:
             if os.getppid() != parent:  # the supervisor is gone: stop rather than linger as an orphan
                 self.stop.stopping = True
             if self.stop and deadline is None:
-                deadline = time.monotonic() + DRAIN_S
+                deadline = time.monotonic() + self.config.process.stop_budget(1.0)
             ready = dict(poller.poll(self._timeout_ms()))
             if self.data in ready:
                 self._drain_input()
