@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from control.hub import Hub
 from control.service import ControlServicer
 from control.v1 import control_pb2, control_pb2_grpc
 from tickmesh.cli import EXIT_AUTH, EXIT_ENDPOINT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from tickmesh.config import Config, with_endpoints
+from tickmesh.config import Config, ConfigError, load_config, with_endpoints
 from tickmesh.curve import secure_context
 from tickmesh.durable import Held, hold
 from tickmesh.runtime import endpoint_exit, parser, start
@@ -111,6 +111,16 @@ def _start_prometheus(hub: Hub, address: str) -> Any:
     return httpd
 
 
+async def _reload(hub: Hub, reread: Callable[[], Config]) -> None:
+    """SIGHUP: read the config file again; a bad one is reported and the live config kept."""
+    try:
+        file_config = reread()
+    except ConfigError as exc:
+        log.error("SIGHUP: config file not applied: %s", exc)
+        return
+    await hub.reload(file_config)
+
+
 async def _watch_mesh(hub: Hub, checks: health.aio.HealthServicer) -> None:
     """The gRPC health of MESH_SERVICE: SERVING while the router and the aggregator report (they are
     the data path), NOT_SERVING from the moment either falls silent (or before both have reported)."""
@@ -140,8 +150,8 @@ def _task_ended(task: asyncio.Task[None], failed: list[str], stopping: asyncio.E
     stopping.set()
 
 
-async def serve(config: Config, token: str) -> int:
-    """Run until SIGTERM/SIGINT (0) or until a bus task fails (1)."""
+async def serve(config: Config, token: str, reread: Callable[[], Config] | None = None) -> int:
+    """Run until SIGTERM/SIGINT (0) or until a bus task fails (1); SIGHUP applies `reread()`'s config."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -150,6 +160,8 @@ async def serve(config: Config, token: str) -> int:
     hub, server, httpd = None, None, None
     try:
         hub = Hub(ctx, config)
+        if reread is not None:
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload(hub, reread)))
         log.info(
             "control bus: config PUB %s, status PULL %s",
             config.endpoints.control_config,
@@ -221,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.info("admin token created in %s (mode 0600); tickmesh-admin reads it from there", where)
         else:
             log.info("admin token from %s", where)
-        return asyncio.run(serve(config, token))
+        return asyncio.run(serve(config, token, lambda: load_config(args.config)))
     except StartError as exc:
         log.error("%s", exc)
         return exc.code

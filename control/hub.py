@@ -124,6 +124,17 @@ class Hub:
         return self.state.view(time.time_ns(), channel)
 
     # -- changes -------------------------------------------------------------
+    async def reload(self, file_config: Config) -> None:
+        """SIGHUP: the config file's settings as a new live version, published (control/state.py)."""
+        async with self._change_lock:
+            changed = self.state.reload(file_config)
+            if changed:
+                self.metrics.count("control.config_changes")
+                log.info("config file reloaded: version %d (%s)", self.state.version, ", ".join(changed))
+                await self.publish()
+            else:
+                log.info("config file reloaded: nothing changed (version %d)", self.state.version)
+
     async def change(self, channel: str, changes: Mapping[str, Any]) -> tuple[int, list[str], bool]:
         """Validate, version, publish and wait for the holders' acks: (version, acked, changed).
 

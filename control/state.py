@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from control.store import ConfigStore
 from tickmesh.config import CHANNELS, Config, update_channel
 
@@ -171,6 +173,22 @@ class MeshState:
         if fixed:
             raise FixedFieldError(f"`{fixed[0]}` of channel {channel} cannot change while the mesh runs")
         return update_channel(self.config, channel, changes)
+
+    def reload(self, file_config: Config) -> list[str]:
+        """The config file was read again (SIGHUP): its channel and aggregator settings become the live
+        config as one new version (nothing changes if they already are); the channels that changed."""
+        changed = [ch for ch in CHANNELS if file_config.channel(ch) != self.config.channel(ch)]
+        aggregator = file_config.aggregator != self.config.aggregator
+        self.file_config = file_config
+        if changed or aggregator:
+            self.config = msgspec.structs.replace(
+                self.config, channels=file_config.channels, aggregator=file_config.aggregator
+            )
+            self.version += 1
+            self.channel_versions.update(dict.fromkeys(changed, self.version))
+        if self.store is not None:
+            self.store.save(self.config, self.version, self.channel_versions, self.file_config)
+        return changed + (["aggregator"] if aggregator else [])
 
     def commit(self, channel: str, config: Config) -> bool:
         """Adopt `config` (from `propose`) as version + 1; False, and no new version, if nothing changed."""

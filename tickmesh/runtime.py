@@ -37,11 +37,16 @@ class StopFlag:
         self.stopping, self.stuck_s = False, stuck_s
         signal.signal(signal.SIGTERM, self._set)
         signal.signal(signal.SIGINT, self._set)
+        signal.signal(signal.SIGHUP, self._hup)  # not a stop (its default): the config is control's
 
     def _set(self, signum: int, frame: FrameType | None) -> None:
         if not self.stopping:
             faulthandler.dump_traceback_later(self.stuck_s, exit=False)
         self.stopping = True
+
+    @staticmethod
+    def _hup(signum: int, frame: FrameType | None) -> None:
+        log.warning("SIGHUP ignored: live configuration comes from control (SIGHUP tickmesh-control to reload the file)")
 
     def __bool__(self) -> bool:
         return self.stopping

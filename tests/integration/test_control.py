@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
@@ -314,3 +315,21 @@ def test_mesh_health_follows_the_router_and_the_aggregator(control: Control) -> 
     # the router and the aggregator fell silent (stopped reporting): within the liveness window, NOT_SERVING
     poll_until(lambda: mesh_status() == answer.NOT_SERVING, 15, what="NOT_SERVING once they fall silent")
     assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == answer.SERVING  # control itself
+
+
+def test_sighup_applies_the_edited_config_file_as_a_new_version(control: Control) -> None:
+    def listed() -> pb.ListChannelsResponse:
+        return control.stub.ListChannels(pb.ListChannelsRequest(), metadata=control.md, timeout=5)
+
+    text = control.config_path.read_text()
+    control.config_path.write_text(text + "\n[channels.ohlcv.rules]\nbig_move_pct = 4.0\n")
+    control.proc.send_signal(signal.SIGHUP)
+    reply: pb.ListChannelsResponse = poll_until(
+        lambda: (r := listed()).config_version == 1 and r, 10, what="the file config as version 1"
+    )
+    ohlcv = next(c for c in reply.channels if c.name == "ohlcv")
+    assert (ohlcv.rules["big_move_pct"], ohlcv.config_version) == ("4.0", 1)
+    control.config_path.write_text(text + "\n[channels.ohlcv.rules]\nbig_move_pct = -1\n")  # invalid
+    control.proc.send_signal(signal.SIGHUP)
+    poll_until(lambda: "config file not applied" in control.log.read_text(), 10, what="the bad file reported")
+    assert listed().config_version == 1 and control.proc.poll() is None
