@@ -46,7 +46,7 @@ class StopFlag:
 
     @staticmethod
     def _hup(signum: int, frame: FrameType | None) -> None:
-        log.warning("SIGHUP ignored: live configuration comes from control (SIGHUP tickmesh-control to reload the file)")
+        log.warning("SIGHUP ignored: live configuration comes from control (SIGHUP tickmesh-control reloads the file)")
 
     def __bool__(self) -> bool:
         return self.stopping
