@@ -9,6 +9,7 @@ from pathlib import Path
 
 from journal.migrations import SQLITE
 from journal.store import SqlStore, StoreError
+from tickmesh.security import private_dirs
 
 BUSY_TIMEOUT_MS = 5_000  # a reader and the writer wait this long for each other's locks
 # The writer's tuning, measured at 300k rows (docs/benchmarks.md): each batch touches pages all over the
@@ -28,7 +29,7 @@ class SqliteStore(SqlStore):
         if not create and not self.path.exists():
             raise StoreError(f"no journal at {self.path} (is tickmesh-journal running here? see docs/journal.md)")
         if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(self.path.parent)
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1_000)
             conn.execute("PRAGMA journal_mode=WAL")
