@@ -217,5 +217,3 @@ def delivered(channel: str, shard: int, epoch: int, upto: int) -> bytes:
     """The aggregator's ack: the events of every record up to `upto` are published."""
     return encoder.encode(Delivered(channel, shard, epoch, upto, "aggregator"))
 
-
-__all__ = ["Ack", "ReceiverStream", "SenderStream", "delivered"]
