@@ -38,6 +38,7 @@ from tickmesh.schema import (
 )
 from tickmesh.sharding import shard_of
 from tickmesh.sockets import make_socket
+from tickmesh.stream import STALE
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +307,9 @@ class Router:
     def _ack(self, box: Outbox, ack: Ack, peer: str) -> None:
         stream, before = box.stream, box.stream.worker
         refused, resend = stream.on_ack(ack, time.monotonic_ns())
+        if refused == STALE:  # sent to the router this one replaced: counted, nothing to say
+            self.metrics.count(f"{box.channel}.stale_acks")
+            return
         if refused is not None:
             reject(
                 self.metrics, "acks", Rejection(refused, f"{type(ack).__name__} {ack} (stream {stream.epoch})"), peer

@@ -30,6 +30,7 @@ HEARTBEAT_NS = 1_000_000_000  # a quiet stream gets a StreamState this often; a 
 LIVENESS = 3  # heartbeats a worker may miss before it is silent (and another instance may take over)
 RESEND_GAP_NS = 200_000_000  # the same resend is not repeated sooner (a flood of Hello/Gap costs little)
 GAP_ASK_NS = 100_000_000  # a receiver asks again for a hole at most this often
+STALE = "stale"  # on_ack's answer for an ack of an earlier epoch: expected after a restart, not an attack
 
 
 class SenderStream:
@@ -76,8 +77,8 @@ class SenderStream:
         """Apply an ack: (why it was refused, or None; the held batches to send again)."""
         if isinstance(ack, Hello):
             return self._hello(ack, now_ns)
-        if ack.epoch != self.epoch:
-            return "old_epoch", []  # in flight across a router restart, or forged: harmless, counted
+        if ack.epoch != self.epoch:  # epochs only grow: an older one is late (a router restart), not foreign
+            return (STALE if ack.epoch < self.epoch else "future_epoch"), []
         if ack.seq > self.last_seq:
             return "beyond_sent", []
         if isinstance(ack, Delivered):
@@ -216,4 +217,3 @@ class ReceiverStream:
 def delivered(channel: str, shard: int, epoch: int, upto: int) -> bytes:
     """The aggregator's ack: the events of every record up to `upto` are published."""
     return encoder.encode(Delivered(channel, shard, epoch, upto, "aggregator"))
-

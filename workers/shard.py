@@ -116,7 +116,7 @@ class Shard:
         due = self.last_ckpt_ns + int(self.config.state.checkpoint_s * 1e9)
         if stream.checkpoint_due(now, due, self.config.router.window):
             self._checkpoint()
-        if now - self.last_beat_ns >= HEARTBEAT_NS:
+        if now - self.last_beat_ns >= HEARTBEAT_NS and stream.epoch >= 0:  # (before any message: Hello only)
             self._ack(Checkpointed)  # the heartbeat: cumulative, so a lost checkpoint ack never holds the stream
         self._report()
 

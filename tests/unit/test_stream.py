@@ -20,7 +20,7 @@ from tickmesh.schema import (
     ack_decoder,
     worker_input_decoder,
 )
-from tickmesh.stream import HEARTBEAT_NS, LIVENESS, RESEND_GAP_NS, ReceiverStream, SenderStream, delivered
+from tickmesh.stream import HEARTBEAT_NS, LIVENESS, RESEND_GAP_NS, STALE, ReceiverStream, SenderStream, delivered
 
 MS = 1_000_000
 T0 = 1_767_225_600_000_000_000
@@ -52,7 +52,8 @@ def test_acks_that_cannot_be_true_are_refused() -> None:
     sent(s, 3)
     assert s.on_ack(Checkpointed("tick", 0, 5, 9, "w"), 0)[0] == "beyond_sent"
     assert s.on_ack(Delivered("tick", 0, 5, 3, "aggregator"), 0)[0] == "beyond_sent"
-    assert s.on_ack(Checkpointed("tick", 0, 4, 1, "w"), 0)[0] == "old_epoch"
+    assert s.on_ack(Checkpointed("tick", 0, 4, 1, "w"), 0)[0] == STALE  # late, of an earlier router
+    assert s.on_ack(Checkpointed("tick", 0, 6, 1, "w"), 0)[0] == "future_epoch"  # cannot be true
     assert s.on_ack(Hello("tick", 0, 5, 7, "w"), 0)[0] == "beyond_sent"
     assert s.on_ack(Hello("tick", 0, 5, 0, "w1"), 0)[0] is None  # w1 holds the stream now
     assert s.on_ack(Checkpointed("tick", 0, 5, 2, "w2"), 1)[0] == "not_the_worker"
