@@ -16,6 +16,7 @@ from tests.conftest import JournalBackend
 from tests.integration.journal_helpers import Recorder, journal_mesh, open_journal, start_journal, wait_journaled
 from tests.integration.test_reliability import _highs, market
 from tests.mesh import Mesh, poll_until
+from tickmesh.config import CHANNELS
 from tickmesh.schema import Record
 
 
@@ -38,11 +39,24 @@ def test_every_event_seen_is_journaled_exactly_once_across_two_kill_9(
             mesh.stop(name, signal.SIGKILL)
             start_journal(mesh, f"journal.{round_ + 1}")
         pushing.join()
-    poll_until(lambda: recorder.received, what="events")
+    pushed = time.time_ns()
+
+    def drained() -> bool:  # the router holds nothing: every event of every record is published
+        router = mesh.read_bus().get("router")
+        if router is None or router.time_ns <= pushed:
+            return False
+        gauges = router.gauges
+        return all(gauges.get(f"{ch}.unacked") == 0 and gauges.get(f"{ch}.queue_depth") == 0 for ch in CHANNELS)
+
+    poll_until(drained, 30, what="every record's events published")
+    settled = time.time_ns()
+    aggregator = poll_until(lambda: (a := mesh.read_bus()["aggregator"]).time_ns > settled and a, 10, what="report")
+    published = aggregator.counters["published"]
+    poll_until(lambda: recorder.received and recorder.received[-1].seq >= published, 15, what="all seen")
+    sub = recorder.close()  # nothing more is published now: what it saw is everything
     last = recorder.received[-1]
     wait_journaled(mesh, journal_backend, last.epoch, last.seq)
     poll_until(lambda: mesh.read_bus()["journal"].gauges.get("journal.lag") == 0.0, 15, what="lag 0")
-    sub = recorder.close()
     store = open_journal(mesh, journal_backend)
     try:
         rows = [row.id for row in store.pages(build_query(order="published", limit=5_000))]
