@@ -13,6 +13,7 @@ orchestrator, run each shard as its own process instead (`tickmesh-shard`).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from tickmesh.bus import BusClient
 from tickmesh.cli import EXIT_USAGE
 from tickmesh.config import CHANNELS
 from tickmesh.curve import secure_context
-from tickmesh.health import start_probes, stop_probes
+from tickmesh.health import HEALTH_ENV, start_probes, stop_probes
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, endpoint_exit, mesh_parser, start
 from tickmesh.sockets import EndpointError
@@ -46,7 +47,8 @@ class Child:
         self.restart_at = 0.0
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.command)
+        env = {k: v for k, v in os.environ.items() if k != HEALTH_ENV}  # the supervisor's probe port is its own
+        self.proc = subprocess.Popen(self.command, env=env)
         self.started = time.monotonic()
 
     def exited(self) -> int | None:

@@ -26,7 +26,8 @@ def all_answer(ports: dict[str, int], path: str, code: int) -> bool:
 
 
 def start_with_probes(mesh: Mesh) -> dict[str, int]:
-    """Router, aggregator, control, the tick shard unsupervised and the other channels' supervisors."""
+    """Router, aggregator, control, journal, the tick shard unsupervised and the other channels' supervisors
+    (the ohlcv one through TICKMESH_HEALTH: its shards must not inherit it)."""
     ports: dict[str, int] = {}
 
     def spawn(name: str, *args: str) -> None:
@@ -35,10 +36,14 @@ def start_with_probes(mesh: Mesh) -> dict[str, int]:
 
     spawn("router", "-m", "router")
     spawn("worker.tick.0", "-m", "workers.standalone", "tick-0")
-    spawn("supervisor.ohlcv", "-m", "workers", "ohlcv")
+    ports["supervisor.ohlcv"] = free_port()
+    mesh.env["TICKMESH_HEALTH"] = f"127.0.0.1:{ports['supervisor.ohlcv']}"
+    mesh.spawn("supervisor.ohlcv", "-m", "workers", "ohlcv")
+    del mesh.env["TICKMESH_HEALTH"]
     spawn("supervisor.fmv", "-m", "workers", "fmv")
     spawn("aggregator", "-m", "aggregator")
     spawn("control", "-m", "control")
+    spawn("journal", "-m", "journal")
     return ports
 
 
