@@ -7,6 +7,7 @@ touches a zmq socket (sockets are not thread-safe) nor waits for the loop.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import socket
 import threading
@@ -90,6 +91,15 @@ def split_address(address: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise EndpointError(f"health address {address!r} is not HOST:PORT")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def health_address(text: str) -> str:
+    """An argparse type: HOST:PORT, checked (a default from the environment is checked too)."""
+    try:
+        split_address(text)
+    except EndpointError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def start_probes(address: str, health: Health) -> ProbeServer:

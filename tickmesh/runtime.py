@@ -17,7 +17,7 @@ from tickmesh.cli import EXIT_AUTH, EXIT_ENDPOINT, EXIT_FAILURE, Option, command
 from tickmesh.config import Config, ConfigError, load_config
 from tickmesh.curve import SecurityError, secure_context
 from tickmesh.durable import Held
-from tickmesh.health import HEALTH_ENV, Health, start_probes, stop_probes
+from tickmesh.health import HEALTH_ENV, Health, health_address, start_probes, stop_probes
 from tickmesh.security import open_links
 from tickmesh.sockets import EndpointError
 
@@ -73,7 +73,7 @@ def mesh_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """parser() plus the mesh processes' --health (flag, then $TICKMESH_HEALTH, else off)."""
     health: Option = (
         ("--health",),
-        {"metavar": "HOST:PORT", "default": os.environ.get(HEALTH_ENV) or None,
+        {"metavar": "HOST:PORT", "type": health_address, "default": os.environ.get(HEALTH_ENV) or None,
          "help": f"serve GET /livez and /readyz here (default: ${HEALTH_ENV}, else off; docs/deploy.md)"},
     )  # fmt: skip
     return command_parser(prog, description, [*GLOBAL_OPTIONS, health])

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tickmesh.health import Health, ProbeServer, split_address, start_probes, stop_probes
+from tickmesh.runtime import mesh_parser
 from tickmesh.sockets import EndpointError
 
 
@@ -63,3 +64,15 @@ def test_a_port_in_use_is_a_clear_endpoint_error(probes: tuple[Health, ProbeServ
     _, server = probes
     with pytest.raises(EndpointError, match="cannot bind health endpoint"):
         start_probes(f"127.0.0.1:{server.server_address[1]}", Health())
+
+
+def test_the_flag_and_the_environment_are_checked_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TICKMESH_HEALTH", raising=False)
+    assert mesh_parser("p", "d").parse_args([]).health is None  # off by default
+    assert mesh_parser("p", "d").parse_args(["--health", ":8080"]).health == ":8080"
+    monkeypatch.setenv("TICKMESH_HEALTH", "0.0.0.0:8080")
+    assert mesh_parser("p", "d").parse_args([]).health == "0.0.0.0:8080"
+    monkeypatch.setenv("TICKMESH_HEALTH", "8080")
+    with pytest.raises(SystemExit) as exit_:
+        mesh_parser("p", "d").parse_args([])
+    assert exit_.value.code == 2
