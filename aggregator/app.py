@@ -19,7 +19,7 @@ from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
 from tickmesh.durable import hold, next_epoch
 from tickmesh.metrics import Metrics
-from tickmesh.runtime import StopFlag, parser, serve, start
+from tickmesh.runtime import StopFlag, mesh_parser, serve, start
 from tickmesh.schema import (
     HEARTBEAT_TOPIC,
     Event,
@@ -74,6 +74,7 @@ class Aggregator:
         self.delivered: dict[tuple[str, int], tuple[int, int]] = {}  # (channel, shard) → (epoch, upto) confirmed
         self.last_reconfirm_ns = 0
         self.trim_at = 0.0  # when to return freed memory to the system (a subscriber left)
+        self.ack_unsent = False  # the last confirmation to the router could not be sent (readiness)
 
     def run(self) -> int:
         poller = zmq.Poller()
@@ -96,6 +97,7 @@ class Aggregator:
             if self.bus.sub in ready:
                 self._apply_config()
             self._heartbeat()
+            self.stop.health.ready("confirmations to the router not sent" if self.ack_unsent else "")
             self.bus.report()
         self.close()
         return 0
@@ -162,7 +164,9 @@ class Aggregator:
     def _send_delivered(self, channel: str, shard: int, epoch: int, upto: int) -> None:
         try:
             self.acks.send(delivered(channel, shard, epoch, upto), zmq.NOBLOCK)
+            self.ack_unsent = False
         except zmq.Again:  # the router is gone or busy; the next confirmation covers this one
+            self.ack_unsent = True
             self.metrics.count("acks.unsent")
 
     def _publish(self, arrived: list[Event]) -> None:
@@ -272,11 +276,11 @@ _LIBC = next((lib for lib in [ctypes.CDLL(None)] if hasattr(lib, "malloc_trim"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("tickmesh-aggregator", "Deduplicate, order and publish the workers' events.")
+    p = mesh_parser("tickmesh-aggregator", "Deduplicate, order and publish the workers' events.")
     p.add_argument("--publish", help="PUB endpoint to bind (default from config)")
     args = p.parse_args(argv)
     config = start(args, "aggregator")
     if config is None:
         return 2
     config = with_endpoints(config, publish=args.publish)
-    return serve(config, "aggregator", lambda ctx, stop: Aggregator(config, ctx, stop).run())
+    return serve(config, "aggregator", lambda ctx, stop: Aggregator(config, ctx, stop).run(), args.health)

@@ -27,7 +27,8 @@ from tickmesh.cli import EXIT_AUTH, EXIT_ENDPOINT, EXIT_FAILURE, EXIT_OK, EXIT_U
 from tickmesh.config import Config, ConfigError, load_config, with_endpoints
 from tickmesh.curve import secure_context
 from tickmesh.durable import Held, hold
-from tickmesh.runtime import endpoint_exit, parser, start
+from tickmesh.health import Health, start_probes, stop_probes
+from tickmesh.runtime import endpoint_exit, mesh_parser, start
 from tickmesh.security import is_loopback
 from tickmesh.sockets import EndpointError
 
@@ -121,11 +122,13 @@ async def _reload(hub: Hub, reread: Callable[[], Config]) -> None:
     await hub.reload(file_config)
 
 
-async def _watch_mesh(hub: Hub, checks: health.aio.HealthServicer) -> None:
+async def _watch_mesh(hub: Hub, checks: health.aio.HealthServicer, probes: Health) -> None:
     """The gRPC health of MESH_SERVICE: SERVING while the router and the aggregator report (they are
-    the data path), NOT_SERVING from the moment either falls silent (or before both have reported)."""
+    the data path), NOT_SERVING from the moment either falls silent (or before both have reported).
+    Each turn is also the event loop's liveness stamp for --health's /livez."""
     serving: bool | None = None
     while True:
+        probes.turn()
         live = {p.process for p in hub.state.processes(time.time_ns()) if p.live}
         now_serving = live >= DATA_PATH
         if now_serving != serving:
@@ -150,15 +153,19 @@ def _task_ended(task: asyncio.Task[None], failed: list[str], stopping: asyncio.E
     stopping.set()
 
 
-async def serve(config: Config, token: str, reread: Callable[[], Config] | None = None) -> int:
-    """Run until SIGTERM/SIGINT (0) or until a bus task fails (1); SIGHUP applies `reread()`'s config."""
+async def serve(
+    config: Config, token: str, reread: Callable[[], Config] | None = None, health_address: str | None = None
+) -> int:
+    """Run until SIGTERM/SIGINT (0) or until a bus task fails (1); SIGHUP applies `reread()`'s config;
+    /livez and /readyz on `health_address` (ready once the gRPC API serves and the bus tasks run)."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     ctx = secure_context(config, "control", asyncio=True)
-    hub, server, httpd = None, None, None
+    hub, server, httpd, prober, probes = None, None, None, None, Health()
     try:
+        prober = start_probes(health_address, probes) if health_address else None
         hub = Hub(ctx, config)
         if reread is not None:
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload(hub, reread)))
@@ -173,10 +180,12 @@ async def serve(config: Config, token: str, reread: Callable[[], Config] | None 
         for task in tasks:
             task.add_done_callback(lambda t: _task_ended(t, failed, stopping))
         server, checks = await _grpc_server(hub, stopping, config, token)
-        tasks.append(asyncio.create_task(_watch_mesh(hub, checks), name="mesh health"))
+        tasks.append(asyncio.create_task(_watch_mesh(hub, checks, probes), name="mesh health"))
         tasks[-1].add_done_callback(lambda t: _task_ended(t, failed, stopping))
         httpd = _start_prometheus(hub, config.endpoints.prometheus)
+        probes.ready()
         await stopping.wait()
+        probes.ready("stopping")
         log.info("stopping")
         await checks.enter_graceful_shutdown()
         await server.stop(config.process.stop_budget(3.0))
@@ -185,6 +194,7 @@ async def serve(config: Config, token: str, reread: Callable[[], Config] | None 
         await asyncio.gather(*tasks, return_exceptions=True)
         return EXIT_FAILURE if failed else EXIT_OK
     finally:
+        stop_probes(prober)
         if httpd is not None:
             httpd.shutdown()
             httpd.server_close()
@@ -196,7 +206,7 @@ async def serve(config: Config, token: str, reread: Callable[[], Config] | None 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = parser("tickmesh-control", "The tickmesh control plane: gRPC admin API, control bus, Prometheus.")
+    p = mesh_parser("tickmesh-control", "The tickmesh control plane: gRPC admin API, control bus, Prometheus.")
     p.add_argument("--grpc", metavar="HOST:PORT", help="gRPC address (default: endpoints.grpc); port 0 picks one")
     p.add_argument(
         "--prometheus", metavar="HOST:PORT", help="metrics HTTP address, or `off` (default: endpoints.prometheus)"
@@ -233,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.info("admin token created in %s (mode 0600); tickmesh-admin reads it from there", where)
         else:
             log.info("admin token from %s", where)
-        return asyncio.run(serve(config, token, lambda: load_config(args.config)))
+        return asyncio.run(serve(config, token, lambda: load_config(args.config), args.health))
     except StartError as exc:
         log.error("%s", exc)
         return exc.code

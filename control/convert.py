@@ -83,6 +83,7 @@ def process_info(p: ProcessView, now_ns: int) -> pb.ProcessInfo:
         gauges=p.gauges,
         software=p.software,
         wire=p.wire,
+        clock_offset_ms=p.clock_offset_ns / 1e6,
     )
 
 

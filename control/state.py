@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from control.clock import ClockOffset
 from control.store import ConfigStore
 from tickmesh.config import CHANNELS, Config, update_channel
 
@@ -49,6 +50,7 @@ class ProcessView:
     gauges: Mapping[str, float]
     software: str  # the package version it runs ("" from a process too old to say)
     wire: int  # its wire schema version (0: too old to say)
+    clock_offset_ns: int  # its clock minus control's, estimated (control/clock.py)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ def rule_text(value: Any) -> str:
 class _Entry:
     status: Status
     seen_ns: int
+    clock: ClockOffset
 
 
 class MeshState:
@@ -133,9 +136,12 @@ class MeshState:
             self._forget_dead(now_ns)
             if len(self._entries) >= MAX_PROCESSES:
                 raise BadStatus(f"more than {MAX_PROCESSES} processes; {status.process!r} ignored")
-        if old is not None and _incarnation(old.status) != _incarnation(status):
+        same = old is not None and _incarnation(old.status) == _incarnation(status)
+        if old is not None and not same:
             self._retire(old.status)
-        self._entries[status.process] = _Entry(status, now_ns)
+        clock = old.clock if old is not None and same else ClockOffset()
+        clock.add(status.time_ns, now_ns)
+        self._entries[status.process] = _Entry(status, now_ns, clock)
 
     def _retire(self, status: Status) -> None:
         for name, value in status.counters.items():
@@ -258,6 +264,7 @@ def _process_view(entry: _Entry, live: bool) -> ProcessView:
         gauges=dict(s.gauges),
         software=s.software[:64],
         wire=s.wire,
+        clock_offset_ns=entry.clock.offset_ns,
     )
 
 

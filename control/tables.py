@@ -10,6 +10,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from control.clock import skewed
 from control.v1 import control_pb2 as pb
 
 
@@ -158,7 +159,17 @@ def _aggregator_line(snap: pb.MetricsSnapshot) -> Text:
     mixed = mixed_versions(snap)
     if mixed:
         line += f"\nMIXED VERSIONS: {mixed}"
+    skew = clock_skew(snap)
+    if skew:
+        line += f'\nCLOCK SKEW: {skew} (run NTP or chrony on every host; docs/deploy.md, "Clocks")'
     return Text(line)
+
+
+def clock_skew(snap: pb.MetricsSnapshot) -> str:
+    """'' when every live process's clock is within SKEW_LIMIT_MS of the router's, else who is off by how much."""
+    off = skewed((p.process, p.clock_offset_ms) for p in snap.processes if p.live)
+    reference = "the router" if any(p.process == "router" and p.live for p in snap.processes) else "control"
+    return ", ".join(f"{name} {ms:+,.0f} ms" for name, ms in sorted(off.items())) + f" from {reference}" if off else ""
 
 
 def mixed_versions(snap: pb.MetricsSnapshot) -> str:
@@ -174,12 +185,13 @@ def mixed_versions(snap: pb.MetricsSnapshot) -> str:
 
 def _processes(snap: pb.MetricsSnapshot) -> Table:
     table = Table(title="processes", title_justify="left")
-    for name in ("process", "role", "pid", "host", "version", "RSS MB", "CPU %", "uptime s", "heartbeat ago"):
+    names = ("process", "role", "pid", "host", "version", "RSS MB", "CPU %", "uptime s", "clock ms", "heartbeat ago")
+    for name in names:
         table.add_column(name, justify="left" if name in ("process", "role", "host") else "right")
     for p in snap.processes:
         table.add_row(
             p.process, p.role, str(p.pid), p.host, str(p.config_version), f"{p.rss_bytes / 1e6:,.1f}",
-            f"{p.cpu_percent:.1f}", f"{p.uptime_s:,.0f}", _age(p),
+            f"{p.cpu_percent:.1f}", f"{p.uptime_s:,.0f}", f"{p.clock_offset_ms:+,.0f}", _age(p),
         )  # fmt: skip
     return table
 

@@ -16,7 +16,7 @@ from journal.store import SqlStore, StoreError, row_of
 from tickmesh.bus import BusClient
 from tickmesh.config import Config, JournalConfig, with_endpoints
 from tickmesh.metrics import Metrics
-from tickmesh.runtime import StopFlag, parser, serve, start
+from tickmesh.runtime import StopFlag, mesh_parser, serve, start
 from tickmesh.schema import Publication
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class Journal:
                 if self._due():
                     self._write()
                 self._housekeeping()
+            self.stop.health.ready("" if self.store is not None else "the journal store is not open")
             self.bus.receive(self.config)  # keeps the config SUB drained; the journal has no live settings
             self.metrics.gauges["journal.lag"] = float(self.reader.lag(self.written))
             self.bus.report()
@@ -175,7 +176,7 @@ def _position_of(publication: Publication) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("tickmesh-journal", "Keep every published event in the journal (docs/journal.md).")
+    p = mesh_parser("tickmesh-journal", "Keep every published event in the journal (docs/journal.md).")
     p.add_argument("--publish", help="aggregator PUB endpoint (default from config)")
     p.add_argument("--replay", help="aggregator replay endpoint (default from config)")
     p.add_argument("--run", help="tag every event stored with this run name (default: journal.run)")
@@ -193,4 +194,4 @@ def main(argv: list[str] | None = None) -> int:
         config = msgspec.structs.replace(config, journal=journal)
     env = dict(os.environ)
     os.nice(NICE)
-    return serve(config, "journal", lambda ctx, stop: Journal(config, ctx, stop, env).run())
+    return serve(config, "journal", lambda ctx, stop: Journal(config, ctx, stop, env).run(), args.health)

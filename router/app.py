@@ -21,7 +21,7 @@ from tickmesh.config import CHANNELS, Config, with_endpoints
 from tickmesh.deadletters import DeadLetters
 from tickmesh.durable import hold, next_epoch
 from tickmesh.metrics import Metrics
-from tickmesh.runtime import StopFlag, parser, serve, start
+from tickmesh.runtime import StopFlag, mesh_parser, serve, start
 from tickmesh.schema import (
     Ack,
     Bar,
@@ -100,6 +100,7 @@ class Router:
             self._flush(now)
             self.marks.settle()
             self._heartbeat(now)
+            stop.health.ready(self._not_ready(now))
             self.metrics.gauges["ingest.blocked"] = float(blocked)
             self._report()
         self._drain(poller)
@@ -343,6 +344,12 @@ class Router:
                     self.metrics.count(f"{name}.worker_silent")
                 self.metrics.gauges[f"{name}.{box.shard}.silent"] = float(silent)
 
+    def _not_ready(self, now_ns: int) -> str:
+        """Why /readyz fails: streams whose worker has not said hello, or has been silent for LIVENESS beats."""
+        streams = [box.stream for boxes in self.outboxes.values() for box in boxes]
+        silent = [f"{s.channel}.{s.shard}" for s in streams if not s.worker or s.silent_worker(now_ns)]
+        return f"no live worker on {', '.join(silent)}" if silent else ""
+
     def _send_state(self, box: Outbox, sock: zmq.Socket, now_ns: int, final: bool = False) -> None:  # type: ignore[type-arg]
         state = box.stream.heartbeat(now_ns, final)
         if state is not None:
@@ -428,11 +435,11 @@ def flush_order(config: Config) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("tickmesh-router", "Validate, stamp and route records from ingest to the channel workers.")
+    p = mesh_parser("tickmesh-router", "Validate, stamp and route records from ingest to the channel workers.")
     p.add_argument("--ingest", help="ingest endpoint to bind (default from config)")
     args = p.parse_args(argv)
     config = start(args, "router")
     if config is None:
         return 2
     config = with_endpoints(config, ingest=args.ingest)
-    return serve(config, "router", lambda ctx, stop: Router(config, ctx).run(stop))
+    return serve(config, "router", lambda ctx, stop: Router(config, ctx).run(stop), args.health)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from tickmesh.cli import EXIT_AUTH, EXIT_ENDPOINT, EXIT_FAILURE, Option, command
 from tickmesh.config import Config, ConfigError, load_config
 from tickmesh.curve import SecurityError, secure_context
 from tickmesh.durable import Held
+from tickmesh.health import HEALTH_ENV, Health, health_address, start_probes, stop_probes
 from tickmesh.security import open_links
 from tickmesh.sockets import EndpointError
 
@@ -30,11 +32,13 @@ class StopFlag:
 
     Stopping must end inside the stop grace (`process.stop_timeout_s`, honcho's 5 s): if it has not
     after `stuck_s` (just before), every thread's stack goes to stderr (the process keeps going), so a
-    stuck stop names where it is stuck.
+    stuck stop names where it is stuck. Every check of the flag is a turn of the loop: it stamps
+    `health` (what /livez reads), so a loop that stops turning fails its liveness probe.
     """
 
     def __init__(self, stuck_s: float = STUCK_S) -> None:
         self.stopping, self.stuck_s = False, stuck_s
+        self.health = Health()
         signal.signal(signal.SIGTERM, self._set)
         signal.signal(signal.SIGINT, self._set)
         signal.signal(signal.SIGHUP, self._hup)  # not a stop (its default): the config is control's
@@ -49,6 +53,7 @@ class StopFlag:
         log.warning("SIGHUP ignored: live configuration comes from control (SIGHUP tickmesh-control reloads the file)")
 
     def __bool__(self) -> bool:
+        self.health.turn()
         return self.stopping
 
 
@@ -62,6 +67,16 @@ GLOBAL_OPTIONS: list[Option] = [CONFIG_OPTION, log_level_option()]
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
     """An argument parser with the options every process takes: --config, --log-level, --version."""
     return command_parser(prog, description, GLOBAL_OPTIONS)
+
+
+def mesh_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """parser() plus the mesh processes' --health (flag, then $TICKMESH_HEALTH, else off)."""
+    health: Option = (
+        ("--health",),
+        {"metavar": "HOST:PORT", "type": health_address, "default": os.environ.get(HEALTH_ENV) or None,
+         "help": f"serve GET /livez and /readyz here (default: ${HEALTH_ENV}, else off; docs/deploy.md)"},
+    )  # fmt: skip
+    return command_parser(prog, description, [*GLOBAL_OPTIONS, health])
 
 
 def start(args: argparse.Namespace, name: str) -> Config | None:
@@ -84,9 +99,15 @@ def endpoint_exit(exc: EndpointError | Held) -> int:
     return EXIT_AUTH if isinstance(exc, SecurityError) else EXIT_ENDPOINT
 
 
-def serve(config: Config, role: str, run: Callable[[zmq.Context, StopFlag], int]) -> int:  # type: ignore[type-arg]
-    """Run a mesh process's loop with its (CURVE-aware) context and stop flag; see endpoint_exit for socket errors."""
+def serve(config: Config, role: str, run: Callable[[zmq.Context, StopFlag], int], health: str | None = None) -> int:  # type: ignore[type-arg]
+    """Run a mesh process's loop with its (CURVE-aware) context and stop flag, and its probes on `health`
+    (HOST:PORT, if given; the loop sets readiness through `stop.health`); see endpoint_exit for socket errors."""
     stop = StopFlag(config.process.stop_budget(0.2))
+    try:
+        probes = start_probes(health, stop.health) if health else None
+    except EndpointError as exc:
+        log.error("%s", exc)
+        return endpoint_exit(exc)
     ctx = secure_context(config, role)
     for name in open_links(config):
         log.warning("private link %s is tcp without CURVE: any local process can connect (docs/security.md)", name)
@@ -100,3 +121,4 @@ def serve(config: Config, role: str, run: Callable[[zmq.Context, StopFlag], int]
         return EXIT_FAILURE
     finally:
         ctx.destroy(linger=0)  # term() would wait forever on sockets a crash left open
+        stop_probes(probes)

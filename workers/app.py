@@ -13,6 +13,7 @@ orchestrator, run each shard as its own process instead (`tickmesh-shard`).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -22,8 +23,9 @@ from tickmesh.bus import BusClient
 from tickmesh.cli import EXIT_USAGE
 from tickmesh.config import CHANNELS
 from tickmesh.curve import secure_context
+from tickmesh.health import HEALTH_ENV, start_probes, stop_probes
 from tickmesh.metrics import Metrics
-from tickmesh.runtime import StopFlag, endpoint_exit, parser, start
+from tickmesh.runtime import StopFlag, endpoint_exit, mesh_parser, start
 from tickmesh.sockets import EndpointError
 from workers.budget import RestartBudget
 
@@ -45,7 +47,8 @@ class Child:
         self.restart_at = 0.0
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.command)
+        env = {k: v for k, v in os.environ.items() if k != HEALTH_ENV}  # the supervisor's probe port is its own
+        self.proc = subprocess.Popen(self.command, env=env)
         self.started = time.monotonic()
 
     def exited(self) -> int | None:
@@ -60,7 +63,7 @@ class Child:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("tickmesh-worker", "Run and supervise a channel's worker shards.")
+    p = mesh_parser("tickmesh-worker", "Run and supervise a channel's worker shards.")
     p.add_argument("channel", choices=CHANNELS)
     p.add_argument("--shard", type=int, action="append", help="supervise only this shard (repeatable; default all)")
     args = p.parse_args(argv)
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = Metrics()
     name = f"supervisor.{args.channel}"
     try:
+        probes = start_probes(args.health, stop.health) if args.health else None
         bus = BusClient(ctx, config, process=name, role="supervisor", channels=[], metrics=metrics)
     except EndpointError as exc:
         log.error("%s", exc)
@@ -94,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                     EXIT_BUDGET_SPENT,
                 )
                 return EXIT_BUDGET_SPENT
+            down = [str(shard) for shard, child in children.items() if child.exited() is not None]
+            stop.health.ready(f"{args.channel} shards waiting for a restart: {', '.join(down)}" if down else "")
             bus.report()
             time.sleep(0.05)
     finally:
@@ -101,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         bus.report(force=True)
         bus.close()
         ctx.term()
+        stop_probes(probes)
     return 0
 
 

@@ -15,7 +15,7 @@ from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config
 from tickmesh.deadletters import DeadLetters
 from tickmesh.metrics import Metrics
-from tickmesh.runtime import StopFlag, parser, serve, start
+from tickmesh.runtime import StopFlag, mesh_parser, serve, start
 from tickmesh.schema import (
     Batch,
     Checkpointed,
@@ -31,7 +31,7 @@ from tickmesh.schema import (
     worker_input_decoder,
 )
 from tickmesh.sockets import EndpointError, make_socket
-from tickmesh.stream import HEARTBEAT_NS, ReceiverStream
+from tickmesh.stream import HEARTBEAT_NS, LIVENESS, ReceiverStream
 from workers.breaker import CircuitBreaker
 from workers.detectors import make_detector
 from workers.snapshot import export_changes
@@ -79,6 +79,7 @@ class Shard:
         self.pending: list[Event] = []
         self.ignored_before: dict[str, int] = {}
         self.last_progress_ns = self.last_ckpt_ns = self.last_beat_ns = 0
+        self.heard_ns, self.ack_unsent = 0, False  # the router's last message; the last ack failed (readiness)
 
     # -- the loop ------------------------------------------------------------------
     def run(self) -> int:
@@ -119,6 +120,13 @@ class Shard:
         if now - self.last_beat_ns >= HEARTBEAT_NS and stream.epoch >= 0:  # (before any message: Hello only)
             self._ack(Checkpointed)  # the heartbeat: cumulative, so a lost checkpoint ack never holds the stream
         self._report()
+        self.stop.health.ready(self._not_ready(now))
+
+    def _not_ready(self, now: int) -> str:
+        """Why /readyz fails: the router silent for LIVENESS heartbeats, or the last ack not sent."""
+        if now - self.heard_ns > LIVENESS * HEARTBEAT_NS:
+            return "router not heard (no Batch or StreamState) for 3 heartbeats"
+        return "the last ack to the router was not sent" if self.ack_unsent else ""
 
     def _timeout_ms(self) -> int:
         """Until progress is due (when there is some to report), else 100 ms (10 while a write is pending)."""
@@ -164,6 +172,7 @@ class Shard:
             if followed is None:
                 self.metrics.count(f"{self.channel}.old_epoch")
                 continue
+            self.heard_ns = time.monotonic_ns()
             if followed:  # a (re)started router, or our first message
                 self.recent.clear()
             self._retain()
@@ -278,7 +287,9 @@ class Shard:
         self.last_beat_ns = time.monotonic_ns()
         try:
             self.acks.send(self.stream.ack(kind, self.channel, self.shard, self.instance), zmq.NOBLOCK)
+            self.ack_unsent = False
         except zmq.Again:
+            self.ack_unsent = True
             self.metrics.count("acks.unsent")
 
     def _report(self) -> None:
@@ -321,7 +332,7 @@ class Shard:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("tickmesh-shard", "Run one channel shard's detectors (tickmesh-worker supervises these).")
+    p = mesh_parser("tickmesh-shard", "Run one channel shard's detectors (tickmesh-worker supervises these).")
     p.add_argument("channel", choices=CHANNELS)
     p.add_argument("shard", type=int)
     args = p.parse_args(argv)
@@ -335,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     # Priority is real down to the CPU: a lower channel's shards run at a higher niceness, so when
     # the cores are contended the scheduler serves the tick path first.
     os.nice(NICE_PER_PRIORITY * (config.channel(args.channel).priority - 1))
-    return serve(config, "worker", lambda ctx, stop: Shard(config, ctx, args.channel, args.shard, stop).run())
+    return serve(
+        config, "worker", lambda ctx, stop: Shard(config, ctx, args.channel, args.shard, stop).run(), args.health
+    )
 
 
 if __name__ == "__main__":

@@ -230,7 +230,7 @@ class AggregatorMetrics(_message.Message):
     def __init__(self, published: _Optional[int] = ..., received: _Optional[int] = ..., deduplicated_total: _Optional[int] = ..., deduplicated: _Optional[_Mapping[str, int]] = ..., subscribers: _Optional[float] = ..., subscriber_gaps: _Optional[int] = ..., subscriber_missed: _Optional[int] = ..., input_rejected: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
-    __slots__ = ("process", "role", "host", "pid", "channels", "config_version", "started_ns", "last_heartbeat_ns", "heartbeat_age_s", "live", "rss_bytes", "cpu_percent", "uptime_s", "counters", "gauges", "software", "wire")
+    __slots__ = ("process", "role", "host", "pid", "channels", "config_version", "started_ns", "last_heartbeat_ns", "heartbeat_age_s", "live", "rss_bytes", "cpu_percent", "uptime_s", "counters", "gauges", "software", "wire", "clock_offset_ms")
     class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +262,7 @@ class ProcessInfo(_message.Message):
     GAUGES_FIELD_NUMBER: _ClassVar[int]
     SOFTWARE_FIELD_NUMBER: _ClassVar[int]
     WIRE_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
     process: str
     role: str
     host: str
@@ -279,7 +280,8 @@ class ProcessInfo(_message.Message):
     gauges: _containers.ScalarMap[str, float]
     software: str
     wire: int
-    def __init__(self, process: _Optional[str] = ..., role: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., channels: _Optional[_Iterable[str]] = ..., config_version: _Optional[int] = ..., started_ns: _Optional[int] = ..., last_heartbeat_ns: _Optional[int] = ..., heartbeat_age_s: _Optional[float] = ..., live: _Optional[bool] = ..., rss_bytes: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., uptime_s: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ..., gauges: _Optional[_Mapping[str, float]] = ..., software: _Optional[str] = ..., wire: _Optional[int] = ...) -> None: ...
+    clock_offset_ms: float
+    def __init__(self, process: _Optional[str] = ..., role: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., channels: _Optional[_Iterable[str]] = ..., config_version: _Optional[int] = ..., started_ns: _Optional[int] = ..., last_heartbeat_ns: _Optional[int] = ..., heartbeat_age_s: _Optional[float] = ..., live: _Optional[bool] = ..., rss_bytes: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., uptime_s: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ..., gauges: _Optional[_Mapping[str, float]] = ..., software: _Optional[str] = ..., wire: _Optional[int] = ..., clock_offset_ms: _Optional[float] = ...) -> None: ...
 
 class UpdateChannelRequest(_message.Message):
     __slots__ = ("channel", "changes")

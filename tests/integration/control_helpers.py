@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +21,10 @@ import zmq
 from control.v1 import control_pb2 as pb
 from control.v1 import control_pb2_grpc as pb_grpc
 from tests.mesh import poll_until
-from tickmesh.bus import BusClient
+from tickmesh.bus import SOFTWARE, BusClient, Status, encode_status
 from tickmesh.config import Config, load_config
 from tickmesh.metrics import Metrics
+from tickmesh.schema import WIRE_VERSION
 
 TOKEN = "test-token-0123456789"
 GRPC_LINE = re.compile(r"gRPC listening on (\S+):(\d+)")
@@ -142,7 +145,8 @@ class FakeProcess:
     """Plays one mesh process on the bus with a real BusClient in its own thread.
 
     It applies each new config version and acks it at once (unless `applies` is
-    False: a stuck process that keeps reporting its old version).
+    False: a stuck process that keeps reporting its old version). With `clock_shift_ns`
+    its reports are stamped by a clock that far ahead of this host's (a skewed host).
     """
 
     def __init__(
@@ -155,12 +159,14 @@ class FakeProcess:
         gauges: dict[str, float] | None = None,
         version: int = 0,
         applies: bool = True,
+        clock_shift_ns: int = 0,
     ) -> None:
         self.config, self.process, self.channels = control.config, process, channels
         self.metrics = Metrics()
         self.metrics.counters.update(counters or {})
         self.metrics.gauges.update(gauges or {})
-        self.version, self.applies = version, applies
+        self.version, self.applies, self.clock_shift_ns = version, applies, clock_shift_ns
+        self._next_report = 0
         self.applied: list[tuple[int, Config]] = []  # (version, config) as applied, in order
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=process, daemon=True)
@@ -193,12 +199,25 @@ class FakeProcess:
                     if new is not None:
                         config = new
                         self.applied.append((bus.version, new))
-                        bus.report(force=True)  # the ack
+                        self._report(bus, force=True)  # the ack
                 elif not self.applies:
                     self._stop.wait(0.02)
-                bus.report()
+                self._report(bus)
         except BaseException as exc:  # surfaced in __exit__
             self._error = exc
         finally:
             bus.close()
             ctx.term()
+
+    def _report(self, bus: BusClient, force: bool = False) -> None:
+        """bus.report(), or with clock_shift_ns the same Status stamped by the shifted clock."""
+        if not self.clock_shift_ns:
+            bus.report(force=force)
+            return
+        now = time.time_ns()
+        if not force and now < self._next_report:
+            return
+        self._next_report = now + bus.interval_ns
+        status = Status(self.process, bus.role, self.channels, socket.gethostname(), os.getpid(), bus.version,
+                        self.metrics.started_ns, now + self.clock_shift_ns, {}, {}, SOFTWARE, WIRE_VERSION)  # fmt: skip
+        bus.push.send(encode_status(status))

@@ -66,6 +66,7 @@ class Cluster:
     keys: Path  # every key `tickmesh-keys create` wrote: the Secret's data, flat
     bin_dir: Path  # console-script launchers
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    health: dict[str, int] = field(default_factory=dict)  # pod → its --health port on loopback
 
     def __post_init__(self) -> None:
         toml = of_kind("ConfigMap")["tickmesh-config"]["data"]["tickmesh.toml"]
@@ -88,6 +89,9 @@ class Cluster:
         env = dict(os.environ, PATH=f"{self.bin_dir}{os.pathsep}{os.environ['PATH']}", PYTHONUNBUFFERED="1")
         for var in container.get("env", []):
             env[var["name"]] = self.value(var, ordinal, mounts)
+            if var["name"] == "TICKMESH_HEALTH":  # every pod has its own IP; here, its own port
+                self.health[name] = free_port()
+                env[var["name"]] = f"127.0.0.1:{self.health[name]}"
         command = [expand(arg, env) for arg in container["command"] + container.get("args", [])]
         assert shutil.which(command[0], path=str(self.bin_dir)), f"{command[0]} is not a console script"
         work = folder / "cwd"

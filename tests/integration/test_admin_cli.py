@@ -101,6 +101,20 @@ def test_metrics_table_json_and_watch(control: Control) -> None:
         assert len(snapshots) == 3 and snapshots[0]["time_ns"] < snapshots[2]["time_ns"]
 
 
+def test_metrics_flags_a_process_whose_clock_is_off_from_the_routers(control: Control) -> None:
+    with (
+        FakeProcess(control, "router", ALL),
+        FakeProcess(control, "worker.fmv.0", ["fmv"], clock_shift_ns=2_500_000_000),  # 2.5 s ahead
+    ):
+        poll_until(lambda: control.live("router") and control.live("worker.fmv.0"), what="both live")
+        data = json.loads(admin(control, "--json", "metrics").stdout)
+        offsets = {p["process"]: p.get("clock_offset_ms", 0.0) for p in data["processes"]}
+        assert abs(offsets["router"]) < 2_500 / 2 < offsets["worker.fmv.0"] <= 2_500  # never over the true offset
+        table = admin(control, "metrics", "--wide", env={"COLUMNS": "200"}).stdout
+        (line,) = [line for line in table.splitlines() if line.startswith("CLOCK SKEW")]
+        assert line.startswith("CLOCK SKEW: worker.fmv.0 +2,") and line.count(" ms from the router") == 1
+
+
 def test_global_flags_work_after_the_command_too(control: Control) -> None:
     before = admin(control, "--json", "metrics", "--channel", "fmv")
     after = subprocess.run([*ADMIN, "metrics", "--json", "--channel", "fmv", "--target", control.target,

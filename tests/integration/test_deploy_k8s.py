@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -58,10 +57,9 @@ def test_each_pod_runs_a_console_script_with_private_secrets_and_the_stop_grace(
     assert secrets == [f"{role}.key_secret"]  # only its own role's secret key
     ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
     binds = {e["name"]: e["value"] for e in c["env"] if "value" in e}
-    for probe in (c.get("readinessProbe"), c.get("livenessProbe")):
-        if probe is None:
-            continue
-        port = (probe.get("tcpSocket") or probe["httpGet"])["port"]
+    for probe, path in ((c["livenessProbe"], "/livez"), (c["readinessProbe"], "/readyz")):
+        port = probe["httpGet"]["port"]
+        assert (port, probe["httpGet"]["path"]) == ("health", path)
         # a probe names a port the process binds, on all interfaces
         assert binds[f"TICKMESH_{port.upper()}"].endswith(f"0.0.0.0:{ports[port]}")
 
@@ -74,11 +72,11 @@ def test_the_manifests_containers_come_up_and_deliver_events(tmp_path: Path) -> 
         for s in SETS.values():
             for ordinal in range(s["spec"]["replicas"]):
                 cluster.start(s, ordinal)
-        probes = [
-            p for name in SETS for p in (container(name).get("readinessProbe"), container(name).get("livenessProbe"))
-        ]
-        for probe in filter(None, probes):
-            poll_until(partial(passes, probe, cluster), 20, what=f"the probe {probe}")
+        for pod in cluster.procs:
+            c = container(pod.rpartition("-")[0])
+            for probe in (c["livenessProbe"], c["readinessProbe"]):  # every pod has both, on --health
+                assert probe["httpGet"]["port"] == "health"
+                poll_until(partial(passes, probe, cluster, pod), 30, what=f"{pod}'s probe {probe}")
         check_processes_report(cluster)
         check_events_flow(cluster)
     finally:
@@ -87,18 +85,14 @@ def test_the_manifests_containers_come_up_and_deliver_events(tmp_path: Path) -> 
     assert set(codes.values()) == {0}, {n: cluster.log(n)[-2000:] for n, c in codes.items() if c}
 
 
-def passes(probe: dict[str, Any], cluster: Cluster) -> bool:
-    for pod, proc in cluster.procs.items():
-        assert proc.poll() is None, f"{pod} exited with {proc.returncode}:\n{cluster.log(pod)}"
-    check = probe.get("tcpSocket") or probe["httpGet"]
-    port = int(cluster.endpoints[check["port"]].rpartition(":")[2])  # a probe's port is named after its endpoint
+def passes(probe: dict[str, Any], cluster: Cluster, pod: str) -> bool:
+    for name, proc in cluster.procs.items():
+        assert proc.poll() is None, f"{name} exited with {proc.returncode}:\n{cluster.log(name)}"
+    url = f"http://127.0.0.1:{cluster.health[pod]}{probe['httpGet']['path']}"
     try:
-        if "httpGet" in probe:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{check['path']}", timeout=2) as reply:
-                return bool(reply.status == 200)
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            return True
-    except OSError:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:  # HTTPError (a 503) included
         return False
 
 
