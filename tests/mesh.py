@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
 import msgspec
 import psutil
@@ -42,6 +42,24 @@ def poll_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
         time.sleep(interval)
+
+
+def start_honcho(folder: Path, out: IO[bytes]) -> subprocess.Popen[bytes]:
+    """`honcho start` on the repository's Procfile in `folder`, its output to `out`, in a session of its own.
+
+    honcho runs as `python -m honcho` of this interpreter, whose folder leads PATH so the Procfile's
+    `python` is this one too: the test runs (never skips) in a venv that is not activated.
+    """
+    shutil.copy(ROOT / "Procfile", folder / "Procfile")
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return subprocess.Popen(
+        [sys.executable, "-m", "honcho", "start"],
+        cwd=folder,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1", PATH=path),
+    )
 
 
 def kill_tree(pid: int) -> None:

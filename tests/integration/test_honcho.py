@@ -4,40 +4,24 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.mesh import ROOT, kill_tree, poll_until
+from tests.mesh import kill_tree, poll_until, start_honcho
 
-PATH = os.environ.get("PATH", "")
 SOURCES = re.compile(r"#\d+\s+(tick|ohlcv|fmv)\s")
 
 
 @pytest.fixture
 def honcho(tmp_path: Path):
-    """`honcho start` on the repository's Procfile, in an empty working directory (no config).
-
-    honcho runs as `python -m honcho` of this interpreter, whose folder leads PATH so the Procfile's
-    `python` is this one too: the test runs (never skips) in a venv that is not activated.
-    """
-    shutil.copy(ROOT / "Procfile", tmp_path / "Procfile")
+    """`honcho start` on the repository's Procfile, in an empty working directory (no config)."""
     out = open(tmp_path / "honcho.log", "w+b")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "honcho", "start"],
-        cwd=tmp_path,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1", PATH=os.pathsep.join([str(Path(sys.executable).parent), PATH])),
-    )
+    proc = start_honcho(tmp_path, out)
     yield proc, tmp_path / "honcho.log"
     if proc.poll() is None:
         kill_tree(proc.pid)

@@ -6,8 +6,6 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -17,7 +15,7 @@ import psutil
 import pytest
 import zmq
 
-from tests.mesh import ROOT, Mesh, collect, drain, kill_tree, poll_until
+from tests.mesh import Mesh, collect, drain, kill_tree, poll_until, start_honcho
 from tickmesh.config import CHANNELS, OhlcvChannel, TickChannel
 from tickmesh.producer import FlushTimeout
 from tickmesh.schema import Bar, EventBatch, Record, Trade, encoder
@@ -165,14 +163,7 @@ def _honcho_run(folder: Path, seconds: float) -> tuple[Counter[str], str]:
     SPAN_END of event time (the same span of the same deterministic market in every run), and the output."""
     log = folder / "honcho.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "honcho", "start"],
-            cwd=folder,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
+        proc = start_honcho(folder, out)
         try:
             poll_until(lambda: EVENTS.search(log.read_text(errors="replace")), 30, 0.2, what="the first event")
             time.sleep(seconds)  # the measured interval itself, not a wait for a signal
@@ -188,7 +179,6 @@ def _honcho_run(folder: Path, seconds: float) -> tuple[Counter[str], str]:
 
 @pytest.mark.slow
 def test_a_second_honcho_start_in_the_same_folder_behaves_like_the_first(tmp_path: Path) -> None:
-    (tmp_path / "Procfile").write_bytes((ROOT / "Procfile").read_bytes())
     first, out1 = _honcho_run(tmp_path, 20)  # 2.5 event minutes are 15 s at the sim's 10x
     second, out2 = _honcho_run(tmp_path, 20)
     for text in (out1, out2):
