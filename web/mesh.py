@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 Message = dict[str, Any]
 CALL_TIMEOUT_S = 5.0
 ACTIONS = ("pause", "resume", "set")
+RATE_WINDOW_S = 5.0
 
 
 def bearer(token: str) -> list[tuple[str, str]]:
@@ -54,20 +55,25 @@ def process_row(p: pb.ProcessInfo) -> Message:
 
 
 class History:
-    """Per channel: the last `seconds` of (time, events/s, p50, p99), for the cards' charts."""
+    """Per channel: the last `seconds` of (time, events/s, p50, p99), for the cards' charts. Events/s
+    is the processed count's rise over the last RATE_WINDOW_S, so one quiet poll does not read as zero."""
 
     def __init__(self, seconds: float, interval_s: float) -> None:
         self.points: dict[str, deque[list[float]]] = {}
         self.size = max(2, int(seconds / interval_s))
-        self.last: dict[str, tuple[float, int]] = {}
+        self.counts: dict[str, deque[tuple[float, int]]] = {}
 
     def add(self, now: float, channels: list[Message]) -> None:
         for ch in channels:
             name = ch["channel"]
-            before = self.last.get(name)
-            rate = (ch["processed"] - before[1]) / max(1e-3, now - before[0]) if before else 0.0
-            ch["rate"] = max(0.0, rate)  # a restarted control starts its sums again
-            self.last[name] = (now, ch["processed"])
+            counts = self.counts.setdefault(name, deque())
+            if counts and ch["processed"] < counts[-1][1]:
+                counts.clear()  # a restarted control starts its sums again
+            counts.append((now, ch["processed"]))
+            while len(counts) > 2 and now - counts[1][0] >= RATE_WINDOW_S:
+                counts.popleft()
+            then, before = counts[0]
+            ch["rate"] = (ch["processed"] - before) / (now - then) if now > then else 0.0
             points = self.points.setdefault(name, deque(maxlen=self.size))
             points.append([round(now, 3), round(ch["rate"], 1), ch["p50_us"], ch["p99_us"]])
 

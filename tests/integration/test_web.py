@@ -21,7 +21,7 @@ from control.v1 import control_pb2 as pb
 from control.v1 import control_pb2_grpc as pb_grpc
 from tests.integration.test_mesh import scripted
 from tests.mesh import ROOT, Mesh, free_port, poll_until
-from tickmesh.schema import Trade
+from tickmesh.schema import Record, Trade
 
 TOKEN = "web-test-token-0123456789abcdef"
 MD = [("authorization", f"Bearer {TOKEN}")]
@@ -50,8 +50,9 @@ class Web:
             box.send_keys(text)
 
     def text(self, css: str) -> str:
-        found = self.driver.find_elements(By.CSS_SELECTOR, css)
-        return found[0].text if found else ""
+        """One element's text, read in one script call (the page redraws its cards every snapshot)."""
+        script = "const e = document.querySelector(arguments[0]); return e ? e.textContent : ''"
+        return str(self.driver.execute_script(script, css))
 
     def metrics(self) -> pb.MetricsSnapshot:
         return self.stub.GetMetrics(pb.GetMetricsRequest(), metadata=MD)
@@ -164,9 +165,9 @@ def _replies(ws: Any, n: int) -> list[dict[str, Any]]:
     return out
 
 
-def swinging(now: int, step: int, tickers: int = 20, per_ticker: int = 40) -> list[Trade]:
+def swinging(now: int, step: int, tickers: int = 20, per_ticker: int = 40) -> list[Record]:
     """Trades of `tickers` symbols, half rising and half falling, 0.1 s apart: highs, lows, trends, surges."""
-    out = []
+    out: list[Record] = []
     for i in range(tickers):
         sign = 1 if i % 2 else -1
         for j in range(per_ticker):
@@ -181,7 +182,9 @@ def screenshot_under_load(web: Web, path: Path) -> None:
     web.stub.ResumeChannel(pb.ChannelRequest(channel="tick"), metadata=MD)
     now = time.time_ns()
     for step in range(20):
-        web.mesh.push(swinging(now, step))
         time.sleep(0.5)  # not a wait for a signal: spreads the load so the charts have a shape
+        web.mesh.push(swinging(now, step))
+    time.sleep(1)  # a snapshot or two after the last burst
+    web.driver.execute_script("window.scrollTo(0, 0); document.getElementById('mesh').scrollLeft = 0")
     web.driver.save_screenshot(str(path if path.is_absolute() else ROOT / path))
     print(urllib.request.urlopen(web.url + "api/stats", timeout=5).read().decode())

@@ -180,7 +180,7 @@ function card(ch, paused) {
     dl.append(el("dt", name), dd);
   }
   const legend = el("div", null, "legend");
-  legend.append("tick→publish ms ", el("span", `p50 ${ms(ch.p50_us)}`, "p50"), " ", el("span", `p99 ${ms(ch.p99_us)}`, "p99"));
+  legend.append("ingest→publish ms ", el("span", `p50 ${ms(ch.p50_us)}`, "p50"), " ", el("span", `p99 ${ms(ch.p99_us)}`, "p99"));
   div.append(h, dl, legend, chart(ch.history || []));
   return div;
 }
@@ -202,7 +202,9 @@ function configRow(c) {
   const paused = el("td", c.paused ? "PAUSED" : "no", c.paused ? "paused" : ""); paused.dataset.field = "paused";
   tr.append(el("td", c.name), el("td", c.data_type), el("td", c.priority), el("td", c.batch_size),
     el("td", c.timeout_ms), paused, el("td", c.shards), el("td", c.overflow), el("td", c.config_version));
-  tr.append(el("td", rules, "fields"));
+  const details = el("details"), rulesTd = el("td", null, "fields");
+  details.append(el("summary", `${Object.keys(c.rules).length} rules`), rules);
+  rulesTd.append(details); tr.append(rulesTd);
   if (state.authed) tr.append(actions(c));
   return tr;
 }
