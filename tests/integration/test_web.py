@@ -15,12 +15,13 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from websockets.sync.client import connect
 
 from control.v1 import control_pb2 as pb
 from control.v1 import control_pb2_grpc as pb_grpc
 from tests.integration.test_mesh import scripted
-from tests.mesh import ROOT, Mesh, free_port, poll_until
+from tests.mesh import ROOT, Mesh, collect, drain, free_port, poll_until
 from tickmesh.schema import Record, Trade
 
 TOKEN = "web-test-token-0123456789abcdef"
@@ -45,7 +46,8 @@ class Web:
 
     def type_into(self, element_id: str, text: str) -> None:
         box = self.driver.find_element(By.ID, element_id)
-        box.clear()
+        box.send_keys(Keys.CONTROL, "a")  # typed away, as a user would (clear() fires no input event)
+        box.send_keys(Keys.BACKSPACE)
         if text:
             box.send_keys(text)
 
@@ -101,7 +103,8 @@ def test_the_page_shows_the_events_and_the_mesh_and_steers_it_only_with_the_toke
     d = web.driver
     d.get(web.url)
     poll_until(lambda: web.text("#status") == "live", 10, what="the page's websocket")
-    web.mesh.push(scripted(time.time_ns()))
+    now = time.time_ns()
+    web.mesh.push(scripted(now))
     rows = poll_until(lambda: r if len(r := web.rows()) >= 5 else None, 5, what="the scripted events on the tape")
     got = sorted((r["kind"], r["channel"], r["ticker"]) for r in rows)
     assert got == [("big_move", "ohlcv", "MSFT"), ("fmv_deviation", "fmv", "NVDA"), ("high", "ohlcv", "MSFT"),
@@ -119,6 +122,22 @@ def test_the_page_shows_the_events_and_the_mesh_and_steers_it_only_with_the_toke
     web.type_into("f-ticker", "aapl")
     assert [(r["kind"], r["price"]) for r in web.rows()] == [("high", "101"), ("high", "100.5")]
     web.type_into("f-ticker", "")
+
+    # A paused tape queues new events and counts them; they appear on resume. A ticker's recent events.
+    d.find_element(By.ID, "pause-tape").click()
+    sub = web.mesh.subscriber(tickers=["AAPL"])
+    web.mesh.push([Trade("AAPL", 102.0, 100, now + 6 * S)])
+    queued = collect(sub, lambda got: any(p.event.price == 102.0 for p in got)) + drain(sub, 300)
+    poll_until(lambda: web.text("#queued") == f"{len(queued)} queued", 5, what="the queued count")
+    assert len(web.rows()) == 5
+    d.find_element(By.ID, "pause-tape").click()
+    poll_until(lambda: len(web.rows()) == 5 + len(queued), 5, what="the queued events on the tape")
+    assert "102" in [r["price"] for r in web.rows()[: len(queued)]]
+    d.find_element(By.CSS_SELECTOR, '#tape tr[data-ticker="AAPL"] td.ticker').click()
+    history = '#history tr[data-ticker="AAPL"] td.price'
+    poll_until(lambda: d.find_elements(By.CSS_SELECTOR, history), 5, what="AAPL's recent events")
+    assert [e.text for e in d.find_elements(By.CSS_SELECTOR, history)][-2:] == ["101", "100.5"]  # newest first
+    d.find_element(By.ID, "history-close").click()
 
     def card_matches_control() -> bool:
         tick = next(c for c in web.metrics().channels if c.channel == "tick")
