@@ -84,10 +84,12 @@ class WebServer:
         outbox: Outbox | None = None if self.guarded else self.fanout.join()
         sender = asyncio.create_task(self.send(ws, outbox)) if outbox else None
         try:
+            if outbox is None:
+                await self.reply(ws, outbox, {"type": "locked"})
             async for raw in ws:
                 message = self.parse(raw)
                 if message is None:
-                    await ws.send(json_encode({"type": "error", "error": "malformed message"}))
+                    await self.reply(ws, outbox, {"type": "error", "error": "malformed message"})
                     continue
                 if outbox is None:  # guarded: the first message must be a hello with the token
                     if message.get("type") != "hello" or not self.authorized(str(message.get("token", ""))):
@@ -107,6 +109,14 @@ class WebServer:
                 sender.cancel()
             if outbox is not None:
                 self.fanout.leave(outbox)
+
+    @staticmethod
+    async def reply(ws: ServerConnection, outbox: Outbox | None, message: Message) -> None:
+        """Through the outbox once the browser reads (one sender per socket), else directly, as text."""
+        if outbox is not None:
+            outbox.put_reply(message)
+        else:
+            await ws.send(json_encode(message).decode())
 
     async def send(self, ws: ServerConnection, outbox: Outbox) -> None:
         outbox.put_reply({"type": "hello", "recent": self.tape.recent(), "guarded": self.guarded})

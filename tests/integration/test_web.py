@@ -16,6 +16,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.select import Select
 from websockets.sync.client import connect
 
 from control.v1 import control_pb2 as pb
@@ -169,6 +170,15 @@ def test_the_page_shows_the_events_and_the_mesh_and_steers_it_only_with_the_toke
     assert int(version) == listed.config_version >= 1
     assert f"config version {version}" in d.find_element(By.ID, "ack").text
     poll_until(lambda: web.text('#config tr[data-channel="tick"] td[data-field="paused"]') == "PAUSED", 5)
+
+    # A threshold set from the page: the next config version, and control holds the new value.
+    row = '#config tr[data-channel="ohlcv"] td.action'
+    Select(d.find_element(By.CSS_SELECTOR, f"{row} select")).select_by_visible_text("big_move_pct")
+    d.find_element(By.CSS_SELECTOR, f"{row} input").send_keys("3.5")
+    d.find_element(By.CSS_SELECTOR, f'{row} button[data-action="set"]').click()
+    poll_until(lambda: d.find_element(By.ID, "ack").get_attribute("data-version") == str(int(version) + 1), 10)
+    ohlcv = web.stub.ListChannels(pb.ListChannelsRequest(), metadata=MD).channels[1]
+    assert ohlcv.name == "ohlcv" and float(ohlcv.rules["big_move_pct"]) == 3.5
     assert web.errors() == []
     if os.environ.get("TICKMESH_WEB_SCREENSHOT"):
         screenshot_under_load(web, Path(os.environ["TICKMESH_WEB_SCREENSHOT"]))

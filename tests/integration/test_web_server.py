@@ -124,11 +124,13 @@ def test_off_loopback_every_read_needs_the_token() -> None:
             reply = await asyncio.to_thread(urllib.request.urlopen, request, timeout=5)
             assert json.loads(reply.read())["connections"] == []
             async with connect(f"ws://{address}/stream") as client:
+                assert json.loads(await asyncio.wait_for(client.recv(), 10)) == {"type": "locked"}
                 await client.send(json.dumps({"type": "hello", "token": "wrong"}))
                 with pytest.raises(ConnectionClosed) as closed:
                     await asyncio.wait_for(client.recv(), 10)
                 assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
             async with connect(f"ws://{address}/stream") as client:
+                assert json.loads(await asyncio.wait_for(client.recv(), 10)) == {"type": "locked"}
                 await client.send(json.dumps({"type": "hello", "token": TOKEN}))
                 assert json.loads(await asyncio.wait_for(client.recv(), 10))["type"] == "hello"
             assert web.rejected == 1

@@ -41,7 +41,8 @@ function connect() {
     if (state.token) send({ type: "login", token: state.token });
   };
   ws.onclose = (ev) => {
-    $("status").textContent = ev.code === 4401 ? "the admin token is required to read" : "disconnected — retrying";
+    if (ev.code === 4401) { state.token = ""; sessionStorage.removeItem("tickmesh-token"); }
+    $("status").textContent = ev.code === 4401 ? "wrong token: the admin token is required to read" : "disconnected — retrying";
     $("status").className = "status down";
     setTimeout(connect, 1000);
   };
@@ -50,6 +51,7 @@ function connect() {
 
 function receive(msg) {
   switch (msg.type) {
+    case "locked": $("status").textContent = "enter the admin token to read"; break;
     case "hello": state.guarded = msg.guarded; addEvents(msg.recent); break;
     case "events": addEvents(msg.events); break;
     case "dropped": addEvents([{ marker: `${msg.count} events dropped (this browser fell behind)` }]); break;
@@ -263,6 +265,7 @@ function setup() {
     ev.preventDefault();
     state.token = $("token").value.trim(); $("token").value = "";
     sessionStorage.setItem("tickmesh-token", state.token);
+    send({ type: "hello", token: state.token });  // off loopback, reading starts with this
     send({ type: "login", token: state.token });
   };
   $("logout").onclick = () => setAuthed(false, "");
