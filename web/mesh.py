@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -52,6 +53,15 @@ def process_row(p: pb.ProcessInfo) -> Message:
         "cpu_percent": p.cpu_percent, "config_version": p.config_version, "heartbeat_age_s": p.heartbeat_age_s,
         "live": p.live, "software": p.software,
     }  # fmt: skip
+
+
+def journal_row(event: pb.JournalEvent) -> Message:
+    """A journaled event as the tape shows a live one (web.tape.event_row)."""
+    row: Message = json.loads(event.fields_json)
+    row.update(kind=event.kind, seq=event.seq, epoch=event.epoch, published_ns=event.published_ns)
+    ingest = row.get("ingest_ns")
+    row["latency_us"] = (event.published_ns - ingest) / 1_000 if isinstance(ingest, int) and ingest else None
+    return row
 
 
 class History:
@@ -128,6 +138,20 @@ class MeshView:
             "processes": [process_row(p) for p in metrics.processes],
             "published": metrics.aggregator.published, "subscribers": metrics.aggregator.subscribers,
         }  # fmt: skip
+
+    async def journal(self, ticker: str, limit: int) -> list[Message] | None:
+        """The ticker's newest `limit` events from the journal (QueryEvents), oldest first; None when control
+        has no journal to read (or cannot be asked), so the caller falls back to its own ring."""
+        if not self.token or self.stub is None:
+            return None
+        request = pb.QueryEventsRequest(tickers=[ticker], newest_first=True, limit=limit)
+        try:
+            call = self.stub.QueryEvents(request, metadata=bearer(self.token), timeout=CALL_TIMEOUT_S)
+            rows = [journal_row(event) async for event in call]
+        except grpc.RpcError as exc:
+            log.debug("no journal history for %s: %s", ticker, describe(exc))
+            return None
+        return rows[::-1]
 
     async def login(self, token: str) -> Message:
         """Whether control accepts `token` (the page shows its actions only then)."""

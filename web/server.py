@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 STATIC = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/javascript"),
           "/style.css": ("style.css", "text/css")}  # fmt: skip
 CSP = "default-src 'self'; img-src 'self' data:; connect-src 'self'"
+HISTORY_LIMIT = 200  # a ticker's recent events, from the journal if there is one, else the ring
 MAX_MESSAGE_BYTES = 64 * 1024  # what a browser sends is small: a token, an action, a ticker
 json_encode = msgspec.json.Encoder().encode
 
@@ -145,8 +146,12 @@ class WebServer:
         if kind == "hello":  # already reading (the token is checked here only off loopback)
             return None
         if kind == "history":
-            ticker = str(message.get("ticker", ""))
-            return {"type": "history", "ticker": ticker, "events": self.tape.recent(ticker)}
+            ticker = str(message.get("ticker", ""))[:32]
+            journaled = await self.mesh.journal(ticker, HISTORY_LIMIT) if ticker else None
+            if journaled is not None:
+                return {"type": "history", "ticker": ticker, "source": "journal", "events": journaled}
+            recent = self.tape.recent(ticker, HISTORY_LIMIT)
+            return {"type": "history", "ticker": ticker, "source": "ring", "events": recent}
         if kind == "login":
             return await self.mesh.login(token)
         action, channel = message.get("action"), str(message.get("channel", ""))

@@ -28,6 +28,7 @@ from tickmesh.schema import Record, Trade
 TOKEN = "web-test-token-0123456789abcdef"
 MD = [("authorization", f"Bearer {TOKEN}")]
 S = 1_000_000_000
+pytestmark = pytest.mark.slow  # ~10 s: a mesh, control, the journal, tickmesh-web and Chromium
 
 
 class Web:
@@ -79,6 +80,7 @@ def web(mesh_factory: Callable[..., Mesh]) -> Iterator[Web]:
     mesh.env["TICKMESH_ADMIN_TOKEN"] = TOKEN
     mesh.spawn("control", "-m", "control")
     mesh.start(with_bus=False)
+    mesh.spawn("journal", "-m", "journal")  # a ticker's recent events come from it
     port = free_port()
     mesh.spawn("web", "-m", "web", "--listen", f"127.0.0.1:{port}")
     url = f"http://127.0.0.1:{port}/"
@@ -138,6 +140,7 @@ def test_the_page_shows_the_events_and_the_mesh_and_steers_it_only_with_the_toke
     history = '#history tr[data-ticker="AAPL"] td.price'
     poll_until(lambda: d.find_elements(By.CSS_SELECTOR, history), 5, what="AAPL's recent events")
     assert [e.text for e in d.find_elements(By.CSS_SELECTOR, history)][-2:] == ["101", "100.5"]  # newest first
+    assert web.text("#history-source") == "from the journal"
     d.find_element(By.ID, "history-close").click()
 
     def card_matches_control() -> bool:

@@ -105,6 +105,20 @@ def test_malformed_messages_and_actions_without_a_token_are_refused_and_counted(
     run(scenario)
 
 
+def test_without_a_journal_a_tickers_history_comes_from_the_ring() -> None:
+    async def scenario() -> None:
+        async with running(capacity=100) as (web, address), connect(f"ws://{address}/stream") as client:
+            web.tape.ring.extend(
+                [{"ticker": "AAPL", "seq": 1}, {"ticker": "MSFT", "seq": 2}, {"ticker": "AAPL", "seq": 3}]
+            )
+            await client.send(json.dumps({"type": "history", "ticker": "AAPL"}))
+            while (message := json.loads(await asyncio.wait_for(client.recv(), 10)))["type"] != "history":
+                pass
+            assert message["source"] == "ring" and [e["seq"] for e in message["events"]] == [1, 3]
+
+    run(scenario)
+
+
 def test_a_cross_origin_websocket_is_refused() -> None:
     async def scenario() -> None:
         async with running(capacity=100) as (_, address):

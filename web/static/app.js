@@ -255,6 +255,7 @@ function setAuthed(ok, note) {
 function showHistory(h) {
   $("history").hidden = false;
   $("history-ticker").textContent = h.ticker;
+  $("history-source").textContent = h.source === "journal" ? "from the journal" : "from the web process's ring";
   $("history").querySelector("tbody").replaceChildren(...h.events.slice().reverse().map(row));
 }
 
