@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -24,6 +25,11 @@ from web.server import MAX_MESSAGE_BYTES, WebServer
 from web.tape import Tape
 
 log = logging.getLogger(__name__)
+# A browser that stops reading (a stalled tab) cannot answer pings: it keeps its connection (and gets its
+# "dropped" marker) for a pause of a minute or more; a dead peer is closed within PING_S + PING_TIMEOUT_S.
+PING_S = 30.0
+PING_TIMEOUT_S = 60.0
+CLOSE_S = 1.0  # at stop, a browser that does not answer the closing handshake is cut after this
 
 
 def is_loopback(host: str) -> bool:
@@ -71,7 +77,7 @@ async def run(config: Config, token: str | None, guarded: bool) -> int:
     try:
         server = await serve(
             web.handle, host, port, process_request=web.process_request, max_size=MAX_MESSAGE_BYTES,
-            server_header=None, ping_interval=20,
+            server_header=None, ping_interval=PING_S, ping_timeout=PING_TIMEOUT_S, close_timeout=CLOSE_S,
         )  # fmt: skip
     except OSError as exc:
         log.error("cannot listen on %s: %s", wc.listen, exc.strerror)
@@ -82,9 +88,11 @@ async def run(config: Config, token: str | None, guarded: bool) -> int:
     print(f"web: http://{wc.listen}", flush=True)
     poller = asyncio.create_task(mesh.run(fanout.publish_mesh, stopping))
     await stopping.wait()
+    poller.cancel()  # a call in flight to a control that is stopping too must not hold the stop up
     server.close()
     await server.wait_closed()
-    await poller
+    with contextlib.suppress(asyncio.CancelledError):
+        await poller
     await mesh.close()
     tape.stop()
     ctx.destroy(linger=0)

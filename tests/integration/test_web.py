@@ -185,6 +185,7 @@ def test_the_page_shows_the_events_and_the_mesh_and_steers_it_only_with_the_toke
     assert web.errors() == []
     if os.environ.get("TICKMESH_WEB_SCREENSHOT"):
         screenshot_under_load(web, Path(os.environ["TICKMESH_WEB_SCREENSHOT"]))
+    assert web.mesh.stop("web") == 0  # a clean stop inside the grace, with a browser connected
 
 
 def _replies(ws: Any, n: int) -> list[dict[str, Any]]:
