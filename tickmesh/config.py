@@ -247,6 +247,16 @@ class JournalConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     run: Annotated[str, Meta(max_length=64, pattern=r"^[A-Za-z0-9._:\-]*$")] = ""  # tags every stored event
 
 
+class WebConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """tickmesh-web (docs/web.md): where it listens and how much it keeps per browser."""
+
+    listen: Annotated[str, Meta(pattern=r"^[^\s:/]+:\d{1,5}$")] = "127.0.0.1:8090"  # off loopback: token for reads
+    queue: Annotated[int, Meta(ge=10, le=1_000_000)] = 5_000  # events queued per browser, then dropped and counted
+    ring: Annotated[int, Meta(ge=0, le=1_000_000)] = 5_000  # recent events kept for new pages and ticker history
+    poll_s: Annotated[float, Meta(ge=0.1, le=60)] = 1.0  # how often control's metrics are read
+    history_s: Annotated[float, Meta(ge=10, le=3_600)] = 300.0  # how long the cards' latency charts reach back
+
+
 class Config(Struct, frozen=True, forbid_unknown_fields=True):
     endpoints: Endpoints = Endpoints()
     channels: Channels = Channels()
@@ -257,6 +267,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     security: SecurityConfig = SecurityConfig()
     process: ProcessConfig = ProcessConfig()
     journal: JournalConfig = JournalConfig()
+    web: WebConfig = WebConfig()
 
     def channel(self, name: str) -> TickChannel | OhlcvChannel | FmvChannel:
         if name not in CHANNELS:

@@ -28,8 +28,10 @@ MODULES = {  # console script → the module `python -m` runs when the script is
     "tickmesh-shard": "workers.standalone",
     "tickmesh-journal": "journal",
     "tickmesh-events": "journal.cli",
+    "tickmesh-web": "web",
 }
-WITH_LOG_LEVEL = ["tickmesh-router", "tickmesh-aggregator", "tickmesh-control", "tickmesh-subscribe", "tickmesh-bench"]
+WITH_LOG_LEVEL = ["tickmesh-router", "tickmesh-aggregator", "tickmesh-control", "tickmesh-subscribe", "tickmesh-bench",
+                  "tickmesh-web"]  # fmt: skip
 
 
 def run(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -82,5 +84,15 @@ def test_an_endpoint_that_cannot_be_bound_exits_3(tmp_path: Path) -> None:
         config = tmp_path / "tickmesh.toml"
         config.write_text(f'[endpoints]\npublish = "tcp://127.0.0.1:{port}"\nevents = "ipc://{tmp_path}/ev"\n')
         done = run("tickmesh-aggregator", "--config", str(config), cwd=tmp_path)
+    assert done.returncode == EXIT_ENDPOINT, done.stderr
+    assert f"127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_web_port_that_cannot_be_bound_exits_3(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run("tickmesh-web", "--listen", f"127.0.0.1:{port}", cwd=tmp_path)
     assert done.returncode == EXIT_ENDPOINT, done.stderr
     assert f"127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr

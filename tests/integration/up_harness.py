@@ -15,7 +15,7 @@ import zmq
 
 from subscriber.client import Subscriber, as_dict
 from tests.integration.conftest import FAST
-from tests.mesh import collect, ipc_endpoints, poll_until
+from tests.mesh import collect, free_port, ipc_endpoints, poll_until
 from tickmesh.config import CHANNELS, to_toml
 from tickmesh.schema import Publication
 
@@ -25,7 +25,8 @@ def private_config() -> Iterator[tuple[Path, dict[str, str]]]:
     """A config on private ipc endpoints (so it never meets another mesh on this machine), and them."""
     folder = Path(tempfile.mkdtemp(prefix="tm-"))  # ipc paths must be short
     endpoints = ipc_endpoints(str(folder))
-    (folder / "tickmesh.toml").write_text(to_toml({"endpoints": endpoints, **FAST}))
+    web = {"listen": f"127.0.0.1:{free_port()}"}  # tickmesh-web's page, off the default port too
+    (folder / "tickmesh.toml").write_text(to_toml({"endpoints": endpoints, **FAST, "web": web}))
     try:
         yield folder / "tickmesh.toml", endpoints
     finally:
@@ -58,7 +59,7 @@ def see_events_then_stop(
             collect(sub, all_sources, timeout=40)
             poll_until(lambda: then in log_path.read_text(errors="replace"), 10, what=f"the line {then!r}")
             tree = [proc.pid] + [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
-            assert len(tree) >= 11, tree  # up, 8 Procfile processes, the shards under the supervisors
+            assert len(tree) >= 11, tree  # up, 9 Procfile processes, the shards under the supervisors
             proc.send_signal(sig)
             assert proc.wait(15) == 0, log_path.read_text(errors="replace")
             poll_until(lambda: not [p for p in tree if _alive(p)], 5, what=f"every process of {tree} gone")

@@ -1,0 +1,1 @@
+"""tickmesh-web: a live web view of the event tape and of the mesh."""
