@@ -178,7 +178,8 @@ def write_chart(results: dict[str, Any], path: Path) -> bool:
         f"tickmesh tick latency — {meta.get('cpu_model', '')}, {meta.get('cores', '?')} cores, {meta.get('date', '')}"
     )
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # a run without ramp or scenario parts has no curve to name
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
