@@ -14,6 +14,7 @@ from zmq.utils.monitor import recv_monitor_message
 from aggregator.dedup import Deduplicator
 from aggregator.memory import Memory
 from aggregator.ring import ReplayRing
+from tickmesh import sched
 from tickmesh.boundary import Rejection, decode, decode_single, recv_frames, reject
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
@@ -283,4 +284,5 @@ def main(argv: list[str] | None = None) -> int:
     if config is None:
         return 2
     config = with_endpoints(config, publish=args.publish)
+    sched.apply(config, "aggregator")
     return serve(config, "aggregator", lambda ctx, stop: Aggregator(config, ctx, stop).run(), args.health)

@@ -22,6 +22,7 @@ import zmq.asyncio
 
 from aggregator.dedup import Deduplicator
 from router.validation import decode_frame
+from tickmesh import sched
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, load_config
 from tickmesh.metrics import Metrics
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s peer %(levelname)s %(message)s")
     config = load_config(args.config)
+    sched.apply(config, "peer")  # the same class as the mesh's P1 path when a run asks for realtime
     stop = StopFlag()
     ctx, bus_ctx = zmq.asyncio.Context(), zmq.Context()
     try:

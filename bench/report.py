@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench import compare
+
 log = logging.getLogger(__name__)
 
 
@@ -78,6 +80,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     note = "" if kept is None else f"kept-up rates: {kept:.2f} × ({_rate(peer.get('max_kept_up_per_s'))} peer)"
     met = None if ratio is None else ratio >= 1.5
     out.append(_target("mesh ÷ single-process peer (sustained)", "≥ 1.5 ×", shown, met, note))
+    cpu = _get(results, "side_by_side", "headline", "cpu_us_per_record") or {}
+    shown = "—" if cpu.get("ratio") is None else f"{cpu['ratio']:.2f} × ({cpu['mesh']:.2f} vs {cpu['peer']:.2f} µs)"
+    note = "" if cpu.get("at") is None else f"at {_rate(cpu['at'])}, the highest rate both kept up"
+    out.append(
+        _target("mesh CPU per record ÷ the peer's", f"≤ {compare.CPU_RATIO_GOAL} ×", shown, cpu.get("met"), note)
+    )
     fraction = _get(results, "ceiling", "fraction")
     out.append(_target("pass-through mesh ÷ raw transport ceiling", "≥ 70 %",
                        "—" if fraction is None else f"{100 * fraction:.0f} %",
@@ -107,6 +115,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 # -- files ---------------------------------------------------------------------------------
 def write(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    both = compare.side_by_side(results)
+    if both is not None:
+        results["side_by_side"] = both
     results["targets"] = targets(results)
     paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "png": out_dir / "latency.png"}
     chart = write_chart(results, paths["png"])
@@ -167,7 +178,8 @@ def write_chart(results: dict[str, Any], path: Path) -> bool:
         f"tickmesh tick latency — {meta.get('cpu_model', '')}, {meta.get('cores', '?')} cores, {meta.get('date', '')}"
     )
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # a run without ramp or scenario parts has no curve to name
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -299,6 +311,7 @@ def markdown(results: dict[str, Any]) -> str:
                 for t in results.get("targets", [])
             ],
         ),  # fmt: skip
+        *compare.markdown(results.get("side_by_side")),
     ]
     scenarios = results.get("scenarios", {})
     if scenarios:

@@ -15,6 +15,7 @@ from router.marks import WAITING, Marks
 from router.outbox import Outbox
 from router.validation import Rejection as RecordRejection
 from router.validation import decode_frame
+from tickmesh import sched
 from tickmesh.boundary import Rejection, decode_single, recv_frames, reject
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, with_endpoints
@@ -442,4 +443,5 @@ def main(argv: list[str] | None = None) -> int:
     if config is None:
         return 2
     config = with_endpoints(config, ingest=args.ingest)
+    sched.apply(config, "router")
     return serve(config, "router", lambda ctx, stop: Router(config, ctx).run(stop), args.health)

@@ -109,6 +109,7 @@ class Mesh:
         self.ctx = zmq.Context()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.env: dict[str, str] = {}  # extra environment for the processes
+        self.prefix: list[str] = []  # a command each process runs under (e.g. setpriv: fewer capabilities)
         self.statuses: dict[str, Status] = {}
         self.status_pull: zmq.Socket | None = None  # type: ignore[type-arg]
         self._sockets: list[Any] = []
@@ -118,7 +119,11 @@ class Mesh:
         log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         proc = subprocess.Popen(
-            [sys.executable, *args, "--config", str(self.config_path)], cwd=self.dir, stdout=log, stderr=log, env=env
+            [*self.prefix, sys.executable, *args, "--config", str(self.config_path)],
+            cwd=self.dir,
+            stdout=log,
+            stderr=log,
+            env=env,
         )
         self.procs[name] = proc
         return proc

@@ -219,15 +219,33 @@ class SecurityConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     ingest: Literal["open", "curve"] = "open"
 
 
+CpuId = Annotated[int, Meta(ge=0, le=4_095)]
+
+
+class CpuSets(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The CPUs each role's processes run on (a channel's name: its shards); empty: wherever the OS puts them."""
+
+    router: tuple[CpuId, ...] = ()
+    aggregator: tuple[CpuId, ...] = ()
+    tick: tuple[CpuId, ...] = ()
+    ohlcv: tuple[CpuId, ...] = ()
+    fmv: tuple[CpuId, ...] = ()
+
+
 class ProcessConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """How processes stop and restart: the stop grace, and how a worker supervisor treats crashing
-    shards (at most restart_budget restarts per restart_window_s)."""
+    """How processes stop and restart (the stop grace; at most restart_budget shard restarts per
+    restart_window_s) and how they are scheduled (tickmesh/sched.py, docs/deploy.md "Scheduling")."""
 
     restart_budget: Annotated[int, Meta(ge=0, le=10_000)] = 5  # then it stops its shards and exits 3
     restart_window_s: Annotated[float, Meta(gt=0, le=86_400)] = 60.0
     # SIGTERM → exit within this: honcho kills after 5 s; set systemd's TimeoutStopSec= or Kubernetes'
     # terminationGracePeriodSeconds and this together (every drain below is derived from it)
     stop_timeout_s: Annotated[float, Meta(ge=2, le=3_600)] = 5.0
+    # Opt-in: the P1 path (router, priority-1 channels' shards, aggregator) runs SCHED_FIFO at this
+    # priority where permitted; at most 49, below the kernel's interrupt threads (50)
+    realtime: bool = False
+    realtime_priority: Annotated[int, Meta(ge=1, le=49)] = 10
+    cpus: CpuSets = CpuSets()
 
     def stop_budget(self, margin_s: float) -> float:
         """How long a stopping step may take so that the process still exits `margin_s` before the grace."""

@@ -10,6 +10,7 @@ from typing import cast
 
 import zmq
 
+from tickmesh import sched
 from tickmesh.boundary import Rejection, decode, reject
 from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 # each hop a wake-up, and the router only needs it to let go of what it holds.
 PROGRESS_NS = 10_000_000
 DRAIN_LIMIT = 256  # input messages per loop turn
-NICE_PER_PRIORITY = 3  # priority 1 → nice +0, 2 → +3, 3 → +6
 FAULT_ENV = "TICKMESH_FAULT_TICKERS"  # chaos testing: records of these tickers make the detector step raise
 
 
@@ -343,9 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.shard < shards:
         log.error("shard %d out of range: channel %s has %d", args.shard, args.channel, shards)
         return 2
-    # Priority is real down to the CPU: a lower channel's shards run at a higher niceness, so when
-    # the cores are contended the scheduler serves the tick path first.
-    os.nice(NICE_PER_PRIORITY * (config.channel(args.channel).priority - 1))
+    sched.apply(config, args.channel, config.channel(args.channel).priority)  # priority is real down to the CPU
     return serve(
         config, "worker", lambda ctx, stop: Shard(config, ctx, args.channel, args.shard, stop).run(), args.health
     )

@@ -1,0 +1,77 @@
+"""Scheduling for real: the P1 path in SCHED_FIFO and pinned where asked; without permission one line, and it runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.mesh import Mesh, collect
+from tickmesh.schema import Trade
+
+S = 1_000_000_000
+FALLBACK = "real-time scheduling not permitted"
+
+
+def _realtime_permitted() -> bool:
+    """Whether this host lets a child process of ours enter SCHED_FIFO (root with CAP_SYS_NICE, or RLIMIT_RTPRIO)."""
+    probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=30).returncode == 0
+
+
+def _threads(pid: int) -> list[int]:
+    return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
+def _events_flow(mesh: Mesh) -> None:
+    sub = mesh.subscriber()
+    now = time.time_ns()
+    mesh.push([Trade("SCHED", 10.0 + i, 1, now + i * 2 * S) for i in range(3)])
+    assert [p.event.price for p in collect(sub, lambda got: len(got) >= 2)] == [11.0, 12.0]
+
+
+@pytest.mark.skipif(not _realtime_permitted(), reason="this host does not permit SCHED_FIFO (no CAP_SYS_NICE)")
+def test_the_p1_path_runs_realtime_and_pinned_the_rest_niced(mesh_factory: Callable[..., Mesh]) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    first, last = cpus[0], cpus[-1]
+    process = {"realtime": True, "realtime_priority": 7, "cpus": {"router": [first], "tick": [last]}}
+    mesh = mesh_factory({"process": process}).start()
+    pids = {name: mesh.pid(name) for name in mesh.process_names()}
+    for name in ("router", "aggregator", "worker.tick.0"):
+        for tid in _threads(pids[name]):  # every thread, the zmq I/O thread too: they inherit the class
+            assert os.sched_getscheduler(tid) == os.SCHED_FIFO, (name, tid)
+            assert os.sched_getparam(tid).sched_priority == 7, (name, tid)
+    for name in ("worker.ohlcv.0", "worker.fmv.0", "supervisor.tick", "supervisor.ohlcv"):
+        assert os.sched_getscheduler(pids[name]) == os.SCHED_OTHER, name  # a supervisor's shards inherit its class
+    base = os.getpriority(os.PRIO_PROCESS, pids["supervisor.ohlcv"])
+    assert os.getpriority(os.PRIO_PROCESS, pids["worker.ohlcv.0"]) == base + 3  # priority 2: niced as before
+    assert os.getpriority(os.PRIO_PROCESS, pids["worker.fmv.0"]) == base + 6
+    assert os.sched_getaffinity(pids["router"]) == {first}
+    assert os.sched_getaffinity(pids["worker.tick.0"]) == {last}
+    assert os.sched_getaffinity(pids["aggregator"]) == set(cpus)  # no setting: unchanged
+    assert "real-time scheduling: SCHED_FIFO priority 7" in mesh.log("router")
+    _events_flow(mesh)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not (shutil.which("setpriv") and shutil.which("prlimit")),
+    reason="needs root and util-linux's setpriv and prlimit to take the permission away",
+)
+def test_without_the_permission_each_p1_process_says_so_once_and_runs(mesh_factory: Callable[..., Mesh]) -> None:
+    mesh = mesh_factory({"process": {"realtime": True}})
+    # root without CAP_SYS_NICE and with RLIMIT_RTPRIO 0: what a container without SYS_NICE gets
+    mesh.prefix = ["setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice", "prlimit", "--rtprio=0", "--"]
+    mesh.start()
+    for name in ("router", "aggregator", "worker.tick.0"):
+        assert os.sched_getscheduler(mesh.pid(name)) == os.SCHED_OTHER, name
+    # a shard logs into its supervisor's output
+    for name, lines in (("router", 1), ("aggregator", 1), ("supervisor.tick", 1), ("supervisor.ohlcv", 0)):
+        text = mesh.log(name)
+        assert text.count(FALLBACK) == lines, (name, text)
+        assert "LimitRTPRIO=10" in text or lines == 0
+    _events_flow(mesh)
