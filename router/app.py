@@ -49,11 +49,14 @@ QUIET_S = 0.3  # stopping: producers silent this long have sent their last mark
 class Router:
     """Owns the router's sockets and state; `run` is its one loop."""
 
-    def __init__(self, config: Config, ctx: zmq.Context) -> None:  # type: ignore[type-arg]
-        self.config, self.ctx = config, ctx
-        ep, rc = config.endpoints, config.router
-        self.lock = hold(Path(config.state.dir) / "router.lock", "a router")
-        self.epoch = next_epoch(Path(config.state.dir) / "router.epoch")
+    def __init__(self, config: Config, ctx: zmq.Context, index: int = 0, ingest: str | None = None) -> None:  # type: ignore[type-arg]
+        self.config, self.ctx, self.index = config, ctx, index
+        ep = config.endpoints.for_router(index)  # router i's own endpoints (and state files, below)
+        self.ep = ep = msgspec.structs.replace(ep, ingest=ingest) if ingest else ep
+        rc = config.router
+        self.name = process_name(index)
+        self.lock = hold(Path(config.state.dir) / f"{self.name}.lock", "a router")
+        self.epoch = next_epoch(Path(config.state.dir) / f"{self.name}.epoch")
         self.metrics = Metrics()
         self.ingest = make_socket(ctx, zmq.PULL, bind=ep.ingest, hwm=rc.ingest_hwm)
         self.sync = make_socket(ctx, zmq.REP, bind=ep.sync, hwm=1_000)
@@ -68,7 +71,7 @@ class Router:
                 make_socket(ctx, zmq.PUSH, bind=ep.shard(name, s), hwm=ch.hwm, linger_ms=0) for s in range(ch.shards)
             ]
         self.bus = BusClient(
-            ctx, config, process="router", role="router", channels=list(CHANNELS), metrics=self.metrics
+            ctx, config, process=self.name, role="router", channels=list(CHANNELS), metrics=self.metrics
         )
         self.marks = Marks()
         self.max_future_ns = int(rc.max_future_s * 1e9)
@@ -76,7 +79,7 @@ class Router:
         self.last_price: dict[str, float] = {}
         self.shard_of: dict[str, dict[str, int]] = {name: {} for name in CHANNELS}  # ticker → shard, cached
         self.keys = {name: f"{name}.received" for name in CHANNELS}
-        self.dead_letters = DeadLetters(config.state.dead_letters, "router", config.state.dead_letter_bytes)
+        self.dead_letters = DeadLetters(config.state.dead_letters, self.name, config.state.dead_letter_bytes)
         self.monitors = {
             sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH): name
             for name, socks in self.pushes.items()
@@ -88,7 +91,7 @@ class Router:
         poller = zmq.Poller()
         for sock in (self.ingest, self.acks, self.sync, self.bus.sub, *self.monitors):
             poller.register(sock, zmq.POLLIN)
-        log.info("routing: ingest %s, epoch %d", self.config.endpoints.ingest, self.epoch)
+        log.info("%s routing: ingest %s, epoch %d", self.name, self.ep.ingest, self.epoch)
         while not stop:
             blocked = self._ingest_blocked()
             poller.modify(self.ingest, 0 if blocked else zmq.POLLIN)
@@ -237,9 +240,7 @@ class Router:
         scope = rejection.channel or "ingest"
         key = f"{scope}.rejected.{rejection.reason}"
         self.metrics.count(key)
-        self.dead_letters.add(
-            rejection.reason, f"ingest {self.config.endpoints.ingest}", rejection.detail, rejection.payload
-        )
+        self.dead_letters.add(rejection.reason, f"ingest {self.ep.ingest}", rejection.detail, rejection.payload)
         if self.metrics.counters[key] & (self.metrics.counters[key] - 1) == 0:  # 1st, 2nd, 4th, 8th…
             log.warning("rejected (%s, seen %d times): %s", key, self.metrics.counters[key], rejection.detail)
 
@@ -429,6 +430,12 @@ class Router:
         self.bus.close()
 
 
+def process_name(index: int) -> str:
+    """`router` for router 0 (the only one by default), `router.<i>` for the others: the name on the
+    status bus and of its state files (router.<i>.epoch, router.<i>.lock) and dead-letter log."""
+    return "router" if index == 0 else f"router.{index}"
+
+
 def flush_order(config: Config) -> list[str]:
     """Channels by their live priority, highest (lowest number) first; ties in channel order."""
     return sorted(CHANNELS, key=lambda name: config.channel(name).priority)
@@ -436,10 +443,16 @@ def flush_order(config: Config) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = mesh_parser("tickmesh-router", "Validate, stamp and route records from ingest to the channel workers.")
-    p.add_argument("--ingest", help="ingest endpoint to bind (default from config)")
+    p.add_argument("--ingest", help="ingest endpoint to bind (default from config: router i's own)")
+    p.add_argument("--index", type=int, default=0, help="which of the [router] count routers this is (default 0)")
     args = p.parse_args(argv)
-    config = start(args, "router")
+    config = start(args, process_name(args.index))
     if config is None:
         return 2
-    config = with_endpoints(config, ingest=args.ingest)
-    return serve(config, "router", lambda ctx, stop: Router(config, ctx).run(stop), args.health)
+    if not 0 <= args.index < config.router.count:
+        log.error("--index %d out of range: [router] count is %d", args.index, config.router.count)
+        return 2
+    if args.index == 0:
+        config = with_endpoints(config, ingest=args.ingest)
+    index, ingest = args.index, args.ingest
+    return serve(config, "router", lambda ctx, stop: Router(config, ctx, index, ingest).run(stop), args.health)

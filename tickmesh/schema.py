@@ -275,7 +275,7 @@ E = TypeVar("E")
 
 
 class EventBatch(Struct, Generic[E], tag="events", array_like=True, frozen=True):
-    """Events a worker detected in the records of its stream up to `upto` (events may be empty).
+    """Events a worker detected in the records of one router's stream up to `upto` (events may be empty).
 
     Workers send `EventBatch[Event]`; the aggregator decodes `EventBatch[msgspec.Raw]` and then
     each event on its own, so one invalid event is rejected without its neighbours.
@@ -287,6 +287,7 @@ class EventBatch(Struct, Generic[E], tag="events", array_like=True, frozen=True)
     epoch: Count
     upto: int
     events: list[E]
+    router: Annotated[int, Meta(ge=0, lt=16)] = 0  # which router's stream (`[router] count`)
 
 
 class WorkerDone(Struct, tag="done", array_like=True, frozen=True):
