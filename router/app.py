@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL_OF = {Trade: "tick", Bar: "ohlcv", FairMarketValue: "fmv"}
 QUIET_S = 0.3  # stopping: producers silent this long have sent their last mark
+HOUSEKEEPING_NS = 10_000_000  # stream heartbeats and liveness, readiness: this often (a turn can be µs)
 
 
 class Router:
@@ -74,6 +75,7 @@ class Router:
             ctx, config, process=self.name, role="router", channels=list(CHANNELS), metrics=self.metrics
         )
         self.marks = Marks()
+        self.housekeeping_ns = 0  # when heartbeats and readiness are next looked at
         self.max_future_ns = int(rc.max_future_s * 1e9)
         self.flush_order = flush_order(config)
         self.last_price: dict[str, float] = {}
@@ -102,8 +104,10 @@ class Router:
             now = time.monotonic_ns()
             self._flush(now)
             self.marks.settle()
-            self._heartbeat(now)
-            stop.health.ready(self._not_ready(now))
+            if now >= self.housekeeping_ns:  # per stream, not per record: every HOUSEKEEPING_NS, not every turn
+                self.housekeeping_ns = now + HOUSEKEEPING_NS
+                self._heartbeat(now)
+                stop.health.ready(self._not_ready(now))
             self.metrics.gauges["ingest.blocked"] = float(blocked)
             self._report()
         self._drain(poller)
@@ -374,14 +378,16 @@ class Router:
             for box in self.outboxes[name]:
                 box.config = new.channel(name)
         log.info("applied config version %d", self.bus.version)
-        self.bus.report(force=True)
+        self._report(force=True)
 
-    def _report(self) -> None:
+    def _report(self, force: bool = False) -> None:
+        if not (force or self.bus.due):  # the gauges are only read when a Status goes out
+            return
         for name in CHANNELS:
             boxes = self.outboxes[name]
             self.metrics.gauges[f"{name}.queue_depth"] = float(sum(len(b.records) for b in boxes))
             self.metrics.gauges[f"{name}.unacked"] = float(sum(b.stream.in_flight for b in boxes))
-        self.bus.report()
+        self.bus.report(force=force)
 
     # -- stopping ----------------------------------------------------------------------
     def _drain(self, poller: zmq.Poller) -> None:
@@ -414,7 +420,7 @@ class Router:
             end = time.monotonic() + QUIET_S
             while time.monotonic() < end:  # answer the producers that ask now
                 self._service(dict(poller.poll(10)))
-        self.bus.report(force=True)
+        self._report(force=True)
 
     def _all_drained(self) -> bool:
         return all(box.delivered_all for boxes in self.outboxes.values() for box in boxes)
