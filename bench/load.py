@@ -56,7 +56,9 @@ class Loader:
 
     def __init__(self, ctx: zmq.Context, args: argparse.Namespace, stop: StopFlag) -> None:  # type: ignore[type-arg]
         config = load_config(args.config)
-        self.stop, self.batch = stop, args.batch
+        # --batch is per message, so per router: a frame of `batch` × routers records is split by ticker
+        # into one of about `batch` for each router, as a producer batching per partition sends
+        self.stop, self.batch = stop, args.batch * config.router.count
         self.mix = msgspec.json.decode(args.mix, type=Mix)
         self.workload = Workload(self.mix)
         self.producer = Producer(
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--control", required=True, help="REP endpoint to bind")
     p.add_argument("--mix", default="{}", help="the workload Mix as JSON")
     p.add_argument("--name", default=None, help="producer name for flush marks")
-    p.add_argument("--batch", type=int, default=100, help="at most this many records per message")
+    p.add_argument("--batch", type=int, default=100, help="at most this many records per message (per router)")
     p.add_argument("--hwm", type=int, default=1_000, help="send HWM in messages (default 1000)")
     p.add_argument("--blast", action="store_true", help="send a cycle of pre-encoded frames (transport tests)")
     args = p.parse_args(argv)
