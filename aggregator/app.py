@@ -171,6 +171,7 @@ class Aggregator:
     def _send_delivered(self, router: int, channel: str, shard: int, epoch: int, upto: int) -> None:
         try:
             self.acks[router].send(delivered(channel, shard, epoch, upto), zmq.NOBLOCK)
+            self.metrics.counters["acks.sent"] += 1
             self.ack_unsent = False
         except zmq.Again:  # the router is gone or busy; the next confirmation covers this one
             self.ack_unsent = True
