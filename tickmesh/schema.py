@@ -89,7 +89,8 @@ class Bar(Struct, tag="B", array_like=True, frozen=True, omit_defaults=True, gc=
 
     def __post_init__(self) -> None:
         check_ticker(self.ticker)
-        if not self.low <= min(self.open, self.close) or not max(self.open, self.close) <= self.high:
+        low, high = self.low, self.high  # chained comparisons: min()/max() calls doubled a bar's decode
+        if not (low <= self.open <= high and low <= self.close <= high):
             raise ValueError("bar prices must satisfy low <= open, close <= high")
         if self.start >= self.end:
             raise ValueError("bar start must be before its end")
