@@ -112,3 +112,10 @@ def test_a_restarted_mesh_of_two_routers_resumes_every_stream(mesh_factory) -> N
     assert all(e.previous == 12.0 for e in again)  # the saved session high of each ticker, on both routers
     assert {p.event.id for p in first}.isdisjoint(e.id for e in again)
     assert not any(k.endswith("state_moved_aside") for k in mesh.counters())
+
+
+def test_a_router_index_beyond_the_count_is_refused_at_start(mesh_factory) -> None:
+    mesh = mesh_factory(TWO)
+    proc = mesh.spawn("router.2", "-m", "router", "--index", "2")
+    assert proc.wait(20) == 2
+    assert "--index 2 out of range: [router] count is 2" in mesh.log("router.2")
