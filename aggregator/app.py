@@ -17,7 +17,7 @@ from aggregator.ring import ReplayRing
 from tickmesh import sched
 from tickmesh.boundary import Rejection, decode, decode_single, recv_frames, reject
 from tickmesh.bus import BusClient
-from tickmesh.config import CHANNELS, Config, with_endpoints
+from tickmesh.config import CHANNELS, Config, router_endpoints, with_endpoints
 from tickmesh.durable import hold, next_epoch
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, mesh_parser, serve, start
@@ -61,7 +61,10 @@ class Aggregator:
         self.pull = make_socket(ctx, zmq.PULL, bind=ep.events, hwm=100_000)
         self.pub = make_socket(ctx, zmq.XPUB, bind=ep.publish, hwm=ac.pub_hwm)
         self.replay = make_socket(ctx, zmq.ROUTER, bind=ep.replay, hwm=1_000)
-        self.acks = make_socket(ctx, zmq.PUSH, connect=ep.acks, hwm=10_000, linger_ms=500, immediate=True)
+        self.acks = [  # one per router: each confirms its own streams
+            make_socket(ctx, zmq.PUSH, connect=router.acks, hwm=10_000, linger_ms=500, immediate=True)
+            for router in router_endpoints(config)
+        ]
         self.monitor = self.pub.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         self.bus = BusClient(
             ctx, config, process="aggregator", role="aggregator", channels=list(CHANNELS), metrics=self.metrics
@@ -72,7 +75,8 @@ class Aggregator:
         # (channel, shard) → (its current worker instance, when last heard): a restarted shard's
         # new instance replaces the dead one, which will never say done
         self.workers: dict[tuple[str, int], tuple[str, int]] = {}
-        self.delivered: dict[tuple[str, int], tuple[int, int]] = {}  # (channel, shard) → (epoch, upto) confirmed
+        # (router, channel, shard) → (epoch, upto) confirmed
+        self.delivered: dict[tuple[int, str, int], tuple[int, int]] = {}
         self.last_reconfirm_ns = 0
         self.trim_at = 0.0  # when to return freed memory to the system (a subscriber left)
         self.ack_unsent = False  # the last confirmation to the router could not be sent (readiness)
@@ -114,7 +118,7 @@ class Aggregator:
     # -- events in -------------------------------------------------------------------
     def _drain_events(self) -> None:
         arrived: list[Event] = []
-        progress: dict[tuple[str, int, int], int] = {}  # (channel, shard, epoch) → records covered
+        progress: dict[tuple[int, str, int, int], int] = {}  # (router, channel, shard, epoch) → records covered
         for _ in range(DRAIN_LIMIT):
             try:
                 frames, peer = recv_frames(self.pull)
@@ -125,9 +129,12 @@ class Aggregator:
                 reject(self.metrics, "events", message, peer)
                 continue
             if isinstance(message, EventBatch):
+                if message.router >= len(self.acks):
+                    reject(self.metrics, "events", Rejection("no_router", f"router {message.router}"), peer)
+                    continue
                 self.workers[(message.channel, message.shard)] = (message.worker, time.monotonic_ns())
                 arrived.extend(self._valid_events(message, peer))
-                key = (message.channel, message.shard, message.epoch)
+                key = (message.router, message.channel, message.shard, message.epoch)
                 progress[key] = max(progress.get(key, -1), message.upto)
             else:
                 shard = (message.channel, message.shard)
@@ -149,22 +156,23 @@ class Aggregator:
                 valid.append(event)
         return valid
 
-    def _confirm(self, progress: dict[tuple[str, int, int], int]) -> None:
-        """Tell the router which records' events are now published, so it can let go of them."""
-        for (channel, shard, epoch), upto in progress.items():
-            last = self.delivered.get((channel, shard))
+    def _confirm(self, progress: dict[tuple[int, str, int, int], int]) -> None:
+        """Tell each router which records' events are now published, so it can let go of them."""
+        for (router, channel, shard, epoch), upto in progress.items():
+            last = self.delivered.get((router, channel, shard))
             if last is None or last[0] != epoch or last[1] < upto:
-                self.delivered[(channel, shard)] = (epoch, upto)
-            self._send_delivered(channel, shard, epoch, upto)
+                self.delivered[(router, channel, shard)] = (epoch, upto)
+            self._send_delivered(router, channel, shard, epoch, upto)
 
     def _reconfirm(self) -> None:
         """Repeat each stream's last confirmation every heartbeat: a lost one never holds a stream."""
-        for (channel, shard), (epoch, upto) in self.delivered.items():
-            self._send_delivered(channel, shard, epoch, upto)
+        for (router, channel, shard), (epoch, upto) in self.delivered.items():
+            self._send_delivered(router, channel, shard, epoch, upto)
 
-    def _send_delivered(self, channel: str, shard: int, epoch: int, upto: int) -> None:
+    def _send_delivered(self, router: int, channel: str, shard: int, epoch: int, upto: int) -> None:
         try:
-            self.acks.send(delivered(channel, shard, epoch, upto), zmq.NOBLOCK)
+            self.acks[router].send(delivered(channel, shard, epoch, upto), zmq.NOBLOCK)
+            self.metrics.counters["acks.sent"] += 1
             self.ack_unsent = False
         except zmq.Again:  # the router is gone or busy; the next confirmation covers this one
             self.ack_unsent = True
@@ -261,7 +269,7 @@ class Aggregator:
         self.memory.close()
         self.bus.report(force=True)
         self.pub.disable_monitor()
-        for sock in (self.monitor, self.pull, self.pub, self.replay, self.acks):
+        for sock in (self.monitor, self.pull, self.pub, self.replay, *self.acks):
             sock.close(linger=500)
         self.bus.close()
 

@@ -56,6 +56,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dedup-tickers", type=int, help="tickers in the dedup run (default 200; --quick 20)")
     p.add_argument("--journal-events", type=int, help="journal: events published (default 300000; --quick 50000)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every symbol count (tiny runs: 0.01)")
+    p.add_argument("--routers", type=int, default=1, help="routers in the mesh and the raw ceiling (default 1)")
     p.add_argument(
         "--set",
         action="append",
@@ -104,8 +105,15 @@ def plan_from(args: argparse.Namespace) -> Plan:
         scale=args.scale,
         tick_rate=args.tick_rate,
         flood_rate=args.flood_rate,
-        settings=checked(overrides(args.set)),
+        settings=checked(with_routers(overrides(args.set), args.routers)),
     )
+
+
+def with_routers(settings: dict[str, Any], routers: int) -> dict[str, Any]:
+    """`--routers N` is `--set router.count=N` (an explicit --set wins)."""
+    if routers != 1:
+        settings.setdefault("router", {}).setdefault("count", routers)
+    return settings
 
 
 def checked(settings: dict[str, Any]) -> dict[str, Any]:

@@ -71,8 +71,8 @@ def _send(sock: zmq.Socket, frame: bytes, stop: StopFlag) -> None:  # type: igno
             sock.poll(100, zmq.POLLOUT)
 
 
-def router(config: Config, ctx: zmq.Context, metrics: Metrics, stop: StopFlag, bus: BusClient) -> None:  # type: ignore[type-arg]
-    ep = config.endpoints
+def router(config: Config, ctx: zmq.Context, metrics: Metrics, stop: StopFlag, bus: BusClient, index: int = 0) -> None:  # type: ignore[type-arg]
+    ep = config.endpoints.for_router(index)  # router i of `[router] count`: its own endpoints, as in the mesh
     pull = make_socket(ctx, zmq.PULL, bind=ep.ingest, hwm=HWM)
     sync = make_socket(ctx, zmq.REP, bind=ep.sync, hwm=100)  # answers flush marks: everything before was forwarded
     pushes = {ch: make_socket(ctx, zmq.PUSH, bind=ep.shard(ch, 0), hwm=HWM) for ch in CHANNELS}
@@ -118,6 +118,8 @@ def worker(
     forward_all: bool,
 ) -> None:
     pull = make_socket(ctx, zmq.PULL, connect=config.endpoints.shard(channel, 0), hwm=HWM)
+    for index in range(1, config.router.count):  # fair-queued from every router
+        pull.connect(config.endpoints.for_router(index).shard(channel, 0))
     push = make_socket(ctx, zmq.PUSH, connect=config.endpoints.events, hwm=HWM)
     count = metrics.counters
 
@@ -179,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("role", choices=ROLES)
     p.add_argument("channel", nargs="?", choices=CHANNELS)
     p.add_argument("--forward", choices=("all", "progress"), default="all", help="worker: what goes downstream")
+    p.add_argument("--index", type=int, default=0, help="router: which of the [router] count routers")
     p.add_argument("--config", required=True)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s ceiling.{args.role} %(levelname)s %(message)s")
@@ -189,12 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     ctx = zmq.Context()
     metrics = Metrics()
     name = f"ceiling.{args.role}" + (f".{args.channel}" if args.channel else "")
+    name += f".{args.index}" if args.index else ""
     bus = BusClient(ctx, config, process=name, role=args.role, channels=[], metrics=metrics)
     try:
         if args.role == "worker":
             worker(config, ctx, metrics, stop, bus, args.channel, args.forward == "all")
+        elif args.role == "router":
+            router(config, ctx, metrics, stop, bus, args.index)
         else:
-            {"router": router, "aggregator": aggregator, "sub": sub}[args.role](config, ctx, metrics, stop, bus)
+            {"aggregator": aggregator, "sub": sub}[args.role](config, ctx, metrics, stop, bus)
     finally:
         bus.report(force=True)
         bus.close()

@@ -34,7 +34,7 @@ from tickmesh.config import Config, TickChannel, load_config, to_toml
 from tickmesh.producer import Producer
 from tickmesh.schema import Trade
 from workers.snapshot import export_changes
-from workers.store import Job, Store, store_path
+from workers.store import Job, Position, Store, store_path
 from workers.tick_rules import TickDetector
 
 DAY_NS = 86_400 * 1_000_000_000
@@ -75,7 +75,7 @@ def measure(symbols: int, repeats: int) -> dict[str, object]:
             for _ in range(repeats):
                 det.dirty = set(tickers[: max(1, int(len(tickers) * share))])
                 started = time.perf_counter()
-                job = Job(1, 0, export_changes(det), [])
+                job = Job(export_changes(det), [Position(1, 0)])
                 loop.append(time.perf_counter() - started)
                 started = time.perf_counter()
                 store.submit(job)

@@ -16,6 +16,7 @@ import logging
 import math
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,20 +56,24 @@ class Loader:
 
     def __init__(self, ctx: zmq.Context, args: argparse.Namespace, stop: StopFlag) -> None:  # type: ignore[type-arg]
         config = load_config(args.config)
-        self.stop, self.batch = stop, args.batch
+        # --batch is per message, so per router: a frame of `batch` × routers records is split by ticker
+        # into one of about `batch` for each router, as a producer batching per partition sends
+        self.stop, self.batch = stop, args.batch * config.router.count
         self.mix = msgspec.json.decode(args.mix, type=Mix)
         self.workload = Workload(self.mix)
-        self.producer = Producer(ctx, config.endpoints, name=args.name, hwm=args.hwm, should_stop=lambda: bool(stop))
+        self.producer = Producer(
+            ctx, config.endpoints, name=args.name, hwm=args.hwm, should_stop=lambda: bool(stop),
+            routers=config.router.count,
+        )  # fmt: skip
         self.ctl = make_socket(ctx, zmq.REP, bind=args.control, hwm=100)
-        self.pool = (
-            [_encode.encode(self.workload.records(self.batch, time.time_ns())) for _ in range(POOL_FRAMES)]
+        self.pool = (  # (router, frame, records): frames of one batch per router
+            [f for _ in range(POOL_FRAMES) for f in self._frames(self.workload.records(self.batch, time.time_ns()))]
             if args.blast
             else []
         )
         self.schedule = Schedule(0.0, time.monotonic_ns())
         self.warm: Iterator[list[WireRecord]] | None = None
-        self.pending: bytes | None = None
-        self.pending_n = 0
+        self.pending: deque[tuple[int, bytes, int]] = deque()  # (router, frame, records) due to be sent
         self.sent = self.frames = self.blocked = 0
         self.done = self.warming = False
 
@@ -84,9 +89,13 @@ class Loader:
         self.producer.close()
         return 0
 
+    def _frames(self, records: list[WireRecord]) -> list[tuple[int, bytes, int]]:
+        """One frame per router the records go to (`[router] count`; tickers partitioned as a producer does)."""
+        return self.producer.frames(records, _ticker)
+
     def _wait_ms(self) -> int:
-        if self.pending is not None:  # the router pushes back: wait a little for room
-            self.producer.push.poll(5, zmq.POLLOUT)
+        if self.pending:  # the router pushes back: wait a little for room
+            self.producer.pushes[self.pending[0][0]].poll(5, zmq.POLLOUT)
             return 0
         if self.warm is not None or self.schedule.rate == UNPACED:
             return 0
@@ -101,20 +110,21 @@ class Loader:
 
     def _pump(self) -> bool:
         """Send one frame if one is due; False when there is nothing to do now (or the router pushes back)."""
-        if self.pending is None and not self._make_frame():
+        if not self.pending and not self._make_frame():
             return False
-        assert self.pending is not None
+        router, frame, n = self.pending[0]
         try:
-            self.producer.push.send(self.pending, zmq.NOBLOCK)
+            self.producer.pushes[router].send(frame, zmq.NOBLOCK)
         except zmq.Again:
             self.blocked += 1
             return False
-        self.sent += self.pending_n
-        self.producer.sent_records += self.pending_n
+        self.pending.popleft()
+        self.producer.unflushed.add(router)  # its flush marks go to every router sent to
+        self.sent += n
+        self.producer.sent_records += n
         self.frames += 1
         if self.warm is None:
-            self.schedule.sent += self.pending_n
-        self.pending = None
+            self.schedule.sent += n
         return True
 
     def _make_frame(self) -> bool:
@@ -124,7 +134,7 @@ class Loader:
                 self.warm = None
                 self.warming = False
                 return False
-            self.pending, self.pending_n = _encode.encode(records), len(records)
+            self.pending.extend(self._frames(records))
             return True
         if self.schedule.rate == 0:
             return False
@@ -132,10 +142,9 @@ class Loader:
         if due < self._chunk() and self.schedule.rate != UNPACED:
             return False
         if self.pool:
-            self.pending, self.pending_n = self.pool[self.frames % len(self.pool)], self.batch
+            self.pending.append(self.pool[self.frames % len(self.pool)])
         else:
-            n = min(due, self.batch)
-            self.pending, self.pending_n = _encode.encode(self.workload.records(n, time.time_ns())), n
+            self.pending.extend(self._frames(self.workload.records(min(due, self.batch), time.time_ns())))
         return True
 
     def _answer(self) -> None:
@@ -171,9 +180,9 @@ class Loader:
 
     def _flush_pending(self) -> None:
         deadline = time.monotonic() + 5
-        while self.pending is not None and time.monotonic() < deadline:
-            self._pump()
-            self.producer.push.poll(10, zmq.POLLOUT)
+        while self.pending and time.monotonic() < deadline:
+            if not self._pump():
+                self.producer.pushes[self.pending[0][0]].poll(10, zmq.POLLOUT)
 
     def stats(self) -> dict[str, Any]:
         now = time.monotonic_ns()
@@ -191,13 +200,17 @@ class Loader:
         }
 
 
+def _ticker(record: WireRecord) -> str:
+    return str(record[1])  # ("T", ticker, …): every wire record's ticker is its second element
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True)
     p.add_argument("--control", required=True, help="REP endpoint to bind")
     p.add_argument("--mix", default="{}", help="the workload Mix as JSON")
     p.add_argument("--name", default=None, help="producer name for flush marks")
-    p.add_argument("--batch", type=int, default=100, help="at most this many records per message")
+    p.add_argument("--batch", type=int, default=100, help="at most this many records per message (per router)")
     p.add_argument("--hwm", type=int, default=1_000, help="send HWM in messages (default 1000)")
     p.add_argument("--blast", action="store_true", help="send a cycle of pre-encoded frames (transport tests)")
     args = p.parse_args(argv)

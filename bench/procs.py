@@ -96,8 +96,9 @@ class Stage:
         return f"ipc://{self.dir}/{name}"
 
     def start_mesh(self, timeout: float = 30.0) -> list[str]:
-        """Router, one worker supervisor per channel (it starts the shards), aggregator; once all report."""
-        self.spawn("router", "-m", "router")
+        """Routers, one worker supervisor per channel (it starts the shards), aggregator; once all report."""
+        for index, name in enumerate(self.router_names()):
+            self.spawn(name, "-m", "router", "--index", str(index))
         for channel in CHANNELS:
             self.spawn(f"supervisor.{channel}", "-m", "workers", channel)
         self.spawn("aggregator", "-m", "aggregator")
@@ -105,8 +106,12 @@ class Stage:
         self.wait_reporting(names, timeout=timeout)
         return names
 
+    def router_names(self) -> list[str]:
+        """`router`, then `router.1`, … (`[router] count`)."""
+        return ["router" if i == 0 else f"router.{i}" for i in range(self.config.router.count)]
+
     def mesh_names(self) -> list[str]:
-        names = ["router", "aggregator"]
+        names = [*self.router_names(), "aggregator"]
         for channel in CHANNELS:
             names.append(f"supervisor.{channel}")
             names += [f"worker.{channel}.{s}" for s in range(self.config.channel(channel).shards)]

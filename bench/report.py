@@ -379,11 +379,13 @@ def markdown(results: dict[str, Any]) -> str:
     ceiling = results.get("ceiling", {})
     if ceiling:
         rows = [[k, _rate(_get(v, "delivered_per_s") or _get(v, "processed_per_s")),
+                 str(_get(v, "cpu_us_per_record") or "–"), str(_get(v, "router_cpu_us_per_record") or "–"),
                  ", ".join(f"{n} {c:.0f} %" for n, c in (_get(v, "cpu_percent") or {}).items())]
                 for k, v in ceiling.items() if isinstance(v, dict)]  # fmt: skip
+        routers = _get(results, "plan", "settings", "router", "count") or 1
         parts += [
-            "\n## Transport ceiling (flat out, pre-encoded frames)\n",
-            _table(["system", "records/s", "CPU"], rows),
+            f"\n## Transport ceiling (flat out, pre-encoded frames, {routers} router{'s' if routers > 1 else ''})\n",
+            _table(["system", "records/s", "CPU µs/record", "router CPU µs/record", "CPU"], rows),
         ]
         parts.append(
             "\nAll fed the same pre-encoded frames as fast as they take them. Pass-through mesh: records processed"

@@ -39,17 +39,20 @@ def start(kind: str, settings: dict[str, Any] | None = None, name: str | None = 
                 stage.spawn("journal", "-m", "journal")
                 stage.wait_reporting(["journal"], timeout=30)
                 names.append("journal")
-            return System(kind, stage, workers, ["router"], names)
+            return System(kind, stage, workers, stage.router_names(), names)
         if kind == "peer":
             stage.spawn("peer", "-m", "bench.peer")
             stage.wait_reporting(["peer"], timeout=30)
             return System(kind, stage, ["peer"], ["peer"], ["peer"])
         if kind in ("ceiling", "ceiling_all_hops"):
-            names = ["ceiling.router", *(f"ceiling.worker.{ch}" for ch in CHANNELS), "ceiling.aggregator"]
-            names.append("ceiling.sub")
+            routers = [f"ceiling.router.{i}" if i else "ceiling.router" for i in range(stage.config.router.count)]
+            names = [*routers, *(f"ceiling.worker.{ch}" for ch in CHANNELS), "ceiling.aggregator", "ceiling.sub"]
             forward = ["--forward", "all" if kind == "ceiling_all_hops" else "progress"]
             for name in names:
-                stage.spawn(name, "-m", "bench.ceiling", *name.split(".")[1:], *forward)
+                role = name.split(".")[1:]
+                if role[0] == "router":
+                    role = ["router", "--index", role[1] if len(role) > 1 else "0"]
+                stage.spawn(name, "-m", "bench.ceiling", *role, *forward)
             stage.wait_reporting(names, timeout=30)
             return System(kind, stage, [n for n in names if ".worker." in n], [], names)
     except BaseException:

@@ -35,8 +35,12 @@ from tickmesh.sockets import EndpointError
 log = logging.getLogger(__name__)
 SERVICE = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
 MESH_SERVICE = "tickmesh.mesh"  # the health service an orchestrator probes for the data path
-DATA_PATH = frozenset({"router", "aggregator"})
 HEALTH_CHECK_S = 0.5
+
+
+def data_path(config: Config) -> frozenset[str]:
+    """The processes the mesh's health needs reporting: every router (`[router] count`) and the aggregator."""
+    return frozenset({"aggregator", "router", *(f"router.{i}" for i in range(1, config.router.count))})
 
 
 class StartError(RuntimeError):
@@ -123,14 +127,15 @@ async def _reload(hub: Hub, reread: Callable[[], Config]) -> None:
 
 
 async def _watch_mesh(hub: Hub, checks: health.aio.HealthServicer, probes: Health) -> None:
-    """The gRPC health of MESH_SERVICE: SERVING while the router and the aggregator report (they are
-    the data path), NOT_SERVING from the moment either falls silent (or before both have reported).
+    """The gRPC health of MESH_SERVICE: SERVING while every router and the aggregator report (they are
+    the data path), NOT_SERVING from the moment one falls silent (or before all have reported).
     Each turn is also the event loop's liveness stamp for --health's /livez."""
     serving: bool | None = None
     while True:
         probes.turn()
         live = {p.process for p in hub.state.processes(time.time_ns()) if p.live}
-        now_serving = live >= DATA_PATH
+        needed = data_path(hub.state.config)
+        now_serving = live >= needed
         if now_serving != serving:
             status = (
                 health_pb2.HealthCheckResponse.SERVING if now_serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -138,8 +143,8 @@ async def _watch_mesh(hub: Hub, checks: health.aio.HealthServicer, probes: Healt
             await checks.set(MESH_SERVICE, status)
             if serving is not None or now_serving:
                 log.log(logging.INFO if now_serving else logging.WARNING, "mesh health: %s (live: %s)",
-                        "SERVING" if now_serving else f"NOT_SERVING, {', '.join(sorted(DATA_PATH - live))} silent",
-                        ", ".join(sorted(live & DATA_PATH)) or "none")  # fmt: skip
+                        "SERVING" if now_serving else f"NOT_SERVING, {', '.join(sorted(needed - live))} silent",
+                        ", ".join(sorted(live & needed)) or "none")  # fmt: skip
             serving = now_serving
         await asyncio.sleep(HEALTH_CHECK_S)
 

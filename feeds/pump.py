@@ -53,7 +53,9 @@ class Sender:
     def __init__(self, config: Config, batch: int, stopped: Callable[[], bool], name: str | None = None) -> None:
         self.ctx = secure_context(config, "feed")
         self.flush_s = config.process.stop_budget(2.5)  # the final flush ends well inside the stop grace
-        self.producer = Producer(self.ctx, config.endpoints, name=name, should_stop=stopped)
+        self.producer = Producer(
+            self.ctx, config.endpoints, name=name, should_stop=stopped, routers=config.router.count
+        )
         self.batch = max(1, batch)
         self.messages = 0
 

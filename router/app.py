@@ -45,16 +45,20 @@ log = logging.getLogger(__name__)
 
 CHANNEL_OF = {Trade: "tick", Bar: "ohlcv", FairMarketValue: "fmv"}
 QUIET_S = 0.3  # stopping: producers silent this long have sent their last mark
+HOUSEKEEPING_NS = 10_000_000  # stream heartbeats and liveness, readiness: this often (a turn can be µs)
 
 
 class Router:
     """Owns the router's sockets and state; `run` is its one loop."""
 
-    def __init__(self, config: Config, ctx: zmq.Context) -> None:  # type: ignore[type-arg]
-        self.config, self.ctx = config, ctx
-        ep, rc = config.endpoints, config.router
-        self.lock = hold(Path(config.state.dir) / "router.lock", "a router")
-        self.epoch = next_epoch(Path(config.state.dir) / "router.epoch")
+    def __init__(self, config: Config, ctx: zmq.Context, index: int = 0, ingest: str | None = None) -> None:  # type: ignore[type-arg]
+        self.config, self.ctx, self.index = config, ctx, index
+        ep = config.endpoints.for_router(index)  # router i's own endpoints (and state files, below)
+        self.ep = ep = msgspec.structs.replace(ep, ingest=ingest) if ingest else ep
+        rc = config.router
+        self.name = process_name(index)
+        self.lock = hold(Path(config.state.dir) / f"{self.name}.lock", "a router")
+        self.epoch = next_epoch(Path(config.state.dir) / f"{self.name}.epoch")
         self.metrics = Metrics()
         self.ingest = make_socket(ctx, zmq.PULL, bind=ep.ingest, hwm=rc.ingest_hwm)
         self.sync = make_socket(ctx, zmq.REP, bind=ep.sync, hwm=1_000)
@@ -69,15 +73,16 @@ class Router:
                 make_socket(ctx, zmq.PUSH, bind=ep.shard(name, s), hwm=ch.hwm, linger_ms=0) for s in range(ch.shards)
             ]
         self.bus = BusClient(
-            ctx, config, process="router", role="router", channels=list(CHANNELS), metrics=self.metrics
+            ctx, config, process=self.name, role="router", channels=list(CHANNELS), metrics=self.metrics
         )
         self.marks = Marks()
+        self.housekeeping_ns = 0  # when heartbeats and readiness are next looked at
         self.max_future_ns = int(rc.max_future_s * 1e9)
         self.flush_order = flush_order(config)
         self.last_price: dict[str, float] = {}
         self.shard_of: dict[str, dict[str, int]] = {name: {} for name in CHANNELS}  # ticker → shard, cached
         self.keys = {name: f"{name}.received" for name in CHANNELS}
-        self.dead_letters = DeadLetters(config.state.dead_letters, "router", config.state.dead_letter_bytes)
+        self.dead_letters = DeadLetters(config.state.dead_letters, self.name, config.state.dead_letter_bytes)
         self.monitors = {
             sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH): name
             for name, socks in self.pushes.items()
@@ -89,7 +94,7 @@ class Router:
         poller = zmq.Poller()
         for sock in (self.ingest, self.acks, self.sync, self.bus.sub, *self.monitors):
             poller.register(sock, zmq.POLLIN)
-        log.info("routing: ingest %s, epoch %d", self.config.endpoints.ingest, self.epoch)
+        log.info("%s routing: ingest %s, epoch %d", self.name, self.ep.ingest, self.epoch)
         while not stop:
             blocked = self._ingest_blocked()
             poller.modify(self.ingest, 0 if blocked else zmq.POLLIN)
@@ -100,8 +105,10 @@ class Router:
             now = time.monotonic_ns()
             self._flush(now)
             self.marks.settle()
-            self._heartbeat(now)
-            stop.health.ready(self._not_ready(now))
+            if now >= self.housekeeping_ns:  # per stream, not per record: every HOUSEKEEPING_NS, not every turn
+                self.housekeeping_ns = now + HOUSEKEEPING_NS
+                self._heartbeat(now)
+                stop.health.ready(self._not_ready(now))
             self.metrics.gauges["ingest.blocked"] = float(blocked)
             self._report()
         self._drain(poller)
@@ -238,9 +245,7 @@ class Router:
         scope = rejection.channel or "ingest"
         key = f"{scope}.rejected.{rejection.reason}"
         self.metrics.count(key)
-        self.dead_letters.add(
-            rejection.reason, f"ingest {self.config.endpoints.ingest}", rejection.detail, rejection.payload
-        )
+        self.dead_letters.add(rejection.reason, f"ingest {self.ep.ingest}", rejection.detail, rejection.payload)
         if self.metrics.counters[key] & (self.metrics.counters[key] - 1) == 0:  # 1st, 2nd, 4th, 8th…
             log.warning("rejected (%s, seen %d times): %s", key, self.metrics.counters[key], rejection.detail)
 
@@ -374,14 +379,16 @@ class Router:
             for box in self.outboxes[name]:
                 box.config = new.channel(name)
         log.info("applied config version %d", self.bus.version)
-        self.bus.report(force=True)
+        self._report(force=True)
 
-    def _report(self) -> None:
+    def _report(self, force: bool = False) -> None:
+        if not (force or self.bus.due):  # the gauges are only read when a Status goes out
+            return
         for name in CHANNELS:
             boxes = self.outboxes[name]
             self.metrics.gauges[f"{name}.queue_depth"] = float(sum(len(b.records) for b in boxes))
             self.metrics.gauges[f"{name}.unacked"] = float(sum(b.stream.in_flight for b in boxes))
-        self.bus.report()
+        self.bus.report(force=force)
 
     # -- stopping ----------------------------------------------------------------------
     def _drain(self, poller: zmq.Poller) -> None:
@@ -414,7 +421,7 @@ class Router:
             end = time.monotonic() + QUIET_S
             while time.monotonic() < end:  # answer the producers that ask now
                 self._service(dict(poller.poll(10)))
-        self.bus.report(force=True)
+        self._report(force=True)
 
     def _all_drained(self) -> bool:
         return all(box.delivered_all for boxes in self.outboxes.values() for box in boxes)
@@ -430,6 +437,12 @@ class Router:
         self.bus.close()
 
 
+def process_name(index: int) -> str:
+    """`router` for router 0 (the only one by default), `router.<i>` for the others: the name on the
+    status bus and of its state files (router.<i>.epoch, router.<i>.lock) and dead-letter log."""
+    return "router" if index == 0 else f"router.{index}"
+
+
 def flush_order(config: Config) -> list[str]:
     """Channels by their live priority, highest (lowest number) first; ties in channel order."""
     return sorted(CHANNELS, key=lambda name: config.channel(name).priority)
@@ -437,11 +450,17 @@ def flush_order(config: Config) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = mesh_parser("tickmesh-router", "Validate, stamp and route records from ingest to the channel workers.")
-    p.add_argument("--ingest", help="ingest endpoint to bind (default from config)")
+    p.add_argument("--ingest", help="ingest endpoint to bind (default from config: router i's own)")
+    p.add_argument("--index", type=int, default=0, help="which of the [router] count routers this is (default 0)")
     args = p.parse_args(argv)
-    config = start(args, "router")
+    config = start(args, process_name(args.index))
     if config is None:
         return 2
-    config = with_endpoints(config, ingest=args.ingest)
+    if not 0 <= args.index < config.router.count:
+        log.error("--index %d out of range: [router] count is %d", args.index, config.router.count)
+        return 2
+    if args.index == 0:
+        config = with_endpoints(config, ingest=args.ingest)
     sched.apply(config, "router")
-    return serve(config, "router", lambda ctx, stop: Router(config, ctx).run(stop), args.health)
+    index, ingest = args.index, args.ingest
+    return serve(config, "router", lambda ctx, stop: Router(config, ctx, index, ingest).run(stop), args.health)

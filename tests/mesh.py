@@ -132,7 +132,8 @@ class Mesh:
         """Router, one worker per channel shard, aggregator; returns once all of them report on the bus."""
         if with_bus:
             self.listen_bus()
-        self.spawn("router", "-m", "router")
+        for name, index in self.routers():
+            self.spawn(name, "-m", "router", "--index", str(index))
         for channel in CHANNELS:
             self.spawn(f"supervisor.{channel}", "-m", "workers", channel)
         self.spawn("aggregator", "-m", "aggregator")
@@ -140,8 +141,12 @@ class Mesh:
             self.wait_reporting(self.process_names())
         return self
 
+    def routers(self) -> list[tuple[str, int]]:
+        """(process name, index) of each router: `router`, then `router.1`, … (`[router] count`)."""
+        return [("router" if i == 0 else f"router.{i}", i) for i in range(self.config.router.count)]
+
     def process_names(self) -> list[str]:
-        names = ["router", "aggregator"]
+        names = [name for name, _ in self.routers()] + ["aggregator"]
         for channel in CHANNELS:
             names.append(f"supervisor.{channel}")
             names += [f"worker.{channel}.{s}" for s in range(self.config.channel(channel).shards)]
@@ -224,8 +229,8 @@ class Mesh:
 
     # -- clients ------------------------------------------------------------------------
     def producer(self) -> Producer:
-        producer = Producer(self.ctx, self.endpoints)
-        self._sockets.append(producer.push)
+        producer = Producer(self.ctx, self.endpoints, routers=self.config.router.count)
+        self._sockets.extend(producer.pushes)
         return producer
 
     def push(self, records: list[Record]) -> None:

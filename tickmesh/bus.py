@@ -123,6 +123,11 @@ class BusClient:
         self.version = state.version  # whatever control publishes is the live config: it is the authority
         return msgspec.structs.replace(config, channels=state.channels, aggregator=state.aggregator)
 
+    @property
+    def due(self) -> bool:
+        """Whether `report` would send a Status now (so gauges worth computing for it)."""
+        return time.time_ns() >= self._next_report
+
     def report(self, *, force: bool = False) -> None:
         """Send a Status if one is due (or `force`d, as the ack of a new version)."""
         now = time.time_ns()

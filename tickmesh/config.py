@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from tickmesh.endpoints import Endpoints
+from tickmesh.endpoints import ROUTED, Endpoints
 
 CHANNELS: tuple[str, ...] = ("tick", "ohlcv", "fmv")
 Seconds = Annotated[float, Meta(ge=0, le=86_400)]
@@ -180,6 +180,9 @@ class RouterConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     # records stamped further ahead of the router's clock are rejected (future_timestamp): one bad
     # clock cannot move a ticker's session forward; history (any time in the past) is unaffected
     max_future_s: Annotated[float, Meta(ge=1, le=86_400 * 366)] = 300.0
+    # routers the producers partition tickers over (by a stable hash); router i's endpoints are
+    # derived from the base ones (Endpoints.for_router); change it only with a whole-mesh restart
+    count: Annotated[int, Meta(ge=1, le=16)] = 1
 
 
 class StateConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -287,10 +290,40 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     journal: JournalConfig = JournalConfig()
     web: WebConfig = WebConfig()
 
+    def __post_init__(self) -> None:
+        if self.router.count > 1:
+            _distinct_router_endpoints(self)
+
     def channel(self, name: str) -> TickChannel | OhlcvChannel | FmvChannel:
         if name not in CHANNELS:
             raise KeyError(name)
         return getattr(self.channels, name)  # type: ignore[no-any-return]
+
+
+def router_endpoints(config: Config) -> list[Endpoints]:
+    """Each router's endpoints, router 0 first (the base endpoints)."""
+    return [config.endpoints.for_router(i) for i in range(config.router.count)]
+
+
+def _distinct_router_endpoints(config: Config) -> None:
+    """With several routers, no derived endpoint may be another's (a bind would fail at start)."""
+    seen: dict[str, str] = {}
+    for name in Endpoints.__struct_fields__:
+        if name not in ROUTED:
+            seen[getattr(config.endpoints, name)] = f"endpoints.{name}"
+    for i, ep in enumerate(router_endpoints(config)):
+        for name in ROUTED:
+            if name in CHANNELS:
+                addresses = [ep.shard(name, s) for s in range(config.channel(name).shards)]
+            else:
+                addresses = [getattr(ep, name)]
+            for address in addresses:
+                if address in seen:
+                    raise ValueError(
+                        f"router.count = {config.router.count}: router {i}'s {name} endpoint {address} "
+                        f"is also {seen[address]} (router i's ports are the base + 100 × i)"
+                    )
+                seen[address] = f"router {i}'s {name}"
 
 
 def _convert(data: Mapping[str, Any], origin: str) -> Config:

@@ -301,8 +301,8 @@ def secure_context(config: Config, role: str, *, asyncio: bool = False) -> Any:
         if ctx.security.error is None:
             log.info("CURVE on for zmq tcp links (%s key from %s)", role, config.security.keys_dir)
     elif config.security.ingest == "curve" and role in INGEST_ROLES:
-        ep = config.endpoints
-        ctx.security = Security(config, role, ctx, only=frozenset({ep.ingest, ep.sync}))
+        routers = [config.endpoints.for_router(i) for i in range(config.router.count)]
+        ctx.security = Security(config, role, ctx, only=frozenset(e for ep in routers for e in (ep.ingest, ep.sync)))
         if ctx.security.error is None:
             log.info("CURVE on for ingest and sync only (%s key from %s)", role, config.security.keys_dir)
     return ctx

@@ -13,16 +13,23 @@
 | control_status  | control    | PULL   | mesh (private)  | metrics, heartbeats and config acks          |
 | grpc            | control    | gRPC   | token           | the admin API                                |
 | prometheus      | control    | HTTP   | public          | metrics in the Prometheus text format        |
+
+With `[router] count` N > 1, router i (from 1) has its own ingest, sync, acks and
+shard endpoints, derived from these (`Endpoints.for_router`): tcp port + 100 × i,
+ipc path + `-r<i>`; router 0 keeps these.
 """
 
 from __future__ import annotations
 
+import msgspec
 from msgspec import Struct
 
 # The links between mesh processes are private: by default unix sockets in a folder only the mesh's
 # user can enter (0700, under the state root; docs/security.md). The public sockets are loopback tcp.
 RUN_DIR = ".tickmesh/run"
 INTERNAL: tuple[str, ...] = ("acks", "tick", "ohlcv", "fmv", "events", "control_config", "control_status")
+ROUTED: tuple[str, ...] = ("ingest", "sync", "acks", "tick", "ohlcv", "fmv")  # each router has its own
+ROUTER_PORT_STEP = 100  # router i's tcp endpoints: the base port + this × i
 
 
 class Endpoints(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -47,3 +54,17 @@ class Endpoints(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
             host, _, port = base[len("tcp://") :].rpartition(":")
             return f"tcp://{host}:{int(port) + shard}"
         return f"{base}-{shard}"
+
+    def for_router(self, index: int) -> Endpoints:
+        """Router `index`'s endpoints: the base ones for router 0; for router i, each of ROUTED
+        moved to tcp port + ROUTER_PORT_STEP × i, or ipc path + `-r<i>`."""
+        if index == 0:
+            return self
+        return msgspec.structs.replace(self, **{n: _router_offset(getattr(self, n), index) for n in ROUTED})
+
+
+def _router_offset(endpoint: str, index: int) -> str:
+    if endpoint.startswith("tcp://"):
+        host, _, port = endpoint[len("tcp://") :].rpartition(":")
+        return f"tcp://{host}:{int(port) + ROUTER_PORT_STEP * index}"
+    return f"{endpoint}-r{index}"

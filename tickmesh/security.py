@@ -18,7 +18,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tickmesh.endpoints import INTERNAL
+from tickmesh.endpoints import INTERNAL, ROUTED
 
 if TYPE_CHECKING:
     from tickmesh.config import Config, SecurityConfig
@@ -88,7 +88,9 @@ def open_links(config: Config) -> list[str]:
 def server_roles(config: Config) -> dict[str, str]:
     """Every zmq endpoint address of the config (shard addresses included) → the role that binds it."""
     ep = config.endpoints
-    roles = {ep.shard(name, s): "router" for name in SHARDED for s in range(MAX_SHARDS)}
+    routers = [ep.for_router(i) for i in range(config.router.count)]  # each router's own endpoints
+    roles = {r.shard(name, s): "router" for r in routers for name in SHARDED for s in range(MAX_SHARDS)}
+    roles.update({getattr(r, name): "router" for r in routers[1:] for name in ENDPOINT_ROLES if name in ROUTED})
     roles.update({getattr(ep, name): role for name, role in ENDPOINT_ROLES.items()})  # named ones win
     return roles
 

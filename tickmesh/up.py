@@ -29,9 +29,12 @@ def procfile() -> dict[str, str]:
     return dict(parse_procfile(text).processes)
 
 
-def processes(feed: Sequence[str], python: str = sys.executable) -> dict[str, str]:
-    """The Procfile's processes run by `python`, with the feed: sim (as packaged), replay FILE…, polygon, none."""
+def processes(feed: Sequence[str], python: str = sys.executable, routers: int = 1) -> dict[str, str]:
+    """The Procfile's processes run by `python`, with the feed: sim (as packaged), replay FILE…, polygon, none;
+    and router i (`router<i>`) for each router beyond the first (`[router] count`)."""
     procs = procfile()
+    for index in range(1, routers):
+        procs[f"router{index}"] = f"exec python -m router --index {index}"
     kind, files = feed[0], feed[1:]
     if kind == "none":
         del procs["feed"]
@@ -107,12 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     env = environment(os.environ, args.config, args.state_dir)
     try:
-        load_config(None, env)  # a bad file is reported once, here, not by every process
+        config = load_config(None, env)  # a bad file is reported once, here, not by every process
     except ConfigError as exc:
         print(f"tickmesh up: invalid configuration: {exc}", file=sys.stderr)
         return 2
     manager = Manager(Printer(sys.stdout))
-    for name, command in processes(args.feed).items():
+    for name, command in processes(args.feed, routers=config.router.count).items():
         manager.add_process(f"{name}.1", command, env=dict(env, HONCHO_PROCESS_NAME=f"{name}.1"))
     manager.loop()
     return exit_code(manager)

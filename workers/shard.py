@@ -1,11 +1,10 @@
-"""One worker shard: a (channel, shard) stream in, the channel's detectors, events out to the aggregator."""
+"""One worker shard: a (channel, shard) stream in from each router, the channel's detectors, events out."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from collections import deque
 from typing import cast
 
 import zmq
@@ -32,9 +31,10 @@ from tickmesh.schema import (
     worker_input_decoder,
 )
 from tickmesh.sockets import EndpointError, make_socket
-from tickmesh.stream import HEARTBEAT_NS, LIVENESS, ReceiverStream
+from tickmesh.stream import HEARTBEAT_NS, LIVENESS
 from workers.breaker import CircuitBreaker
 from workers.detectors import make_detector
+from workers.link import Link
 from workers.snapshot import export_changes
 from workers.store import Job, Store, StoreLocked, Unreadable, store_path
 
@@ -69,70 +69,76 @@ class Shard:
             self.store = Store(store_path(config.state.dir, channel, shard))
         except StoreLocked as exc:
             raise EndpointError(str(exc)) from None  # a second instance of this shard: exit 2, clearly
-        self.data = make_socket(ctx, zmq.PULL, connect=ep.shard(channel, shard), hwm=ch.hwm)
-        # IMMEDIATE: nothing is queued for an aggregator or router that is not connected (yet, or any more)
+        self.links = [Link(ctx, config, channel, shard, r) for r in range(config.router.count)]  # one per router
+        # IMMEDIATE: nothing is queued for an aggregator that is not connected (yet, or any more)
         self.events = make_socket(ctx, zmq.PUSH, connect=ep.events, hwm=10_000, linger_ms=2_000, immediate=True)
-        self.acks = make_socket(ctx, zmq.PUSH, connect=ep.acks, hwm=1_000, linger_ms=500, immediate=True)
         self.bus = BusClient(ctx, config, process=self.name, role="worker", channels=[channel], metrics=self.metrics)
-        self.stream = ReceiverStream()
-        self.recent: deque[Event] = deque()  # sent events of records the router still holds
-        self.pending: list[Event] = []
         self.ignored_before: dict[str, int] = {}
-        self.last_progress_ns = self.last_ckpt_ns = self.last_beat_ns = 0
-        self.heard_ns, self.ack_unsent = 0, False  # the router's last message; the last ack failed (readiness)
+        self.last_ckpt_ns = 0
 
     # -- the loop ------------------------------------------------------------------
     def run(self) -> int:
         self._resume()
         poller = zmq.Poller()
-        poller.register(self.data, zmq.POLLIN)
+        for link in self.links:
+            poller.register(link.data, zmq.POLLIN)
+            log.info("%s: consuming %s after seq %d", self.name, link.where, link.stream.position)
         poller.register(self.bus.sub, zmq.POLLIN)
-        where = self.config.endpoints.shard(self.channel, self.shard)
-        log.info("%s: consuming %s after seq %d", self.name, where, self.stream.position)
         deadline = None
         parent = os.getppid()
-        while not (self.stream.ended and self.stop) and (deadline is None or time.monotonic() < deadline):
+        while not (self._ended() and self.stop) and (deadline is None or time.monotonic() < deadline):
             if os.getppid() != parent:  # the supervisor is gone: stop rather than linger as an orphan
                 self.stop.stopping = True
             if self.stop and deadline is None:
                 deadline = time.monotonic() + self.config.process.stop_budget(1.0)
             ready = dict(poller.poll(self._timeout_ms()))
-            if self.data in ready:
-                self._drain_input()
+            for link in self.links:
+                if link.data in ready:
+                    self._drain_input(link)
             if self.bus.sub in ready:
                 self._apply_config()
             self._turn(time.monotonic_ns())
         self._finish()
         return 0
 
+    def _ended(self) -> bool:
+        """Every router has sent its final StreamState and nothing of its stream is missing."""
+        return all(link.stream.ended for link in self.links)
+
     def _turn(self, now: int) -> None:
         """What follows each read: gaps, events and progress, checkpoints and their acks, heartbeat."""
-        stream = self.stream
-        if stream.ask_gap(now):
-            self.metrics.count(f"{self.channel}.gaps")
-            self._ack(Gap)
-        if self.pending or (stream.position > stream.reported and now - self.last_progress_ns >= PROGRESS_NS):
-            self._send_events()  # events at once; bare progress at most every PROGRESS_NS
+        for link in self.links:
+            if link.stream.ask_gap(now):
+                self.metrics.count(f"{self.channel}.gaps")
+                self._ack(link, Gap)
+            if link.progress_due(now, PROGRESS_NS):
+                self._send_events(link)  # events at once; bare progress at most every PROGRESS_NS
         self._checkpoint_done()
         due = self.last_ckpt_ns + int(self.config.state.checkpoint_s * 1e9)
-        if stream.checkpoint_due(now, due, self.config.router.window):
+        if any(link.stream.checkpoint_due(now, due, self.config.router.window) for link in self.links):
             self._checkpoint()
-        if now - self.last_beat_ns >= HEARTBEAT_NS and stream.epoch >= 0:  # (before any message: Hello only)
-            self._ack(Checkpointed)  # the heartbeat: cumulative, so a lost checkpoint ack never holds the stream
+        for link in self.links:
+            if now - link.last_beat_ns >= HEARTBEAT_NS and link.stream.epoch >= 0:  # (before any message: Hello)
+                self._ack(link, Checkpointed)  # the heartbeat: cumulative, a lost checkpoint ack never holds a stream
         self._report()
         self.stop.health.ready(self._not_ready(now))
 
     def _not_ready(self, now: int) -> str:
-        """Why /readyz fails: the router silent for LIVENESS heartbeats, or the last ack not sent."""
-        if now - self.heard_ns > LIVENESS * HEARTBEAT_NS:
-            return "router not heard (no Batch or StreamState) for 3 heartbeats"
-        return "the last ack to the router was not sent" if self.ack_unsent else ""
+        """Why /readyz fails: a router silent for LIVENESS heartbeats, or the last ack to one not sent."""
+        for link in self.links:
+            if now - link.heard_ns > LIVENESS * HEARTBEAT_NS:
+                return f"router {link.router} not heard (no Batch or StreamState) for 3 heartbeats"
+            if link.ack_unsent:
+                return f"the last ack to router {link.router} was not sent"
+        return ""
 
     def _timeout_ms(self) -> int:
         """Until progress is due (when there is some to report), else 100 ms (10 while a write is pending)."""
-        if self.stream.position <= self.stream.reported:
+        links = self.links
+        due = [link.last_progress_ns + PROGRESS_NS for link in links if link.stream.position > link.stream.reported]
+        if not due:
             return 10 if self.store.busy else 100
-        return max(0, (self.last_progress_ns + PROGRESS_NS - time.monotonic_ns()) // 1_000_000 + 1)
+        return max(0, (min(due) - time.monotonic_ns()) // 1_000_000 + 1)
 
     def _resume(self) -> None:
         """Start from the store: detector state, stream position, unconfirmed events; then say hello."""
@@ -148,65 +154,65 @@ class Shard:
             saved = None
         if saved is not None:
             self.ignored_before = dict(self.detector.ignored)
-            self.stream = ReceiverStream(saved.epoch, saved.seq)
-            self.pending = list(saved.events)
-            self.metrics.count(f"{self.channel}.restored_events", len(saved.events))
-            log.info("%s: resumed at seq %d (%d events to confirm)", self.name, saved.seq, len(saved.events))
-            self._send_events()
-        self.acks.poll(1_000, zmq.POLLOUT)  # let the connection to the router complete, so hello is not dropped
-        self._ack(Hello)
+            for link, position in zip(self.links, saved.streams, strict=False):  # a router gone since: forgotten
+                link.restore(position)
+                self.metrics.count(f"{self.channel}.restored_events", len(position.events))
+                log.info("%s: resumed router %d's stream at seq %d (%d events to confirm)",
+                         self.name, link.router, position.seq, len(position.events))  # fmt: skip
+                if link.pending or link.stream.epoch >= 0:
+                    self._send_events(link)
+        for link in self.links:
+            link.acks.poll(1_000, zmq.POLLOUT)  # let the connection to the router complete, so hello is not dropped
+            self._ack(link, Hello)
 
     # -- input ---------------------------------------------------------------------
-    def _drain_input(self) -> int:
+    def _drain_input(self, link: Link) -> int:
+        stream = link.stream
         for n in range(DRAIN_LIMIT):
             try:
-                frame = self.data.recv(zmq.NOBLOCK)
+                frame = link.data.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return n
             message = decode(worker_input_decoder, frame)
             if isinstance(message, Rejection):
                 reject(self.metrics, "stream", message)
-                self.dead_letters.add(message.reason, "router", message.detail, frame)
+                self.dead_letters.add(message.reason, f"router {link.router}", message.detail, frame)
                 continue
-            followed = self.stream.follow(message)
+            followed = stream.follow(message)
             if followed is None:
                 self.metrics.count(f"{self.channel}.old_epoch")
                 continue
-            self.heard_ns = time.monotonic_ns()
+            link.heard_ns = time.monotonic_ns()
             if followed:  # a (re)started router, or our first message
-                self.recent.clear()
-            self._retain()
+                link.recent.clear()
+            link.retain()
             if isinstance(message, StreamState):
-                self.stream.on_state(message)
+                stream.on_state(message)
             else:
-                self._process(message)
+                self._process(link, message)
         return DRAIN_LIMIT
 
-    def _retain(self) -> None:
-        """Forget sent events of records the router has released: they were delivered."""
-        while self.recent and self.recent[0].record_seq < self.stream.retained_from:
-            self.recent.popleft()
-
-    def _process(self, batch: Batch) -> None:
-        start = self.stream.accept(batch)
+    def _process(self, link: Link, batch: Batch) -> None:
+        start = link.stream.accept(batch)
         if start is None:
-            if not self.stream.gap_wanted:
+            if not link.stream.gap_wanted:
                 self.metrics.count(f"{self.channel}.duplicates")
             return
         started = time.perf_counter_ns()
-        self._detect(batch, start, time.time_ns())
-        self.stream.processed(batch)
+        self._detect(link.pending, batch, start, time.time_ns())
+        link.stream.processed(batch)
         self.metrics.counters[f"{self.channel}.processed"] += len(batch.records) - start
         self.metrics.latencies[f"{self.channel}.processing"].record_ns(time.perf_counter_ns() - started)
 
-    def _detect(self, batch: Batch, start: int, detected_ns: int) -> None:
-        """Run the detector over batch records from `start`: one tight loop, left only when a record fails.
+    def _detect(self, pending: list[Event], batch: Batch, start: int, detected_ns: int) -> None:
+        """Run the detector over batch records from `start`, its events into `pending`: one tight loop,
+        left only when a record fails.
 
         A failure is counted, dead-lettered and may trip the breaker; while it is
         open the rest of the batch is skipped and counted.
         """
         records, ingest_ns, seq = batch.records, batch.ingest_ns, batch.seq
-        detect, emit, faults = self.detector.process, self.pending.extend, self.faults
+        detect, emit, faults = self.detector.process, pending.extend, self.faults
         i, n = start, len(records)
         while i < n:
             if not self.breaker.allow(detected_ns):
@@ -233,18 +239,19 @@ class Shard:
             log.error("%s: circuit breaker tripped after %d failures", self.name, self.breaker.failures)
 
     # -- output ----------------------------------------------------------------------
-    def _send_events(self) -> None:
-        """Hand detected events (or just progress) to the aggregator; it confirms delivery to the router."""
+    def _send_events(self, link: Link) -> None:
+        """Hand a stream's detected events (or just progress) to the aggregator; it confirms delivery to the router."""
         counters = self.metrics.counters
-        for event in self.pending:
+        for event in link.pending:
             counters[f"{self.channel}.events.{event.__struct_config__.tag}"] += 1  # type: ignore[attr-defined]
-        stream = self.stream
-        batch = EventBatch(self.instance, self.channel, self.shard, max(stream.epoch, 0), stream.position, self.pending)
+        stream = link.stream
+        epoch, upto = max(stream.epoch, 0), stream.position
+        batch = EventBatch(self.instance, self.channel, self.shard, epoch, upto, link.pending, link.router)
         self._send(encoder.encode(batch))
-        self.recent.extend(self.pending)
-        self.pending = []
+        link.recent.extend(link.pending)
+        link.pending = []
         stream.reported = stream.position
-        self.last_progress_ns = time.monotonic_ns()
+        link.last_progress_ns = time.monotonic_ns()
 
     def _send(self, frame: bytes) -> None:
         """Send to the aggregator, waiting while it applies backpressure, but not past a stop."""
@@ -265,9 +272,7 @@ class Shard:
         """Hand the changed state to the store's writer; it is acknowledged once it is durable."""
         if self.store.busy:
             return  # the last one is still being written: this one follows it
-        stream = self.stream
-        job = Job(stream.epoch, stream.position, export_changes(self.detector), [*self.recent, *self.pending])
-        self.store.submit(job)
+        self.store.submit(Job(export_changes(self.detector), [link.position() for link in self.links]))
         self.last_ckpt_ns = time.monotonic_ns()
 
     def _checkpoint_done(self) -> None:
@@ -277,19 +282,15 @@ class Shard:
                 log.error("%s: checkpoint not written: %s", self.name, result)
                 self.detector.dirty.update(self.detector.tickers())  # the next one writes every row
                 continue
-            epoch, seq = result
             self.metrics.count(f"{self.channel}.checkpoints")
-            if epoch == self.stream.epoch:
-                self.stream.saved(seq)
-                self._ack(Checkpointed)
+            for link, position in zip(self.links, result, strict=True):
+                stream = link.stream
+                if position.epoch == stream.epoch >= 0 and position.seq > stream.checkpointed:  # it moved on
+                    stream.saved(position.seq)
+                    self._ack(link, Checkpointed)
 
-    def _ack(self, kind: type[Hello | Gap | Checkpointed]) -> None:
-        self.last_beat_ns = time.monotonic_ns()
-        try:
-            self.acks.send(self.stream.ack(kind, self.channel, self.shard, self.instance), zmq.NOBLOCK)
-            self.ack_unsent = False
-        except zmq.Again:
-            self.ack_unsent = True
+    def _ack(self, link: Link, kind: type[Hello | Gap | Checkpointed]) -> None:
+        if not link.ack(kind, self.channel, self.shard, self.instance):
             self.metrics.count("acks.unsent")
 
     def _report(self) -> None:
@@ -314,8 +315,9 @@ class Shard:
         self.bus.report(force=True)
 
     def _finish(self) -> None:
-        if self.pending or self.stream.epoch >= 0:
-            self._send_events()
+        for link in self.links:
+            if link.pending or link.stream.epoch >= 0:
+                self._send_events(link)
         self._checkpoint_done()  # a write in progress finishes first, then the last one
         deadline = time.monotonic() + 1.0
         while self.store.busy and time.monotonic() < deadline:
@@ -326,8 +328,9 @@ class Shard:
         self._checkpoint_done()
         self._send(encoder.encode(WorkerDone(self.instance, self.channel, self.shard)))
         self.bus.report(force=True)
-        for sock in (self.data, self.events, self.acks):
-            sock.close()
+        for link in self.links:
+            link.close()
+        self.events.close()
         self.bus.close()
 
 

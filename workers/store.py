@@ -1,11 +1,14 @@
-"""A shard's durable state in SQLite: detector rows per ticker, the stream position, unconfirmed events.
+"""A shard's durable state in SQLite: detector rows per ticker, each stream's position, unconfirmed events.
 
 One database per (channel, shard) in `state.dir`, WAL mode, `synchronous=FULL`
 (a committed checkpoint survives a power cut). A checkpoint writes only the rows
 of tickers changed since the last one, in a background thread with its own
 connection, so the detection loop never waits on the disk; the loop learns of
 each finished write from `finished()` and only then acknowledges it to the
-router. An exclusive lock file keeps a second instance of the same shard from
+router. There is one stream per router (`[router] count`): router 0's position
+is kept under the meta keys `epoch`, `seq` and `events`, router i's under
+`epoch.i`, `seq.i` and `events.i`, so a store written with one router reads back
+unchanged. An exclusive lock file keeps a second instance of the same shard from
 writing into the store. A store that cannot be read (corrupt, truncated, another
 schema) is moved aside with a clear error and the shard starts fresh.
 """
@@ -20,6 +23,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -43,23 +47,27 @@ class Unreadable(ValueError):
     """The store exists but cannot be used (corrupt, foreign, another schema)."""
 
 
-class Saved(msgspec.Struct, frozen=True):
-    """What a shard resumes from."""
+class Position(msgspec.Struct, frozen=True):
+    """How far one router's stream is processed, and the events of it the router may still need."""
 
-    epoch: int
-    seq: int
+    epoch: int = -1
+    seq: int = -1
+    events: list[Event] = []
+
+
+class Saved(msgspec.Struct, frozen=True):
+    """What a shard resumes from: detector rows, and a Position per router (router 0 first)."""
+
     header: bytes
     rows: list[tuple[str, bytes]]
-    events: list[Event]
+    streams: list[Position]
 
 
 class Job(msgspec.Struct, frozen=True):
-    """One checkpoint to write: the stream position, what changed, the events still unconfirmed."""
+    """One checkpoint to write: what changed, and each router's stream position (router 0 first)."""
 
-    epoch: int
-    seq: int
     changes: Changes
-    events: list[Event]
+    streams: list[Position]
 
 
 def store_path(folder: str, channel: str, shard: int) -> Path:
@@ -79,7 +87,7 @@ class Store:
             self._lock.close()
             raise StoreLocked(f"{path} is in use by another process (is this shard running twice?)") from None
         self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=1)
-        self._done: queue.SimpleQueue[tuple[int, int] | Exception] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[list[Position] | Exception] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.busy = False
 
@@ -94,8 +102,7 @@ class Store:
                 if meta.get("schema") != SCHEMA:
                     raise Unreadable(f"schema {meta.get('schema')!r}, expected {SCHEMA}")
                 rows = [(str(t), bytes(r)) for t, r in db.execute("SELECT ticker, state FROM rows")]
-                events = _events.decode(meta["events"])
-                return Saved(int(meta["epoch"]), int(meta["seq"]), bytes(meta["header"]), rows, events)
+                return Saved(bytes(meta["header"]), rows, _positions(meta))
         except (sqlite3.Error, KeyError, ValueError, TypeError, msgspec.DecodeError) as exc:
             raise Unreadable(f"{self.path}: {exc}") from None
 
@@ -117,8 +124,8 @@ class Store:
         self._jobs.put(job)
         return True
 
-    def finished(self) -> Iterator[tuple[int, int] | Exception]:
-        """(epoch, seq) of each checkpoint made durable since the last call, or the error that stopped it."""
+    def finished(self) -> Iterator[list[Position] | Exception]:
+        """The stream positions of each checkpoint made durable since the last call, or the error that stopped it."""
         while True:
             try:
                 result = self._done.get_nowait()
@@ -141,7 +148,7 @@ class Store:
             while (job := self._jobs.get()) is not None:
                 try:
                     _write(db, job)
-                    self._done.put((job.epoch, job.seq))
+                    self._done.put(job.streams)
                 except (sqlite3.Error, OSError) as exc:
                     db.rollback()
                     self._done.put(exc)
@@ -171,6 +178,21 @@ def _write(db: sqlite3.Connection, job: Job) -> None:
     db.executemany("DELETE FROM rows WHERE ticker = ?", gone)
     rows = [(t, row) for t, row in changes.rows.items() if row is not None]
     db.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?)", rows)
-    meta = {"epoch": job.epoch, "seq": job.seq, "header": changes.header, "events": _encoder.encode(job.events)}
+    meta: dict[str, object] = {"header": changes.header}
+    for router, position in enumerate(job.streams):
+        suffix = f".{router}" if router else ""
+        meta[f"epoch{suffix}"], meta[f"seq{suffix}"] = position.epoch, position.seq
+        meta[f"events{suffix}"] = _encoder.encode(position.events)
     db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
     db.execute("COMMIT")
+
+
+def _positions(meta: dict[str, Any]) -> list[Position]:
+    """Each router's Position from the meta table (router 0's keys have no suffix; one missing: fresh)."""
+    routers = [0] + sorted(int(k[len("seq.") :]) for k in meta if k.startswith("seq.") and k[4:].isdigit())
+    out = [Position()] * (routers[-1] + 1)
+    for router in routers:
+        suffix = f".{router}" if router else ""
+        epoch, seq = meta[f"epoch{suffix}"], meta[f"seq{suffix}"]
+        out[router] = Position(int(epoch), int(seq), _events.decode(meta[f"events{suffix}"]))
+    return out

@@ -317,6 +317,20 @@ def test_mesh_health_follows_the_router_and_the_aggregator(control: Control) -> 
     assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == answer.SERVING  # control itself
 
 
+def test_with_two_routers_mesh_health_needs_both_and_metrics_sum_them() -> None:
+    with running_control(extra="[router]\ncount = 2") as control:
+        health = health_pb2_grpc.HealthStub(control.channel)
+        request = health_pb2.HealthCheckRequest(service="tickmesh.mesh")
+        answer = health_pb2.HealthCheckResponse
+        received = {"tick.received": 5}
+        with FakeProcess(control, "router", ALL, counters=received), FakeProcess(control, "aggregator", []):
+            poll_until(lambda: control.live("router", "aggregator"), what="router 0 and the aggregator live")
+            assert health.Check(request, timeout=5).status == answer.NOT_SERVING  # router.1 has not reported
+            with FakeProcess(control, "router.1", ALL, counters={"tick.received": 7}):
+                poll_until(lambda: health.Check(request, timeout=5).status == answer.SERVING, 10, what="SERVING")
+                assert control.metrics().channels[0].received == 12  # tick: both routers' counters
+
+
 def test_sighup_applies_the_edited_config_file_as_a_new_version(control: Control) -> None:
     def listed() -> pb.ListChannelsResponse:
         return control.stub.ListChannels(pb.ListChannelsRequest(), metadata=control.md, timeout=5)

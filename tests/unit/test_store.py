@@ -10,17 +10,17 @@ import pytest
 from tickmesh.config import TickChannel
 from tickmesh.schema import High, Trade
 from workers.snapshot import export_changes
-from workers.store import Job, Store, StoreLocked, Unreadable, store_path
+from workers.store import Job, Position, Store, StoreLocked, Unreadable, store_path
 from workers.tick_rules import TickDetector
 
 T0 = 1_767_225_600_000_000_000
 S = 1_000_000_000
 
 
-def written(store: Store) -> list[tuple[int, int] | Exception]:
+def written(store: Store) -> list[list[Position] | Exception]:
     """Wait for the writer to finish the job in progress; what it reported."""
     deadline = time.monotonic() + 10
-    results: list[tuple[int, int] | Exception] = []
+    results: list[list[Position] | Exception] = []
     while store.busy and time.monotonic() < deadline:
         results += store.finished()
         time.sleep(0.002)
@@ -42,25 +42,45 @@ def test_only_changed_tickers_are_written_and_a_restore_sees_all(tmp_path: Path)
     first = export_changes(det)
     assert sorted(first.rows) == ["AAA", "BBB", "CCC"]
     event = High("tick:high:AAA:1", "AAA", "tick", 1, T0, 101.0, 3, T0, T0)
-    assert store.submit(Job(7, 14, first, [event]))
-    assert not store.submit(Job(7, 15, first, []))  # one write at a time
-    assert written(store) == [(7, 14)]
+    assert store.submit(Job(first, [Position(7, 14, [event])]))
+    assert not store.submit(Job(first, [Position(7, 15)]))  # one write at a time
+    assert written(store) == [[Position(7, 14, [event])]]
     feed(det, "B", 3, T0 + 10 * S)
     second = export_changes(det)
     assert list(second.rows) == ["BBB"]  # the others did not change
-    store.submit(Job(7, 17, second, []))
-    assert written(store) == [(7, 17)]
+    store.submit(Job(second, [Position(7, 17)]))
+    assert written(store) == [[Position(7, 17)]]
     store.close()
 
     again = Store(path)
     saved = again.load()
-    assert saved is not None and (saved.epoch, saved.seq, saved.events) == (7, 17, [])
+    assert saved is not None and saved.streams == [Position(7, 17)]
     restored = TickDetector(TickChannel())
     restored.restore_rows(saved.header, saved.rows)
     assert sorted(restored.tickers()) == ["AAA", "BBB", "CCC"]
     more = [Trade(t, 120.0 + i, 10, T0 + (20 + i) * S) for i in range(30) for t in ("AAA", "BBB", "CCC")]
     assert [restored.process(tr, 0, 0, 0) for tr in more] == [det.process(tr, 0, 0, 0) for tr in more]
     again.close()
+
+
+def test_each_router_s_stream_position_is_kept_and_one_router_s_store_reads_as_router_0(tmp_path: Path) -> None:
+    path = store_path(str(tmp_path), "tick", 0)
+    changes = export_changes(TickDetector(TickChannel()))
+    event = High("tick:high:AAA:1", "AAA", "tick", 1, T0, 101.0, 3, T0, T0)
+    store = Store(path)
+    store.submit(Job(changes, [Position(5, 9)]))  # one router: the layout of a store from before routers
+    written(store)
+    store.close()
+    store = Store(path)
+    saved = store.load()
+    assert saved is not None and saved.streams == [Position(5, 9)]
+    store.submit(Job(changes, [Position(5, 12), Position(), Position(8, 3, [event])]))  # three routers
+    written(store)
+    store.close()
+    store = Store(path)
+    saved = store.load()
+    assert saved is not None and saved.streams == [Position(5, 12), Position(), Position(8, 3, [event])]
+    store.close()
 
 
 def test_a_second_instance_cannot_open_the_same_store(tmp_path: Path) -> None:
@@ -88,7 +108,7 @@ def test_an_unreadable_store_is_refused_and_moved_aside(tmp_path: Path, content:
 def test_a_store_of_another_schema_is_unreadable(tmp_path: Path) -> None:
     path = store_path(str(tmp_path), "fmv", 0)
     store = Store(path)
-    store.submit(Job(1, 0, export_changes(TickDetector(TickChannel())), []))
+    store.submit(Job(export_changes(TickDetector(TickChannel())), [Position(1, 0)]))
     written(store)
     store.close()
     import sqlite3
