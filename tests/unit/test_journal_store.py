@@ -41,7 +41,7 @@ def store(journal_backend: JournalBackend) -> Iterator[SqlStore]:
 
 
 def write(store: SqlStore, pubs: list[Publication], run: str = "") -> int:
-    return store.write([row_of(p, run, p.published_ns) for p in pubs], (pubs[-1].epoch, pubs[-1].seq))
+    return store.write([row_of(p, run, p.published_ns) for p in pubs], (pubs[-1].epoch, pubs[-1].seq), run)
 
 
 def test_rows_and_position_are_stored_together_and_an_id_is_stored_once(store: SqlStore) -> None:
