@@ -14,8 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from journal.backends import open_store
+from journal.parquet import INSTALL, ParquetUnavailable, write_parquet
 from journal.query import MAX_LIMIT, QueryError, build_query
 from journal.store import SqlStore, StoredEvent, StoreError
+from tickmesh.cli import EXIT_FAILURE
 from tickmesh.runtime import parser, start
 
 ENVELOPE = ("time", "seq", "kind", "ticker", "source", "price", "run")
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     out = q.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON object per line")
     out.add_argument("--csv", action="store_true", help="CSV with a header row")
+    out.add_argument("--parquet", metavar="FILE", help=f"write the rows to a Parquet file (needs {INSTALL})")
     d = sub.add_parser("diff", help="events only in run A, only in run B (matched by kind, ticker and time)")
     d.add_argument("run_a")
     d.add_argument("run_b")
@@ -79,7 +82,14 @@ def query(store: SqlStore, args: argparse.Namespace) -> int:
         limit=args.limit, offset=args.offset, page_token=args.page_token,
     )  # fmt: skip
     rows = store.query(q)
-    if args.json:
+    if args.parquet:
+        try:
+            written = write_parquet(rows, args.parquet)
+        except (ParquetUnavailable, OSError) as exc:
+            print(f"events: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"{written} events written to {args.parquet}", file=sys.stderr)
+    elif args.json:
         for row in rows:
             print(json.dumps(row.as_dict()))
     elif args.csv:
