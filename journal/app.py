@@ -180,6 +180,9 @@ class Journal:
         return store.trim(cutoff, self.jc.max_rows or None, TRIM_CHUNK)
 
     def close(self) -> None:
+        counters = self.metrics.counters
+        log.info("stopping: %d rows stored in %d transactions, %d duplicates, %d lost", counters["journal.stored"],
+                 counters["journal.batches"], counters["journal.duplicates"], counters["journal.lost"])  # fmt: skip
         self.bus.report(force=True)
         if self.open:
             self.writer.close_store()
