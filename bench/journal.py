@@ -135,6 +135,8 @@ def process_rate(folder: Path, settings: dict[str, Any], n: int) -> dict[str, An
             raise RuntimeError(f"the journal did not subscribe:\n{(folder / 'journal.log').read_text()[-2000:]}")
         pub.recv()
         store = _open_when_made(config)
+        if replay.poll(30_000):  # its first request (a new journal reads what the ring holds), answered at once
+            _answer(replay, ring)  # as the aggregator would: unanswered, it would drop the live stream for 1 s
         started = time.perf_counter()
         for i, (topic, payload) in enumerate(frames):
             pub.send(topic, zmq.SNDMORE)

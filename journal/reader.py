@@ -8,17 +8,17 @@ import time
 
 import zmq
 
-from journal.store import Entry, entry_of, entry_of_raw
-from subscriber.client import ask_replay
+from journal.store import Entry, entry_of_raw
+from subscriber.client import ask_ring
 from tickmesh.boundary import Rejection, decode
 from tickmesh.metrics import Metrics
 from tickmesh.schema import (
     Heartbeat,
-    Publication,
     RawPublication,
     ReplayReply,
     ReplayRequest,
     raw_published_decoder,
+    raw_replay_reply_decoder,
 )
 from tickmesh.sockets import make_socket
 
@@ -125,7 +125,7 @@ class Reader:
             self.last = self.published
         self.need_fill = reply.more  # the reply stopped at the ring's byte bound: ask on from here at once
 
-    def _new_epoch(self, reply: ReplayReply[Publication]) -> None:
+    def _new_epoch(self, reply: ReplayReply[RawPublication]) -> None:
         first = reply.publications[0].seq if reply.publications else 1
         if self.epoch:
             self.metrics.count("journal.epoch_changes")
@@ -144,10 +144,10 @@ class Reader:
         self.metrics.count("journal.lost", n)
         log.error("LOST %d publications %s: the replay ring no longer holds them (journal.lost)", n, where)
 
-    def _accept(self, publication: Publication | RawPublication) -> None:
+    def _accept(self, publication: RawPublication) -> None:
         self.last = publication.seq
         self.published = max(self.published, publication.seq)
-        entry = entry_of(publication) if isinstance(publication, Publication) else entry_of_raw(publication)
+        entry = entry_of_raw(publication)
         if isinstance(entry, Rejection):  # published, but not a valid event: counted, its seq passed over
             self._undecodable(entry)
         else:
@@ -157,8 +157,8 @@ class Reader:
         self.metrics.count("journal.undecodable")
         log.warning("undecodable publication: %s", rejection.detail)
 
-    def _ask(self, request: ReplayRequest) -> ReplayReply[Publication] | None:
-        reply = ask_replay(self.ctx, self.replay, request)
+    def _ask(self, request: ReplayRequest) -> ReplayReply[RawPublication] | None:
+        reply = ask_ring(self.ctx, self.replay, request, raw_replay_reply_decoder)
         return None if isinstance(reply, Rejection) else reply  # asked again after RETRY_S
 
     def close(self) -> None:
