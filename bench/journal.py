@@ -29,7 +29,7 @@ from tickmesh.sockets import make_socket
 
 log = logging.getLogger("bench")
 S = 1_000_000_000
-BATCH = 2_000  # as journal.batch_size
+BATCH = JournalConfig().batch_size  # rows per transaction, as the journal writes them at most
 
 
 def publications(n: int, epoch: int) -> list[Publication]:
@@ -94,7 +94,7 @@ def _config(folder: Path, settings: dict[str, Any]) -> Config:
 def _empty(store: SqlStore) -> None:
     with store.transaction():
         store.execute("DELETE FROM events")
-        store.execute("DELETE FROM journal_position")
+        store.execute("DELETE FROM run_position")
 
 
 def store_rate(folder: Path, settings: dict[str, Any], n: int) -> float:
@@ -135,6 +135,8 @@ def process_rate(folder: Path, settings: dict[str, Any], n: int) -> dict[str, An
             raise RuntimeError(f"the journal did not subscribe:\n{(folder / 'journal.log').read_text()[-2000:]}")
         pub.recv()
         store = _open_when_made(config)
+        if replay.poll(30_000):  # its first request (a new journal reads what the ring holds), answered at once
+            _answer(replay, ring)  # as the aggregator would: unanswered, it would drop the live stream for 1 s
         started = time.perf_counter()
         for i, (topic, payload) in enumerate(frames):
             pub.send(topic, zmq.SNDMORE)
@@ -144,9 +146,13 @@ def process_rate(folder: Path, settings: dict[str, Any], n: int) -> dict[str, An
                 _answer(replay, ring)
         sent_s = time.perf_counter() - started
         while (store.position() or (0, 0)) < (epoch, n):
-            _answer(replay, ring)
+            # as the aggregator does: heartbeats, and replay requests answered as they come (a ring fill
+            # waiting for a sampling interval would measure this loop, not the journal)
             pub.send_multipart([HEARTBEAT_TOPIC, encoder.encode(Heartbeat(n, epoch, time.time_ns()))])
-            time.sleep(0.05)  # the journal commits in its own time; this is a sampling interval
+            deadline = time.monotonic() + 0.05
+            while (left := deadline - time.monotonic()) > 0:
+                if replay.poll(max(1, int(left * 1_000))):
+                    _answer(replay, ring)
         done_s = time.perf_counter() - started
         stored = sum(1 for _ in store.pages(build_query(limit=10_000)))
         store.close()

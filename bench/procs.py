@@ -205,6 +205,17 @@ class Stage:
             self._reaped.add(name)
         return codes
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one process (a crash, on purpose) and reap it: it no longer counts as died unexpectedly."""
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        self._reaped.add(name)
+
+    def reaped(self, name: str) -> None:
+        """`name` ended as expected (a feed that finished): it no longer counts as died unexpectedly."""
+        self._reaped.add(name)
+
     def close(self, keep_dir: bool = False) -> None:
         """Stop everything this stage started: bench processes first, then the mesh in data-flow order."""
         order = [n for n in self.procs if n.startswith(("load", "flood"))]

@@ -19,6 +19,7 @@ from control import tables
 from control.auth import TokenError, read_token
 from control.v1 import control_pb2 as pb
 from control.v1 import control_pb2_grpc as pb_grpc
+from journal.cli import add_query_arguments, events_table
 from tickmesh.cli import EXIT_AUTH, EXIT_ENDPOINT, EXIT_FAILURE, EXIT_USAGE, Option, command_parser, subcommand_parent
 from tickmesh.config import Config, ConfigError, load_config
 
@@ -63,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("pause", "resume"):
         c = sub.add_parser(name, parents=[common], help=f"{name} a channel")
         c.add_argument("channel", help="tick, ohlcv or fmv")
+    e = sub.add_parser(
+        "events", parents=[common], help="journaled events (gRPC QueryEvents; the filters of tickmesh-events query)"
+    )
+    add_query_arguments(e)
     h = sub.add_parser("health", parents=[common], help="the gRPC health status (needs no token)")
     h.add_argument("--service", default="", help="a service name (default: the whole server)")
     return p
@@ -144,6 +149,8 @@ class Admin:
         elif a.command == "metrics":
             req = pb.GetMetricsRequest(channel=a.channel)
             self.out(self.stub.GetMetrics(req, metadata=md, timeout=a.timeout), self.metrics_view)
+        elif a.command == "events":
+            self.events(md)
         else:
             self.change(md)
         return 0
@@ -163,6 +170,31 @@ class Admin:
             reply = call(pb.ChannelRequest(channel=a.channel), metadata=md, timeout=timeout)
             changes = {"paused": ""}
         self.out(reply, lambda r: tables.update_text(r, list(changes)))
+
+    def events(self, md: list[tuple[str, str]]) -> None:
+        """One page of journaled events: a table, or --json the objects tickmesh-events query --json prints."""
+        a = self.args
+        optional = {k: v for k, v in (("seq_from", a.seq_from), ("seq_to", a.seq_to), ("epoch", a.epoch),
+                                      ("run", a.run)) if v is not None}  # fmt: skip
+        req = pb.QueryEventsRequest(
+            tickers=a.ticker, kinds=a.kind, sources=a.source, since=a.since or "", until=a.until or "",
+            newest_first=a.newest_first, limit=a.limit, offset=a.offset, page_token=a.page_token or "", **optional,
+        )  # fmt: skip
+        try:
+            events = [json.loads(e.fields_json) | {"_token": e.page_token} for e in self.stub.QueryEvents(
+                req, metadata=md, timeout=a.timeout)]  # fmt: skip
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:  # type: ignore[attr-defined]
+                raise AdminError(exc.details() or "invalid argument", EXIT_USAGE) from None  # type: ignore[attr-defined]
+            raise
+        tokens = [e.pop("_token") for e in events]
+        if a.json:
+            for event in events:
+                print(json.dumps(event), flush=True)
+        else:
+            self.console.print(events_table(events, "events"))
+        if len(events) == a.limit:
+            print(f"more: --page-token {tokens[-1]}", file=sys.stderr)
 
     def watch(self, md: list[tuple[str, str]]) -> None:
         a = self.args

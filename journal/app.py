@@ -10,14 +10,14 @@ import time
 import msgspec
 import zmq
 
-from journal.backends import describe, open_store
+from journal.backends import describe
 from journal.reader import Reader
-from journal.store import SqlStore, StoreError, row_of
+from journal.store import SqlStore, StoreError
+from journal.writer import Batch, Writer
 from tickmesh.bus import BusClient
 from tickmesh.config import Config, JournalConfig, with_endpoints
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, mesh_parser, serve, start
-from tickmesh.schema import Publication
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,11 @@ DAY_NS = 86_400 * 1_000_000_000
 # The journal is never on the latency path: below the lowest channel's workers (nice +6), it takes the
 # CPU the mesh leaves; when starved it lags (journal.lag) and catches up from the ring.
 NICE = 10
+MAX_PENDING_BATCHES = 4  # received rows kept while the writer is busy, in batches; then receiving waits for it
 
 
 class Journal:
-    """Reads the publish stream (Reader), writes batches and its position in one transaction, reports metrics."""
+    """Reads the publish stream (Reader) while the Writer thread commits batches and positions; reports metrics."""
 
     def __init__(self, config: Config, ctx: zmq.Context, stop: StopFlag, env: dict[str, str]) -> None:  # type: ignore[type-arg]
         self.config, self.stop, self.env = config, stop, env
@@ -39,9 +40,10 @@ class Journal:
         self.metrics = Metrics()
         self.bus = BusClient(ctx, config, process="journal", role="journal", channels=[], metrics=self.metrics)
         self.reader = Reader(ctx, config.endpoints.publish, config.endpoints.replay, self.metrics)
-        self.store: SqlStore | None = None
-        self.written: tuple[int, int] | None = None  # the position last committed
-        self.rows = 0  # rows in the store: counted once at open, then kept (the journal is the only writer)
+        self.writer = Writer(self.jc.run)
+        self.open = False
+        self.written: tuple[int, int] | None = None  # the run's position last committed
+        self.rows = 0  # rows in the store: counted at open, then kept (other runs' journals may add theirs)
         self.next_open = 0.0
         self.next_housekeeping = 0.0
         self.oldest_pending = 0.0
@@ -51,27 +53,39 @@ class Journal:
         log.info("journaling %s into %s%s", self.config.endpoints.publish, describe(self.config),
                  f" as run {self.jc.run!r}" if self.jc.run else "")  # fmt: skip
         while not self.stop:
-            if self.store is None:
+            if not self.open:
                 self._open()
-            if self.store is None:
+            if not self.open:
                 time.sleep(0.1)
             else:
-                self.reader.poll(self._timeout_ms())
-                if self.reader.pending and not self.oldest_pending:
-                    self.oldest_pending = time.monotonic()
-                if self._due():
-                    self._write()
-                self._housekeeping()
-            self.stop.health.ready("" if self.store is not None else "the journal store is not open")
+                self._turn()
+            self.stop.health.ready("" if self.open else "the journal store is not open")
             self.bus.receive(self.config)  # keeps the config SUB drained; the journal has no live settings
             self.metrics.gauges["journal.lag"] = float(self.reader.lag(self.written))
             self.bus.report()
-        if self.store is not None and self.reader.pending:
-            self._write()
+        if self.open:
+            self._settle(wait=True)
+            if self.open and self.reader.pending:
+                self._submit()
+                self._settle(wait=True)
         self.close()
         return 0
 
+    def _turn(self) -> None:
+        """Receive; collect a finished write; hand the writer what is due; housekeeping when it is idle."""
+        self.reader.poll(self._timeout_ms())
+        pending = self.reader.pending
+        if pending and not self.oldest_pending:
+            self.oldest_pending = time.monotonic()
+        self._settle(wait=len(pending) >= MAX_PENDING_BATCHES * self.jc.batch_size)  # bounded: wait for the writer
+        if self.open and not self.writer.busy and self._due():
+            self._submit()
+        if self.open and not self.writer.busy:
+            self._housekeeping()
+
     def _timeout_ms(self) -> int:
+        if self.writer.busy:
+            return 1  # look again soon: the writer may be free for the next batch
         if not self.reader.pending:
             return 100
         return max(0, int((self.oldest_pending + self.jc.flush_ms / 1_000 - time.monotonic()) * 1_000))
@@ -85,47 +99,49 @@ class Journal:
         if time.monotonic() < self.next_open:
             return
         try:
-            self.store = open_store(self.config, self.env, create=True)
-            self.written = self.store.position()
-            self.rows = self.store.stats().rows
+            self.written, self.rows, backend = self.writer.open(self.config, self.env)
         except (StoreError, OSError) as exc:
             self._failed(f"cannot open the journal: {exc}")
             return
         except Exception as exc:  # a database error while migrating or reading the position
             self._failed(f"cannot open the journal: {exc!r}")
             return
+        self.open = True
         self.reader.resume(self.written)
-        log.info("journal open (%s); resuming after %s", self.store.backend, self.written or "nothing (new journal)")
+        log.info("journal open (%s); resuming after %s", backend, self.written or "nothing (new journal)")
 
     def _failed(self, message: str) -> None:
         self.metrics.count("journal.store_errors")
         log.error("%s; retrying in %g s", message, REOPEN_S)
-        if self.store is not None:
-            try:
-                self.store.close()
-            except Exception:  # closing a broken connection may fail too; it is gone either way
-                log.debug("closing the failed store", exc_info=True)
-        self.store, self.next_open = None, time.monotonic() + REOPEN_S
-
-    def _write(self) -> None:
-        assert self.store is not None
-        pending = self.reader.pending
-        position = (self.reader.epoch, self.reader.last)
-        now = time.time_ns()
-        rows = [row_of(p, self.jc.run, now) for p in pending]
         try:
-            for start_at in range(0, len(rows), self.jc.batch_size):
-                last = start_at + self.jc.batch_size >= len(rows)
-                batch_position = position if last else _position_of(pending[start_at + self.jc.batch_size - 1])
-                inserted = self.store.write(rows[start_at : start_at + self.jc.batch_size], batch_position)
-                self._count(len(rows[start_at : start_at + self.jc.batch_size]), inserted)
-                self.written = batch_position
-        except Exception as exc:  # the database failed: what is not committed is read again from the ring
-            self._failed(f"journal write failed: {exc!r}")
-            self.reader.resume(self.written)
-            return
-        pending.clear()
+            self.writer.close_store()
+        except Exception:  # closing a broken connection may fail too; it is gone either way
+            log.debug("closing the failed store", exc_info=True)
+        self.open, self.next_open = False, time.monotonic() + REOPEN_S
+
+    def _submit(self) -> None:
+        """Everything pending, as transactions of batch_size rows, each with the position of its last row."""
+        pending, size = self.reader.pending, self.jc.batch_size
+        position = (self.reader.epoch, self.reader.last)  # may be past the last entry: an invalid event's seq
+        now = time.time_ns()
+        tail = (now, self.jc.run)
+        batches = []
+        for start_at in range(0, len(pending), size):
+            chunk = pending[start_at : start_at + size]
+            through = position if start_at + size >= len(pending) else (chunk[-1][7], chunk[-1][8])
+            batches.append(Batch([(*entry, *tail) for entry in chunk], through))
+        self.writer.submit(batches)
+        self.reader.pending = []
         self.oldest_pending = 0.0
+
+    def _settle(self, wait: bool) -> None:
+        done, error = self.writer.settle(wait)
+        for batch in done:
+            self._count(len(batch.rows), batch.inserted)
+            self.written = batch.position
+        if error is not None:  # what is not committed is read again from the ring
+            self._failed(f"journal write failed: {error!r}")
+            self.reader.resume(self.written)
 
     def _count(self, rows: int, inserted: int) -> None:
         self.metrics.count("journal.batches")
@@ -135,13 +151,13 @@ class Journal:
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
-        if now < self.next_housekeeping or self.store is None:
+        if now < self.next_housekeeping:
             return
         self.next_housekeeping = now + HOUSEKEEPING_S
         try:
-            trimmed = self._retain(self.store)
+            trimmed = self.writer.call(self._retain)
             self.rows -= trimmed
-            stats = self.store.stats(rows=self.rows)
+            stats = self.writer.call(lambda store: store.stats(rows=self.rows))
         except Exception as exc:
             self._failed(f"journal housekeeping failed: {exc!r}")
             self.reader.resume(self.written)
@@ -164,15 +180,15 @@ class Journal:
         return store.trim(cutoff, self.jc.max_rows or None, TRIM_CHUNK)
 
     def close(self) -> None:
+        counters = self.metrics.counters
+        log.info("stopping: %d rows stored in %d transactions, %d duplicates, %d lost", counters["journal.stored"],
+                 counters["journal.batches"], counters["journal.duplicates"], counters["journal.lost"])  # fmt: skip
         self.bus.report(force=True)
-        if self.store is not None:
-            self.store.close()
+        if self.open:
+            self.writer.close_store()
+        self.writer.shutdown()
         self.reader.close()
         self.bus.close()
-
-
-def _position_of(publication: Publication) -> tuple[int, int]:
-    return (publication.epoch, publication.seq)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,13 +9,16 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from journal.backends import open_store
+from journal.parquet import INSTALL, ParquetUnavailable, write_parquet
 from journal.query import MAX_LIMIT, QueryError, build_query
 from journal.store import SqlStore, StoredEvent, StoreError
+from tickmesh.cli import EXIT_FAILURE
 from tickmesh.runtime import parser, start
 
 ENVELOPE = ("time", "seq", "kind", "ticker", "source", "price", "run")
@@ -27,6 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = parser("tickmesh-events", "Read the event journal: query events, compare two back-test runs.")
     sub = p.add_subparsers(dest="command", required=True)
     q = sub.add_parser("query", help="events matching filters (all given filters must hold)")
+    add_query_arguments(q)
+    out = q.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON object per line")
+    out.add_argument("--csv", action="store_true", help="CSV with a header row")
+    out.add_argument("--parquet", metavar="FILE", help=f"write the rows to a Parquet file (needs {INSTALL})")
+    d = sub.add_parser("diff", help="events only in run A, only in run B (matched by kind, ticker and time)")
+    d.add_argument("run_a")
+    d.add_argument("run_b")
+    d.add_argument("--json", action="store_true", help="one JSON object per line, with `only_in`")
+    return p
+
+
+def add_query_arguments(q: argparse.ArgumentParser) -> None:
+    """The filters and paging of a query (also `tickmesh-admin events`, through gRPC QueryEvents)."""
     q.add_argument("--ticker", action="append", default=[], help="this ticker (repeatable)")
     q.add_argument("--kind", action="append", default=[], help="this kind: high, low, trend, ... (repeatable)")
     q.add_argument("--source", action="append", default=[], help="this channel: tick, ohlcv, fmv (repeatable)")
@@ -41,14 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     pages = q.add_mutually_exclusive_group()
     pages.add_argument("--page-token", help="continue after the page that printed this token")
     pages.add_argument("--offset", type=int, default=0, help="skip this many rows")
-    out = q.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="one JSON object per line")
-    out.add_argument("--csv", action="store_true", help="CSV with a header row")
-    d = sub.add_parser("diff", help="events only in run A, only in run B (matched by kind, ticker and time)")
-    d.add_argument("run_a")
-    d.add_argument("run_b")
-    d.add_argument("--json", action="store_true", help="one JSON object per line, with `only_in`")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,7 +88,14 @@ def query(store: SqlStore, args: argparse.Namespace) -> int:
         limit=args.limit, offset=args.offset, page_token=args.page_token,
     )  # fmt: skip
     rows = store.query(q)
-    if args.json:
+    if args.parquet:
+        try:
+            written = write_parquet(rows, args.parquet)
+        except (ParquetUnavailable, OSError) as exc:
+            print(f"events: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"{written} events written to {args.parquet}", file=sys.stderr)
+    elif args.json:
         for row in rows:
             print(json.dumps(row.as_dict()))
     elif args.csv:
@@ -120,17 +136,23 @@ def clock(ns: int) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{ns // 1_000_000 % 1_000:03d}"
 
 
-def _extra(row: StoredEvent) -> str:
-    shown = {k: v for k, v in row.as_dict().items() if k not in HIDDEN}
+def _extra(event: dict[str, object]) -> str:
+    shown = {k: v for k, v in event.items() if k not in HIDDEN}
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
 
 
 def table(rows: Iterable[StoredEvent], title: str) -> Table:
+    return events_table((row.as_dict() for row in rows), title)
+
+
+def events_table(events: Iterable[dict[str, Any]], title: str) -> Table:
+    """Events as --json prints them (the event's fields plus seq, epoch, published_ns, run), as a table."""
     out = Table(title=title, title_justify="left")
     for name in (*ENVELOPE, "fields"):
         out.add_column(name, justify="right" if name in ("seq", "price") else "left", no_wrap=name != "fields")
-    for r in rows:
-        out.add_row(clock(r.time), str(r.seq), r.kind, r.ticker, r.source, f"{r.price:.4f}", r.run, _extra(r))
+    for e in events:
+        out.add_row(clock(e["time"]), str(e["seq"]), e["kind"], e["ticker"], e["source"], f"{e['price']:.4f}",
+                    e["run"], _extra(e))  # fmt: skip
     return out
 
 

@@ -12,6 +12,23 @@ _INDEXES = [
     "CREATE INDEX events_epoch_seq ON events (epoch, seq)",
 ]
 
+
+def _positions_per_run(bigint: str) -> list[str]:
+    """2: a position per run, so journals of several runs (a live mesh, back-tests) share one store. The one
+    position kept so far belongs to the run of the newest row (a journal wrote only its own run)."""
+    return [
+        f"""CREATE TABLE run_position (
+            run TEXT PRIMARY KEY,
+            epoch {bigint} NOT NULL,
+            seq {bigint} NOT NULL,
+            updated_ns {bigint} NOT NULL)""",
+        """INSERT INTO run_position (run, epoch, seq, updated_ns)
+            SELECT COALESCE((SELECT run FROM events ORDER BY n DESC LIMIT 1), ''), epoch, seq, updated_ns
+            FROM journal_position""",
+        "DROP TABLE journal_position",
+    ]
+
+
 SQLITE: list[list[str]] = [
     [  # 1: events, the journal's position, indexes
         """CREATE TABLE events (
@@ -37,6 +54,7 @@ SQLITE: list[list[str]] = [
             updated_ns INTEGER NOT NULL)""",
         *_INDEXES,
     ],
+    _positions_per_run("INTEGER"),
 ]
 
 POSTGRES: list[list[str]] = [
@@ -64,6 +82,7 @@ POSTGRES: list[list[str]] = [
             updated_ns BIGINT NOT NULL)""",
         *_INDEXES,
     ],
+    _positions_per_run("BIGINT"),
 ]
 
 VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_ns BIGINT NOT NULL)"

@@ -8,15 +8,17 @@ import time
 
 import zmq
 
-from subscriber.client import ask_replay
+from journal.store import Entry, entry_of_raw
+from subscriber.client import ask_ring
 from tickmesh.boundary import Rejection, decode
 from tickmesh.metrics import Metrics
 from tickmesh.schema import (
     Heartbeat,
-    Publication,
+    RawPublication,
     ReplayReply,
     ReplayRequest,
-    published_decoder,
+    raw_published_decoder,
+    raw_replay_reply_decoder,
 )
 from tickmesh.sockets import make_socket
 
@@ -42,7 +44,7 @@ class Reader:
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.epoch, self.last = 0, 0  # the last publication accepted
         self.published = 0  # the highest seq the publisher announced in this epoch
-        self.pending: list[Publication] = []
+        self.pending: list[Entry] = []  # in seq order
         self.need_fill = True
         self.next_try = 0.0
 
@@ -73,10 +75,10 @@ class Reader:
             self._live(frames[-1])
 
     def _live(self, payload: bytes) -> None:
-        message = decode(published_decoder, payload)
+        # The event stays encoded: it is validated once (entry_of_raw) and stored as the bytes published.
+        message = decode(raw_published_decoder, payload)
         if isinstance(message, Rejection):
-            self.metrics.count("journal.undecodable")
-            log.warning("undecodable publication: %s", message.detail)
+            self._undecodable(message)
             return
         if message.epoch != self.epoch:
             self.need_fill = True  # a new epoch: read it from the ring, from its start
@@ -123,7 +125,7 @@ class Reader:
             self.last = self.published
         self.need_fill = reply.more  # the reply stopped at the ring's byte bound: ask on from here at once
 
-    def _new_epoch(self, reply: ReplayReply[Publication]) -> None:
+    def _new_epoch(self, reply: ReplayReply[RawPublication]) -> None:
         first = reply.publications[0].seq if reply.publications else 1
         if self.epoch:
             self.metrics.count("journal.epoch_changes")
@@ -142,13 +144,21 @@ class Reader:
         self.metrics.count("journal.lost", n)
         log.error("LOST %d publications %s: the replay ring no longer holds them (journal.lost)", n, where)
 
-    def _accept(self, publication: Publication) -> None:
+    def _accept(self, publication: RawPublication) -> None:
         self.last = publication.seq
         self.published = max(self.published, publication.seq)
-        self.pending.append(publication)
+        entry = entry_of_raw(publication)
+        if isinstance(entry, Rejection):  # published, but not a valid event: counted, its seq passed over
+            self._undecodable(entry)
+        else:
+            self.pending.append(entry)
 
-    def _ask(self, request: ReplayRequest) -> ReplayReply[Publication] | None:
-        reply = ask_replay(self.ctx, self.replay, request)
+    def _undecodable(self, rejection: Rejection) -> None:
+        self.metrics.count("journal.undecodable")
+        log.warning("undecodable publication: %s", rejection.detail)
+
+    def _ask(self, request: ReplayRequest) -> ReplayReply[RawPublication] | None:
+        reply = ask_ring(self.ctx, self.replay, request, raw_replay_reply_decoder)
         return None if isinstance(reply, Rejection) else reply  # asked again after RETRY_S
 
     def close(self) -> None:

@@ -12,12 +12,15 @@ from msgspec import Struct
 
 from journal.migrations import VERSION_TABLE
 from journal.query import EventQuery, page_token
-from tickmesh.schema import Event, Publication, encoder
+from tickmesh.boundary import Rejection, decode
+from tickmesh.schema import Event, Publication, RawPublication, encoder
 
 COLUMNS = ("n", "id", "kind", "ticker", "source", "priority", "time", "price", "epoch", "seq", "published_ns", "run")
 INSERT_COLUMNS = ("id", "kind", "ticker", "source", "priority", "time", "price", "epoch", "seq", "published_ns",
-                  "stored_ns", "run", "payload")  # fmt: skip
+                  "payload", "stored_ns", "run")  # fmt: skip
 event_decoder = msgspec.msgpack.Decoder(Event)
+# What the journal takes of one publication: INSERT_COLUMNS up to the payload (the writer adds stored_ns, run).
+Entry = tuple[str, str, str, str, int, int, float, int, int, int, bytes]
 Row = tuple[Any, ...]  # INSERT_COLUMNS, in order
 
 
@@ -64,12 +67,29 @@ class StoreStats(Struct, frozen=True):
     oldest_time_ns: int  # data time of the oldest stored row (0 when empty)
 
 
+def entry_of(publication: Publication) -> Entry:
+    """The Entry of a decoded publication (its event encoded again, as on the wire)."""
+    return _entry(publication.event, publication.epoch, publication.seq, publication.published_ns,
+                  encoder.encode(publication.event))  # fmt: skip
+
+
+def entry_of_raw(publication: RawPublication) -> Entry | Rejection:
+    """The Entry of a publication whose event is still encoded: validated as strictly as any event, stored
+    as the very bytes published; a Rejection if the event is not a valid one."""
+    event = decode(event_decoder, publication.event)
+    if isinstance(event, Rejection):
+        return event
+    return _entry(event, publication.epoch, publication.seq, publication.published_ns, bytes(publication.event))
+
+
+def _entry(e: Event, epoch: int, seq: int, published_ns: int, payload: bytes) -> Entry:
+    kind = e.__struct_config__.tag  # type: ignore[union-attr]
+    return (e.id, kind, e.ticker, e.source, e.priority, e.time, e.price, epoch, seq, published_ns, payload)  # type: ignore[return-value]
+
+
 def row_of(publication: Publication, run: str, stored_ns: int) -> Row:
     """The INSERT_COLUMNS of one publication."""
-    e = publication.event
-    kind = e.__struct_config__.tag  # type: ignore[union-attr]
-    return (e.id, kind, e.ticker, e.source, e.priority, e.time, e.price, publication.epoch, publication.seq,
-            publication.published_ns, stored_ns, run, encoder.encode(e))  # fmt: skip
+    return (*entry_of(publication), stored_ns, run)
 
 
 class SqlStore:
@@ -124,21 +144,39 @@ class SqlStore:
         if self.version() > len(self.migrations):
             raise StoreError(f"journal schema version {self.version()} is newer than this tickmesh knows")
 
-    def position(self) -> tuple[int, int] | None:
-        """(epoch, seq) of the last publication journaled, or None for a new journal."""
-        row = self.execute("SELECT epoch, seq FROM journal_position WHERE one = 1").fetchone()
+    def position(self, run: str = "") -> tuple[int, int] | None:
+        """(epoch, seq) of the last publication journaled for `run`, or None if that run has none yet."""
+        row = self.execute("SELECT epoch, seq FROM run_position WHERE run = ?", (run,)).fetchone()
         return (int(row[0]), int(row[1])) if row else None
 
-    def write(self, rows: Sequence[Row], position: tuple[int, int]) -> int:
-        """Insert `rows` (an id already stored for the run is skipped) and the position in one transaction; rows new."""
+    def write(self, rows: Sequence[Row], position: tuple[int, int], run: str = "") -> int:
+        """Insert `rows` (an id already stored for the run is skipped) and the run's position in one
+        transaction; how many rows were new."""
         with self.transaction():
             inserted = self.insert_rows(rows)
             self.execute(
-                "INSERT INTO journal_position (one, epoch, seq, updated_ns) VALUES (1, ?, ?, ?) ON CONFLICT (one) "
+                "INSERT INTO run_position (run, epoch, seq, updated_ns) VALUES (?, ?, ?, ?) ON CONFLICT (run) "
                 "DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq, updated_ns = excluded.updated_ns",
-                (*position, time.time_ns()),
+                (run, *position, time.time_ns()),
             )
         return inserted
+
+    def has_run(self, run: str) -> bool:
+        """Whether any event or position is stored under `run` (served by the (run, id) index)."""
+        found = self.execute("SELECT 1 FROM events WHERE run = ? LIMIT 1", (run,)).fetchone()
+        return found is not None or self.position(run) is not None
+
+    def delete_run(self, run: str) -> int:
+        """Delete every event of `run` and its position, in one transaction; rows deleted."""
+        with self.transaction():
+            deleted = self.execute("DELETE FROM events WHERE run = ?", (run,)).rowcount
+            self.execute("DELETE FROM run_position WHERE run = ?", (run,))
+        return max(0, int(deleted))
+
+    def kinds(self, run: str) -> dict[str, int]:
+        """Events stored under `run`, per kind."""
+        rows = self.execute("SELECT kind, COUNT(*) FROM events WHERE run = ? GROUP BY kind", (run,)).fetchall()
+        return {str(kind): int(n) for kind, n in rows}
 
     def insert_rows(self, rows: Sequence[Row]) -> int:
         """Insert rows inside the caller's transaction, skipping (run, id) already stored; how many were new."""

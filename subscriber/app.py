@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.since:  # the live part unfiltered: the seam is found by sequence number
             sub = Subscriber(ep.publish, replay=ep.replay, ctx=ctx)
             source: Subscriber | HistoryThenLive = HistoryThenLive(
-                sub, open_store(config, os.environ, create=False), args.since, kinds=args.kind, tickers=args.ticker
+                sub,
+                open_store(config, os.environ, create=False),
+                args.since,
+                kinds=args.kind,
+                tickers=args.ticker,
+                run=config.journal.run,
             )
         else:
             sub = source = Subscriber(

@@ -6,6 +6,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable
+from typing import TypeVar
 
 import msgspec
 import zmq
@@ -20,6 +21,8 @@ from tickmesh.schema import (
     replay_reply_decoder,
 )
 from tickmesh.sockets import make_socket
+
+R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +156,24 @@ def ask_replay(
 ) -> ReplayReply[Publication] | Rejection | None:
     """One request to the aggregator's replay ring (a fresh REQ each time, so a lost reply never
     wedges a socket): its reply, a Rejection if the reply did not decode, None if none came."""
+    return ask_ring(ctx, endpoint, request, replay_reply_decoder, timeout_ms)
+
+
+def ask_ring(
+    ctx: zmq.Context,  # type: ignore[type-arg]
+    endpoint: str,
+    request: ReplayRequest,
+    decoder: msgspec.msgpack.Decoder[R],
+    timeout_ms: int = REPLAY_TIMEOUT_MS,
+) -> R | Rejection | None:
+    """ask_replay with the reply decoded by `decoder` (the journal keeps each event's bytes as published)."""
     req = make_socket(ctx, zmq.REQ, connect=endpoint, hwm=10)
     try:
         req.send(encoder.encode(request))
         if not req.poll(timeout_ms):
             log.warning("the replay ring at %s did not answer", endpoint)
             return None
-        reply = decode(replay_reply_decoder, req.recv())
+        reply = decode(decoder, req.recv())
     finally:
         req.close(0)
     if isinstance(reply, Rejection):

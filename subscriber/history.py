@@ -39,10 +39,11 @@ class HistoryThenLive:
         *,
         kinds: Iterable[str] = (),
         tickers: Iterable[str] = (),
+        run: str = "",
         catch_up_s: float = CATCH_UP_S,
     ) -> None:
-        self.sub, self.store = sub, store
-        self.query = build_query(since=since, kinds=kinds, tickers=tickers, order="published", limit=MAX_LIMIT)
+        self.sub, self.store, self.run = sub, store, run  # the live journal's run (journal.run): its rows only
+        self.query = build_query(since=since, kinds=kinds, tickers=tickers, run=run, order="published", limit=MAX_LIMIT)
         self.kinds, self.tickers = frozenset(self.query.kinds), frozenset(self.query.tickers)
         self.live: deque[Publication] = deque()
         try:
@@ -71,7 +72,7 @@ class HistoryThenLive:
     def _wait_for_journal(self, catch_up_s: float) -> int:
         """Wait until the journal has written up to the seam; the publications it still lacks (0 normally)."""
         deadline = time.monotonic() + catch_up_s
-        while (position := self.store.position() or (0, 0)) < self.seam:
+        while (position := self.store.position(self.run) or (0, 0)) < self.seam:
             if time.monotonic() > deadline:
                 behind = self.seam[1] - position[1] if position[0] == self.seam[0] else self.seam[1]
                 log.warning("the journal is %d publications behind the live stream: history has a gap", behind)

@@ -261,7 +261,7 @@ class JournalConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     backend: Literal["sqlite", "postgres"] = "sqlite"
     path: str = ""  # sqlite file; empty = journal.sqlite3 in state.dir
     dsn: str = ""  # postgres; TICKMESH_JOURNAL_DSN overrides (keep secrets out of the file)
-    batch_size: Annotated[int, Meta(ge=1, le=100_000)] = 2_000  # rows per transaction at most
+    batch_size: Annotated[int, Meta(ge=1, le=100_000)] = 10_000  # rows per transaction at most
     flush_ms: Annotated[float, Meta(ge=0, le=60_000)] = 50.0  # a partial batch is written after this
     retention_days: Annotated[float, Meta(ge=0, le=36_500)] = 0.0  # 0 = keep forever
     max_rows: Annotated[int, Meta(ge=0, le=10_000_000_000)] = 0  # 0 = no limit

@@ -350,6 +350,18 @@ class Heartbeat(Struct, tag="heartbeat", tag_field="type", frozen=True):
 
 
 Published = Publication | Heartbeat
+
+
+class RawPublication(Struct, tag="event", tag_field="type", frozen=True):
+    """A Publication read with its event still encoded (the journal stores those bytes as they are)."""
+
+    seq: int
+    epoch: int
+    published_ns: int
+    event: msgspec.Raw
+
+
+RawPublished = RawPublication | Heartbeat
 HEARTBEAT_TOPIC = b"_heartbeat/"
 
 
@@ -398,6 +410,8 @@ ack_decoder = msgspec.msgpack.Decoder(Ack)
 aggregator_input_decoder = msgspec.msgpack.Decoder(AggregatorInput)
 event_decoder = msgspec.msgpack.Decoder(Event)
 published_decoder = msgspec.msgpack.Decoder(Published)
+raw_published_decoder = msgspec.msgpack.Decoder(RawPublished)
 mark_query_decoder = msgspec.msgpack.Decoder(MarkQuery)
 replay_request_decoder = msgspec.msgpack.Decoder(ReplayRequest)
 replay_reply_decoder = msgspec.msgpack.Decoder(ReplayReply[Publication])
+raw_replay_reply_decoder = msgspec.msgpack.Decoder(ReplayReply[RawPublication])

@@ -15,6 +15,7 @@ from honcho.environ import parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Printer
 
+from journal import backtest
 from tickmesh.cli import add_version
 from tickmesh.config import ConfigError, load_config
 
@@ -79,7 +80,7 @@ def exit_code(manager: Manager) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tickmesh", description="Run the tickmesh mesh.")
+    p = argparse.ArgumentParser(prog="tickmesh", description="Run the tickmesh mesh, or a back-test run of it.")
     add_version(p, "tickmesh")
     subs = p.add_subparsers(dest="command", required=True)
     up = subs.add_parser(
@@ -99,11 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--config", help="TOML file (default: $TICKMESH_CONFIG, else ./tickmesh.toml, else built-in)")
     up.add_argument("--state-dir", help="root of relative state paths (default: $TICKMESH_STATE_DIR, else the cwd)")
+    backtest.add_parser(subs)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "backtest":
+        return backtest.main(args)
     problem = check_feed(args.feed)
     if problem:
         print(f"tickmesh up: {problem}", file=sys.stderr)

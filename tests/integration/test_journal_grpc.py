@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,3 +81,27 @@ def test_no_journal_is_failed_precondition(tmp_path: Path) -> None:
     with running_control(extra=to_toml({"journal": {"path": str(tmp_path / "absent.sqlite3")}})) as c:
         err = error(c)
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "no journal at" in (err.details() or "")
+
+
+def test_tickmesh_admin_events_queries_through_control(control: Control) -> None:
+    """`tickmesh-admin events`: the same filters as tickmesh-events query, answered by QueryEvents."""
+    done = admin(control, "--json", "events", "--ticker", "AAPL", "--kind", "high", "--limit", "10")
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and [e["seq"] for e in lines] == list(range(1, 21, 2)), done.stderr
+    assert lines[0]["previous"] == 99.0 and lines[0]["run"] == "r1" and "more: --page-token" in done.stderr
+    token = done.stderr.split("--page-token ")[1].split()[0]
+    rest = admin(control, "events", "--ticker", "AAPL", "--limit", "10", "--page-token", token, "--json")
+    assert [json.loads(line)["seq"] for line in rest.stdout.splitlines()] == list(range(21, 31, 2))
+    table = admin(control, "events", "--seq-from", "5", "--seq-to", "6", "--run", "r1")
+    assert table.returncode == 0 and "MSFT" in table.stdout and "AAPL" in table.stdout and "previous=99" in table.stdout
+    bad = admin(control, "events", "--since", "last tuesday")
+    assert bad.returncode == 2 and "since" in bad.stderr and "Traceback" not in bad.stderr
+    refused = admin(control, "events", token="wrong")
+    assert refused.returncode == 4 and "Traceback" not in refused.stderr
+
+
+def admin(c: Control, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The real `tickmesh-admin` (a subprocess) against `c`, with its token unless told otherwise."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TICKMESH_")}
+    argv = [sys.executable, "-m", "control.admin", "--target", c.target, "--token", token or str(c.token), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, env=clean, cwd=c.dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 
 import msgspec
@@ -61,6 +62,30 @@ def test_query_json_csv_and_table(
     monkeypatch.setenv("COLUMNS", "200")  # rich sizes tables to the terminal
     code, out, _ = run(capsys, "--config", config_file, "query", "--kind", "high", "--newest-first", "--limit", "3")
     assert code == 0 and "NVDA" in out and "previous=99" in out
+
+
+def test_query_to_parquet_reads_back_with_pyarrow(
+    config_file: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    out_file = tmp_path / "events.parquet"
+    code, out, err = run(capsys, "--config", config_file, "query", "--run", "b", "--parquet", str(out_file))
+    assert code == 0 and out == "" and "20 events written" in err
+    table = pq.read_table(out_file)
+    assert table.num_rows == 20 and str(table.schema.field("time").type) == "timestamp[ns, tz=UTC]"
+    rows = table.to_pylist()
+    assert [r["seq"] for r in rows] == [1, 2, *range(4, 21), 40] and {r["run"] for r in rows} == {"b"}
+    assert rows[0]["ticker"] == "AAPL" and rows[0]["previous"] == 99.0 and rows[0]["kind"] == "high"
+    assert table.column("time").cast("int64").to_pylist()[0] == T0 + S  # the ns are kept
+
+
+def test_parquet_without_pyarrow_names_the_extra(
+    config_file: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if not installed: importing it raises ImportError
+    code, _, err = run(capsys, "--config", config_file, "query", "--parquet", str(tmp_path / "x.parquet"))
+    assert code == 1 and "pip install 'tickmesh[parquet]'" in err and not (tmp_path / "x.parquet").exists()
 
 
 def test_pages_by_token(config_file: str, capsys: pytest.CaptureFixture[str]) -> None:

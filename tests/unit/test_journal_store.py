@@ -41,7 +41,7 @@ def store(journal_backend: JournalBackend) -> Iterator[SqlStore]:
 
 
 def write(store: SqlStore, pubs: list[Publication], run: str = "") -> int:
-    return store.write([row_of(p, run, p.published_ns) for p in pubs], (pubs[-1].epoch, pubs[-1].seq))
+    return store.write([row_of(p, run, p.published_ns) for p in pubs], (pubs[-1].epoch, pubs[-1].seq), run)
 
 
 def test_rows_and_position_are_stored_together_and_an_id_is_stored_once(store: SqlStore) -> None:
@@ -66,6 +66,34 @@ def test_migrations_are_recorded_and_reopening_applies_nothing(journal_backend: 
     assert again.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == len(again.migrations)
     assert again.stats().rows == 1
     again.close()
+
+
+def test_each_run_keeps_its_position_and_a_version_1_position_goes_to_its_run(
+    journal_backend: JournalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from journal.postgres_store import PostgresStore
+    from journal.sqlite_store import SqliteStore
+
+    cls = SqliteStore if journal_backend.name == "sqlite" else PostgresStore
+    monkeypatch.setattr(cls, "migrations", cls.migrations[:1])  # a journal written by version 1
+    old = open_store(config_for(journal_backend), journal_backend.env, create=True)
+    with old.transaction():
+        old.execute("INSERT INTO journal_position (one, epoch, seq, updated_ns) VALUES (1, 7, 10, 0)")
+        old.insert_rows([row_of(publication(10), "tagged", 0)])
+    old.close()
+    monkeypatch.undo()
+    store = open_store(config_for(journal_backend), journal_backend.env, create=True)  # migrates to 2
+    try:
+        assert store.version() == 2 and store.position("tagged") == (7, 10) and store.position() is None
+        write(store, [publication(11)])
+        write(store, [publication(1, epoch=3)], run="backtest")
+        assert (store.position(), store.position("tagged"), store.position("backtest")) == ((7, 11), (7, 10), (3, 1))
+        assert store.has_run("backtest") and store.kinds("backtest") == {"high": 1}
+        assert (
+            store.delete_run("backtest") == 1 and not store.has_run("backtest") and store.position("backtest") is None
+        )
+    finally:
+        store.close()
 
 
 def test_filters_order_and_paging(store: SqlStore) -> None:
