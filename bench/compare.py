@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-DRIVERS = ("load", "flood", "sink")  # the bench's own processes: not part of the system measured
+DRIVERS = ("load", "flood", "sink", "ceiling.sub")  # the bench's own processes: not part of the system measured
+ROUTERS = ("router", "ceiling.router")
 HELD_RATIO_GOAL = 1.5  # mesh held rate ÷ peer's, at least
 CPU_RATIO_GOAL = 1.15  # mesh CPU per record ÷ peer's, at most
 TICK_P99_GOALS_US = {10_000: 1_000, 100_000: 2_000}  # the mesh's tick p99, below
@@ -14,7 +15,20 @@ def cpu_us_per_record(step: dict[str, Any] | None) -> float | None:
     """µs of CPU the system spent per record it processed in one ramp step (all its processes, none of the bench's)."""
     if not step or not step.get("processed_per_s"):
         return None
-    return round(system_cpu_percent(step) / 100 * 1e6 / step["processed_per_s"], 3)
+    return cpu_per_record(step.get("cpu_percent", {}), step["processed_per_s"])["cpu_us_per_record"]
+
+
+def cpu_per_record(cpu_percent: dict[str, float], rate: float) -> dict[str, float]:
+    """µs of CPU per record at `rate` records/s: every process of the system under test (not the bench's
+    own, which drive and measure it), and the routers alone."""
+    if rate <= 0:
+        return {}
+    system = {n: v for n, v in cpu_percent.items() if not n.startswith(DRIVERS)}
+    routers = sum(v for n, v in system.items() if n.startswith(ROUTERS))
+    return {
+        "cpu_us_per_record": round(sum(system.values()) / 100 / rate * 1e6, 3),
+        "router_cpu_us_per_record": round(routers / 100 / rate * 1e6, 3),
+    }
 
 
 def system_cpu_percent(step: dict[str, Any]) -> float:

@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from bench.compare import cpu_per_record
 from bench.drive import LoadProc, SinkProc, Window, hold, summarize
 from bench.sink import HOPS
 from bench.stages import System
@@ -160,16 +161,3 @@ def flat_out(system: System, mix: Mix, seconds: float, warm_s: float, blast: boo
         out["delivered_per_s"] = round(rates["delivered"])
     out.update(cpu_per_record(measured["cpu_percent"], out.get("delivered_per_s") or processed))
     return out
-
-
-def cpu_per_record(cpu_percent: dict[str, float], rate: float) -> dict[str, float]:
-    """µs of CPU per record at `rate` records/s: every process of the system under test (not the load
-    generator or the subscriber that measure it), and the routers alone (pure)."""
-    if rate <= 0:
-        return {}
-    system = {n: v for n, v in cpu_percent.items() if not n.startswith(("load", "sink", "ceiling.sub"))}
-    routers = sum(v for n, v in system.items() if n.startswith(("router", "ceiling.router")))
-    return {
-        "cpu_us_per_record": round(sum(system.values()) / 100 / rate * 1e6, 3),
-        "router_cpu_us_per_record": round(routers / 100 / rate * 1e6, 3),
-    }
