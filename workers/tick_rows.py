@@ -6,9 +6,9 @@ from array import array
 
 import msgspec
 
-from workers.tick_state import EMPTY, NFIELDS, P1, P2, P3, TB, TB0, TickState
+from workers.tick_state import EMPTY, NFIELDS, P1, P2, P3, PB, TB, TB0, TICKS, TickState
 
-VERSION = 3  # 3: compact trend ring (int32 ticks), count and volume rings after the scalars
+VERSION = 3  # 3: compact trend ring (int16/int32 ticks), count and volume rings after the scalars
 OLDER = 2  # read too: the session's scalars are kept, its trend and surge windows restart
 
 
@@ -47,11 +47,11 @@ def read_row(v: int, data: bytes) -> TickState:
     if v == OLDER:
         day, a, _, _ = _row_v2.decode(data)
         st = TickState(day, array("d", a), array("i"), array("d"))
-        if len(st.a) != NFIELDS:
+        if len(st.a) != NFIELDS - 1:  # no PB then
             raise ValueError("bad scalars")
         return st
     day, a, code, tr, sr = _row.decode(data)
-    if code not in ("i", "d"):
+    if code not in EMPTY:
         raise ValueError(f"bad trend ring type {code!r}")
     return TickState(day, array("d", a), array(code, tr), array("d", sr))
 
@@ -69,5 +69,10 @@ def check(st: TickState, size: int, tcap: int, scap: int) -> None:
         raise ValueError("bad trend window pointers")
     if len(tr) < tcap and newest - base >= len(tr):
         raise ValueError("bad trend ring length")
-    if any(tr[int(a[k] - base) % tcap] == EMPTY for k in (P1, P2, P3, TB)):
+    empty, pb = EMPTY[tr.typecode], a[PB]
+    if any(tr[int(a[k] - base) % tcap] == empty for k in (P1, P2, P3, TB)):
         raise ValueError("trend window pointers on empty buckets")
+    if not (0 <= pb < 0x7FFFFFFF and pb == int(pb) and (pb == 0 or tr.typecode == "h")):
+        raise ValueError("bad trend ring base")
+    if any(v != empty and not (v + pb) / (1.0 if tr.typecode == "d" else TICKS) > 0 for v in tr):
+        raise ValueError("bad trend ring prices")

@@ -18,6 +18,7 @@ from workers.tick_state import (
     P1,
     P2,
     P3,
+    PB,
     PMAX,
     PMIN,
     RMAX,
@@ -48,6 +49,7 @@ from workers.tick_state import (
     TickState,
     cause_of,
     passes,
+    ring_value,
 )
 
 Envelope = tuple[str, str, Source, int, int, float, int, int, int]
@@ -102,54 +104,50 @@ class TrendWindows(TickRuleBase):
             for x in range(max(last + 1, b - nv + 1), b + 1):
                 a[v0 + x % nv] = cv
         tr = self._append(st, last, b, price)
-        (s1, s2, s3), base, cap = self.spans, int(a[TB0]), self.tcap
+        (s1, s2, s3), base, cap, empty = self.spans, int(a[TB0]), self.tcap, EMPTY[tr.typecode]
         p = int(a[P1])
         p = p if p > b - s1 else b - s1
-        while tr[(p - base) % cap] == EMPTY:  # the first bucket with trades inside the window
+        while tr[(p - base) % cap] == empty:  # the first bucket with trades inside the window
             p += 1
         a[P1], p = p, int(a[P2])
         p = p if p > b - s2 else b - s2
-        while tr[(p - base) % cap] == EMPTY:
+        while tr[(p - base) % cap] == empty:
             p += 1
         a[P2], p = p, int(a[P3])
         p = p if p > b - s3 else b - s3
-        while tr[(p - base) % cap] == EMPTY:
+        while tr[(p - base) % cap] == empty:
             p += 1
         a[P3] = p
         self._trend_filter(st)
 
     def _append(self, st: TickState, last: int, b: int, price: float) -> array[Any]:
         """Bucket b's first price joins the trend ring (`last`, the newest bucket before it, or -1)."""
-        a, cap, tr = st.a, self.tcap, st.tr
+        a, cap = st.a, self.tcap
         if last < 0 or b - last >= cap:  # no bucket in the ring is inside a window any more: start over
-            tr = st.tr = array("i")
+            st.tr = array("h")
             a[TB0] = a[P1] = a[P2] = a[P3] = b
             last = b - 1
-        value: float = price
-        if tr.typecode == "i":
-            value = round(price * TICKS)
-            if value / TICKS != price or value >= 0x7FFFFFFF:  # not a whole number of ticks: doubles
-                tr = st.tr = array("d", [v / TICKS for v in tr])  # exact, EMPTY stays 0.0
-                value = price
+        tr, value = ring_value(st, price)
         base = int(a[TB0])
         if b == last + 1 and len(tr) == cap:  # the common case
             tr[(b - base) % cap] = value
             return tr
+        empty = EMPTY[tr.typecode]
         for x in range(last + 1, b + 1):
             if len(tr) < cap:  # still filling: bucket x is tr[x - base]
-                tr.append(value if x == b else EMPTY)
+                tr.append(value if x == b else empty)
                 if len(tr) == cap:  # full for good: drop the spare room appends keep
                     tr = st.tr = array(tr.typecode, tr.tolist())
             else:
-                tr[(x - base) % cap] = value if x == b else EMPTY
+                tr[(x - base) % cap] = value if x == b else empty
         return tr
 
     def _oldest(self, st: TickState) -> tuple[float, float, float]:
         """The oldest price inside each trend window."""
         a, tr, cap = st.a, st.tr, self.tcap
-        base, scale = int(a[TB0]), TICKS if tr.typecode == "i" else 1.0
-        return (tr[(int(a[P1]) - base) % cap] / scale, tr[(int(a[P2]) - base) % cap] / scale,
-                tr[(int(a[P3]) - base) % cap] / scale)  # fmt: skip
+        base, pb, scale = int(a[TB0]), a[PB], 1.0 if tr.typecode == "d" else TICKS
+        return ((tr[(int(a[P1]) - base) % cap] + pb) / scale, (tr[(int(a[P2]) - base) % cap] + pb) / scale,
+                (tr[(int(a[P3]) - base) % cap] + pb) / scale)  # fmt: skip
 
     def _trend_filter(self, st: TickState) -> None:
         """Prices beyond which the score may pass the threshold (the score is linear in the price)."""

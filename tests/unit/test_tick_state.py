@@ -14,17 +14,18 @@ from tickmesh.config import TickChannel, TickRules
 from tickmesh.schema import Trade
 from workers import tick_rows
 from workers.tick_rules import TickDetector
-from workers.tick_state import HI, LAST, NFIELDS, P1, TB, TickState
+from workers.tick_state import HI, LAST, P1, PB, TB, TickState
 
 S = 1_000_000_000
 T0 = 1_700_006_400 * S + 14 * 3_600 * S  # 14:00 UTC, inside the day's session
 
 
-def walk(n: int, every_s: float, exact_until: int, seed: int = 7) -> list[Trade]:
+def walk(n: int, every_s: float, exact_until: int, vol: float = 0.004, seed: int = 7) -> list[Trade]:
     """A random walk with trends and surges; prices are whole ten-thousandths only before `exact_until`."""
     rnd, price, out = random.Random(seed), 100.0, []
     for k in range(n):
-        price = max(1.0, round(price * (1 + rnd.gauss(0, 0.004) + (0.04 if k % 97 == 50 else 0.0)), 4))
+        jump = (0.03 if k % 194 == 50 else -0.03 if k % 194 == 147 else 0.0) + rnd.gauss(0, vol)
+        price = max(1.0, round(price * (1 + jump), 4))
         odd = price + 1e-7 if k >= exact_until else price  # not a whole number of ten-thousandths
         out.append(Trade("A", odd, float(rnd.randrange(1, 500)), T0 + round(k * every_s * S)))
     return out
@@ -37,23 +38,32 @@ def warm(det: TickDetector, ticker: str = "A") -> None:
         det.process(Trade(ticker, 100.0 + 0.01 * (k % 7), 100.0, T0 + t), 0, 0, 0)
 
 
-@pytest.mark.parametrize("exact_until", [0, 400, 10_000])
-def test_the_trend_ring_is_exact_in_ticks_and_in_doubles(exact_until: int) -> None:
+@pytest.mark.parametrize(
+    ("vol", "exact_until", "typecode"),
+    [(0.0005, 10_000, "h"), (0.004, 10_000, "i"), (0.004, 400, "d"), (0.0005, 0, "d")],
+)
+def test_the_trend_ring_is_exact_in_every_encoding(vol: float, exact_until: int, typecode: str) -> None:
+    """int16 ticks around a base (re-centred as prices move), int32 ticks, doubles: the same events."""
     rules = TickRules(trend_min_history_s=30.0, trend_threshold=0.2, surge_cooldown_s=5.0)
-    trades = walk(1_200, 1.3, exact_until)
-    det = TickDetector(TickChannel(rules=rules))
-    got = as_dicts(run(det, trades))
+    trades = walk(1_200, 1.3, exact_until, vol)
+    det, events, bases = TickDetector(TickChannel(rules=rules)), [], set()
+    for i, tr in enumerate(trades):
+        events += det.process(tr, i, 0, 0)
+        bases.add(det.states["A"].a[PB])
+    got = as_dicts(events)
     assert got == reference_tick(rules, trades)
     assert {e["kind"] for e in got} >= {"trend", "surge", "high", "low"}
-    assert det.states["A"].tr.typecode == ("i" if exact_until > len(trades) else "d")
+    assert det.states["A"].tr.typecode == typecode
+    assert typecode != "h" or len(bases) > 3  # the int16 ring was re-centred as prices moved
 
 
-def test_the_ring_goes_back_to_ticks_when_its_windows_start_over() -> None:
+def test_the_ring_goes_back_to_int16_when_its_windows_start_over() -> None:
     det = TickDetector(TickChannel())
     run(det, walk(50, 2.0, 0))
     assert det.states["A"].tr.typecode == "d"
     run(det, [Trade("A", 101.25, 1.0, T0 + 2_000 * S)])  # more than trend_window3_s later
-    assert det.states["A"].tr.typecode == "i" and det.states["A"].tr.tolist() == [1_012_500]
+    st = det.states["A"]
+    assert st.tr.typecode == "h" and st.tr[0] + st.a[PB] == 1_012_500
 
 
 def test_a_warm_ticker_fits_its_budget() -> None:
@@ -62,8 +72,8 @@ def test_a_warm_ticker_fits_its_budget() -> None:
     st = det.states["A"]
     arrays = sys.getsizeof(st.a) + sys.getsizeof(st.tr) + sys.getsizeof(st.sr)
     assert len(st.tr) == det.tcap and len(st.sr) == 3 * det.scap  # every window full
-    assert arrays <= 2_000  # scalars and rings 792, trend ring 564, surge ring 632 (4,184 before)
-    assert len(det.row("A") or b"") <= 1_800  # 3,795 before
+    assert arrays <= 1_800  # scalars and rings 800, trend ring 322, surge ring 632 (4,184 before)
+    assert len(det.row("A") or b"") <= 1_550  # 3,795 before
 
 
 def test_a_version_2_row_keeps_the_session_and_restarts_the_windows() -> None:
@@ -72,7 +82,7 @@ def test_a_version_2_row_keeps_the_session_and_restarts_the_windows() -> None:
     warm(det)
     old = det.states["A"]
     header = msgspec.msgpack.encode(tick_rows.TickHeader(2, det.layout, det.offset_ns, det.ignored))
-    row = msgspec.msgpack.encode((old.day, old.a[:NFIELDS].tobytes(), b"\x00" * 24, b"\x00" * 24))
+    row = msgspec.msgpack.encode((old.day, old.a[:40].tobytes(), b"\x00" * 24, b"\x00" * 24))
     fresh = TickDetector(channel)
     fresh.restore_rows(header, [("A", row)])
     st = fresh.states["A"]
