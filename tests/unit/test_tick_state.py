@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 from array import array
@@ -9,6 +10,7 @@ from array import array
 import msgspec
 import pytest
 
+from bench import state as state_bench
 from tests.unit.test_detectors_property import as_dicts, reference_tick, run
 from tickmesh.config import TickChannel, TickRules
 from tickmesh.schema import Trade
@@ -103,3 +105,10 @@ def test_a_row_whose_ring_pointers_do_not_fit_is_refused(field: int) -> None:
     with pytest.raises(ValueError, match="snapshot"):
         det.restore_rows(det.header(), [("A", tick_rows.row(bad))])
     assert det.states["A"] is st
+
+
+def test_the_state_bench_reports_the_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    assert state_bench.main(["--symbols", "200,300"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 1_000 < out["traced_bytes_per_symbol"] <= 2_300  # arrays, the TickState, its dict entry and key
+    assert sum(out["warm_symbol_arrays"].values()) <= 1_800 and out["row_bytes"] <= 1_550
