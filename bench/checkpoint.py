@@ -68,6 +68,7 @@ def measure(symbols: int, repeats: int) -> dict[str, object]:
         full.append(time.perf_counter() - started)
     out["whole_state_encode_ms"] = median_ms(full)  # what the loop did per checkpoint before
     tickers = det.tickers()
+    out["row_bytes"] = round(statistics.mean(len(det.row(t) or b"") for t in tickers))
     with tempfile.TemporaryDirectory() as folder:
         store = Store(store_path(folder, "tick", 0))
         for share in (0.01, 0.1, 1.0):

@@ -6,11 +6,9 @@ import math
 from array import array
 from collections.abc import Iterable
 
-import msgspec
-
 from tickmesh.config import ChannelConfig, TickRules
 from tickmesh.schema import Event, High, Low, Record, Trade
-from workers import snapshot
+from workers import snapshot, tick_rows
 from workers.tick_state import (
     CV,
     DAY_NS,
@@ -34,10 +32,10 @@ from workers.tick_state import (
     SLAST,
     SS_END,
     SUP,
+    TB,
     TB_END,
     TDN,
     TDNF,
-    TH,
     TUP,
     TUPF,
     WAKE,
@@ -50,8 +48,6 @@ from workers.tick_state import (
     reset_windows,
 )
 from workers.tick_windows import SurgeWindows, TrendWindows
-
-SNAPSHOT_VERSION = 2  # 2: the applied source sequence (QSEQ) in each ticker's scalars
 
 
 class TickDetector(TrendWindows, SurgeWindows):
@@ -67,6 +63,7 @@ class TickDetector(TrendWindows, SurgeWindows):
         self.cleared = False  # every session restarted since the last checkpoint
         self.layout: tuple[int, ...] = ()
         self.offset_ns = -1
+        self.day = -1  # the last session day seen (see _day)
         self.configure(channel)
 
     # -- configuration ---------------------------------------------------------------
@@ -86,7 +83,9 @@ class TickDetector(TrendWindows, SurgeWindows):
         self.history_ns = round(rules.trend_min_history_s * 1e9)
         self.interval_ns = round(rules.trend_interval_s * 1e9)
         self.nv = max(1, math.ceil(rules.surge_volume_window_s / g - 1e-9))
-        self.tcap = max(self.spans[2], self.nv) + 1
+        self.tcap = self.spans[2] + 1
+        self.c1 = self.spans[0] + 1
+        self.v0, self.size = NFIELDS + self.c1, NFIELDS + self.c1 + self.nv
         self.lookback_ns = max(1, round(rules.surge_lookback_s * 1e9))
         self.slot_ns = rules.surge_resolution_ms * 1_000_000
         self.scap = -(-self.lookback_ns // self.slot_ns) + 3
@@ -95,7 +94,7 @@ class TickDetector(TrendWindows, SurgeWindows):
         relayout, self.layout = layout != self.layout and bool(self.layout), layout
         for st in self.states.values():
             if relayout:
-                reset_windows(st)
+                reset_windows(st, self.size)
                 st.a[FIRST] = st.a[LAST]  # the trend's history restarts with its windows
             self._refresh(st)
         if relayout:
@@ -104,7 +103,7 @@ class TickDetector(TrendWindows, SurgeWindows):
     def _refresh(self, st: TickState) -> None:
         """Recompute a state's cached filters and gates after a rule change or a restore."""
         a = st.a
-        if a[TH] > 0:
+        if a[TB] >= 0:
             self._trend_filter(st)
         self._trend_gates(a)
         self._surge_filter(st)
@@ -142,11 +141,17 @@ class TickDetector(TrendWindows, SurgeWindows):
             self.ignored["previous_session"] += 1
             return []
         if st is None or st.day < day:
-            st = self.states[tr.ticker] = new_state(day, t - day, tr.price)
+            st = self.states[tr.ticker] = new_state(self._day(day), t - day, tr.price, self.size)
             self._trend_gates(st.a)
             if tr.sequence is not None:
                 st.a[QSEQ] = tr.sequence
         return self._slow(st, tr, t - day, *env)
+
+    def _day(self, day: int) -> int:
+        """The same int object for the same session day (one per ticker would cost 32 bytes each)."""
+        if day != self.day:
+            self.day = day
+        return self.day
 
     def _slow(self, st: TickState, tr: Trade, r: int, *env: int) -> list[Event]:
         """Every rule, in order, for a trade that may fire one or move a window."""
@@ -241,12 +246,11 @@ class TickDetector(TrendWindows, SurgeWindows):
         return list(self.states)
 
     def header(self) -> bytes:
-        return msgspec.msgpack.encode(TickHeader(SNAPSHOT_VERSION, self.layout, self.offset_ns, self.ignored))
+        return tick_rows.header(self.layout, self.offset_ns, self.ignored)
 
     def row(self, ticker: str) -> bytes | None:
-        """One ticker's session: day start, scalars, trend ring, surge ring (arrays as raw bytes)."""
         s = self.states.get(ticker)
-        return None if s is None else msgspec.msgpack.encode((s.day, s.a.tobytes(), s.tr.tobytes(), s.sr.tobytes()))
+        return None if s is None else tick_rows.row(s)
 
     def snapshot(self) -> bytes:
         return snapshot.snapshot(self)
@@ -255,42 +259,25 @@ class TickDetector(TrendWindows, SurgeWindows):
         snapshot.restore(self, data, "tick")
 
     def restore_rows(self, header: bytes, rows: Iterable[tuple[str, bytes]]) -> None:
-        """Replace every state by the saved ones (windows built for another layout start empty).
-        Raises ValueError, changing nothing, for anything but state of this version."""
+        """Replace every state by the saved ones (windows built for another layout or by the older
+        version start empty). Raises ValueError, changing nothing, for anything else."""
         try:
-            head = _header.decode(header)
-            if head.v != SNAPSHOT_VERSION:
-                raise ValueError(f"version {head.v}")
-            same = tuple(head.layout) == self.layout
+            head = tick_rows.read_header(header)
+            same = head.v == tick_rows.VERSION and tuple(head.layout) == self.layout
             states = {}
             for ticker, row in rows:
-                day, a, tr, sr = _row.decode(row)
-                st = states[ticker] = TickState(day, array("d", a), array("d", tr), array("d", sr))
-                if len(st.a) != NFIELDS or len(st.tr) % 3 or len(st.sr) % 3:
-                    raise ValueError(f"bad state for {ticker}")
-                if same and (len(st.tr) > 3 * self.tcap or len(st.sr) > 3 * self.scap):
-                    raise ValueError(f"bad windows for {ticker}")
+                st = states[ticker] = tick_rows.read_row(head.v, row)
+                if same:
+                    tick_rows.check(st, self.size, self.tcap, self.scap)
         except Exception as exc:  # the decode boundary: whatever is wrong, nothing changes
-            raise ValueError(f"not a tick detector snapshot of version {SNAPSHOT_VERSION}: {exc}") from None
+            raise ValueError(f"not a tick detector snapshot of version {tick_rows.VERSION}: {exc}") from None
         if head.offset != self.offset_ns:
             states = {}  # sessions of another session_start_s: start afresh, as configure does
         for st in states.values():
+            st.day = self._day(st.day)
             if not same:
-                reset_windows(st)
+                reset_windows(st, self.size)
                 st.a[FIRST] = st.a[LAST]
             self._refresh(st)
         self.states, self.ignored = states, {**self.ignored, **head.ignored}
         self.dirty, self.cleared = set(), False
-
-
-class TickHeader(msgspec.Struct, array_like=True, frozen=True):
-    """The tick detector's own state on disk: version, window layout, session offset, ignored counts."""
-
-    v: int
-    layout: tuple[int, ...]
-    offset: int
-    ignored: dict[str, int]
-
-
-_header = msgspec.msgpack.Decoder(TickHeader)
-_row = msgspec.msgpack.Decoder(tuple[int, bytes, bytes, bytes])

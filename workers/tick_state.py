@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from typing import Any
 
 from tickmesh.config import TickRules
 from tickmesh.schema import Trade
@@ -12,19 +13,25 @@ DAY_NS = 86_400 * 1_000_000_000
 EPS = 1e-9  # within EPS of a threshold counts as on it: decimal prices meet binary floats
 INF = math.inf
 NEVER = -1e18  # the time of "no event yet": every cooldown has passed
-# A trend ring key is bucket * 2**36 + the session's trade count before the bucket: exact in a
-# float for buckets < 2**17 (a day of 1 s buckets) and < 2**36 trades per ticker and session.
-KEY_UNIT = float(1 << 36)
-CUM_MASK = (1 << 36) - 1
 # A ticker's scalars live in one float array (one allocation, contiguous, nothing boxed); times
 # in it are ns since the session start, exact in a float. While a trade is before WAKE and
 # strictly inside (PMIN, PMAX) no rule can fire and no window moves: the hot path only counts it.
+# After the scalars the same array holds two rings indexed by trend bucket (bucket % size): the
+# session's trade count before each of the last window-1 buckets, and its cumulative volume before
+# each of the last volume-window buckets. P1, P2, P3 are buckets; TB0 is the bucket of `tr[0]`.
 # fmt: off
 (WAKE, PMAX, PMIN, N, CV,
  LAST, FIRST, HI, LO, RHI, RLO, HIT, LOT, HIC, LOC,
- TB, TB_END, TH, P1, P2, P3, TUP, TDN, TUPF, TDNF, TDIR, TLAST, VFIRST,
- SS_END, SH, SO, SELIG, RMIN, RMAX, SUP, SDN, SFROM, SLAST, WAKE2, QSEQ, NFIELDS) = range(41)
+ TB, TB_END, TB0, P1, P2, P3, TUP, TDN, TUPF, TDNF, TDIR, TLAST, VFIRST,
+ SS_END, SH, SO, SELIG, RMIN, RMAX, SUP, SDN, SFROM, SLAST, WAKE2, QSEQ, PB, NFIELDS) = range(42)
 # fmt: on
+# The trend ring `tr` holds the first price of each bucket from TB0 on at (bucket - TB0) % capacity,
+# in ten-thousandths (ticks) while every price written to it is a whole number of them: int16
+# ticks - PB while they span less than 2**16 (PB re-centred as needed), else int32 ticks; a price
+# that is not turns it into doubles. Each holds exactly the prices written; a bucket without
+# trades holds EMPTY of its typecode.
+TICKS = 10_000.0
+EMPTY: dict[str, Any] = {"h": -0x8000, "i": 0, "d": 0.0}
 
 
 def cause_of(trade: Trade) -> str:
@@ -61,38 +68,78 @@ def passes(move: float, ref: float, pct: float, usd: float) -> bool:
 
 
 class TickState:
-    """One ticker's session: its day start, scalars, trend ring, surge ring.
+    """One ticker's session: its day start, scalars and two bucket rings, trend ring, surge ring.
 
-    `a` holds the scalars (indexes above); `tr` holds (bucket key, first price, cumulative volume
-    before it) for each trend bucket with trades; `sr` holds (time, price, cumulative volume
-    after it) of the first trade of each surge slot.
+    `a` holds the scalars (indexes above) and, after them, the count and volume rings; `tr` the
+    first price of each trend bucket (see TICKS); `sr` holds (time, price, cumulative volume after
+    it) of the first trade of each surge slot.
     """
 
     __slots__ = ("day", "a", "tr", "sr")
 
-    def __init__(self, day: int, a: array[float], tr: array[float], sr: array[float]) -> None:
+    def __init__(self, day: int, a: array[float], tr: array[Any], sr: array[float]) -> None:
         self.day, self.a, self.tr, self.sr = day, a, tr, sr
 
 
-def new_state(day: int, r: int, price: float) -> TickState:
-    """The state of a ticker's first trade of a session (at r ns after `day`)."""
+def new_state(day: int, r: int, price: float, size: int) -> TickState:
+    """The state of a ticker's first trade of a session (at r ns after `day`); `a` has `size` slots."""
     a = array("d", bytes(8 * NFIELDS))
     a[LAST] = a[FIRST] = r
     a[HI] = a[LO] = a[RHI] = a[RLO] = price
     a[HIT] = a[LOT] = a[TLAST] = a[SLAST] = NEVER
     a[QSEQ] = -1.0  # the highest source sequence applied this session (exact in a float below 2**53)
-    st = TickState(day, a, array("d"), array("d"))
-    reset_windows(st)
+    st = TickState(day, a, array("h"), array("d"))
+    reset_windows(st, size)
     return st
 
 
-def reset_windows(st: TickState) -> None:
-    """Empty the trend, volume and surge windows (a new session, or their layout changed)."""
-    a = st.a
-    st.tr, st.sr = array("d"), array("d")
+def reset_windows(st: TickState, size: int) -> None:
+    """Empty the trend, volume and surge windows (a new session, or their layout changed); the
+    scalars stay, in an array of `size` slots."""
+    head = st.a[:NFIELDS].tolist()  # (a version-2 row has one scalar less)
+    a = st.a = array("d", head + [0.0] * (size - len(head)))  # no spare room
+    st.tr, st.sr = array("h"), array("d")
     a[WAKE] = a[WAKE2] = a[TB_END] = a[SS_END] = a[TUPF] = a[TDNF] = a[SFROM] = NEVER
     a[PMAX], a[PMIN] = -INF, INF
     a[TB] = a[VFIRST] = -1
-    a[TH] = a[P1] = a[P2] = a[P3] = a[SH] = a[SO] = 0.0
+    a[TB0] = a[P1] = a[P2] = a[P3] = a[SH] = a[SO] = 0.0
     a[TUP] = a[SUP] = a[SELIG] = a[RMIN] = INF
     a[TDN] = a[SDN] = a[RMAX] = -INF
+
+
+def ring_value(st: TickState, price: float) -> tuple[array[Any], float]:
+    """`price` as the trend ring stores it, once the ring can hold it exactly (re-centred or widened)."""
+    tr, a = st.tr, st.a
+    if tr.typecode == "d":
+        return tr, price
+    k = round(price * TICKS)
+    if k / TICKS != price or not 0 < k < 0x7FFFFFFF:
+        tr = st.tr = widen(tr, a, "d")
+        return tr, price
+    if tr.typecode == "i":
+        return tr, k
+    v = k - int(a[PB])
+    if -0x8000 < v < 0x8000:
+        return tr, v
+    tr = st.tr = _recentre(tr, a, k)
+    return tr, k - int(a[PB])
+
+
+def _recentre(tr: array[Any], a: array[float], k: int) -> array[Any]:
+    """An int16 ring whose prices and `k` span less than 2**16 ticks, around their middle; else int32."""
+    pb = int(a[PB])
+    ticks = [v + pb for v in tr if v != -0x8000] + [k]
+    lo, hi = min(ticks), max(ticks)
+    if hi - lo >= 0xFFFF:
+        return widen(tr, a, "i")
+    mid = a[PB] = (lo + hi) // 2
+    return array("h", [v if v == -0x8000 else v + pb - mid for v in tr])
+
+
+def widen(tr: array[Any], a: array[float], code: str) -> array[Any]:
+    """The same prices as int32 ticks ("i") or doubles ("d"); PB is then 0."""
+    pb, empty, scale = a[PB], EMPTY[tr.typecode], 1.0 if tr.typecode == "d" else TICKS
+    a[PB] = 0.0
+    if code == "i":
+        return array("i", [0 if v == empty else int(v + pb) for v in tr])
+    return array("d", [0.0 if v == empty else (v + pb) / scale for v in tr])

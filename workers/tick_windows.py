@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from array import array
+from typing import Any
 
 from tickmesh.config import TickRules
 from tickmesh.schema import Event, Source, Surge, Trade, Trend, event_id
 from workers.tick_state import (
-    CUM_MASK,
     CV,
+    EMPTY,
     EPS,
     FIRST,
     INF,
-    KEY_UNIT,
     LAST,
+    NFIELDS,
     P1,
     P2,
     P3,
+    PB,
     PMAX,
     PMIN,
     RMAX,
@@ -30,11 +32,12 @@ from workers.tick_state import (
     SS_END,
     SUP,
     TB,
+    TB0,
     TB_END,
     TDIR,
     TDN,
     TDNF,
-    TH,
+    TICKS,
     TLAST,
     TUP,
     TUPF,
@@ -46,6 +49,7 @@ from workers.tick_state import (
     TickState,
     cause_of,
     passes,
+    ring_value,
 )
 
 Envelope = tuple[str, str, Source, int, int, float, int, int, int]
@@ -64,8 +68,10 @@ class TickRuleBase:
     weights: tuple[float, float, float]
     history_ns: int
     interval_ns: int
-    nv: int  # the surge volume window, in buckets
+    nv: int  # the surge volume window, in buckets: the volume ring's size
     tcap: int  # trend ring capacity, in buckets
+    c1: int  # the count ring's size, in buckets (window 1 and the current bucket)
+    v0: int  # where the volume ring starts in a state's scalars (the count ring starts at NFIELDS)
     lookback_ns: int
     slot_ns: int  # surge ring slot width
     scap: int  # surge ring capacity, in slots
@@ -82,36 +88,66 @@ class TrendWindows(TickRuleBase):
     """The trend rule: three windows over the trend ring, a price filter, and the weighted score."""
 
     def _roll(self, st: TickState, r: int, price: float) -> None:
-        """A trade in a new bucket: move the window pointers, append the bucket, refresh the filter."""
-        a, tr, cap = st.a, st.tr, self.tcap
-        b = r // self.bucket_ns
+        """A trade in a new bucket: record the count and volume before it, append its price, move the
+        window pointers, refresh the filter."""
+        a, c1, nv, v0 = st.a, self.c1, self.nv, self.v0
+        b, last = r // self.bucket_ns, int(a[TB])
         a[TB_END], a[TB] = (b + 1) * self.bucket_ns, b
         if a[VFIRST] < 0:
             a[VFIRST] = b
-        th = int(a[TH])
-        s1, s2, s3 = self.spans
-        p, bound = int(a[P1]), (b - s1) * KEY_UNIT
-        while p < th and tr[p % cap * 3] < bound:
+        if b == last + 1:  # the common case: the next bucket
+            a[NFIELDS + b % c1], a[v0 + b % nv] = a[N], a[CV]
+        else:  # buckets without trades share the next one's count and volume
+            n, cv = a[N], a[CV]
+            for x in range(max(last + 1, b - c1 + 1), b + 1):
+                a[NFIELDS + x % c1] = n
+            for x in range(max(last + 1, b - nv + 1), b + 1):
+                a[v0 + x % nv] = cv
+        tr = self._append(st, last, b, price)
+        (s1, s2, s3), base, cap, empty = self.spans, int(a[TB0]), self.tcap, EMPTY[tr.typecode]
+        p = int(a[P1])
+        p = p if p > b - s1 else b - s1
+        while tr[(p - base) % cap] == empty:  # the first bucket with trades inside the window
             p += 1
-        a[P1], p, bound = p, int(a[P2]), (b - s2) * KEY_UNIT
-        while p < th and tr[p % cap * 3] < bound:
+        a[P1], p = p, int(a[P2])
+        p = p if p > b - s2 else b - s2
+        while tr[(p - base) % cap] == empty:
             p += 1
-        a[P2], p, bound = p, int(a[P3]), (b - s3) * KEY_UNIT
-        while p < th and tr[p % cap * 3] < bound:
+        a[P2], p = p, int(a[P3])
+        p = p if p > b - s3 else b - s3
+        while tr[(p - base) % cap] == empty:
             p += 1
         a[P3] = p
-        i = th % cap * 3
-        if i == len(tr):
-            tr.extend((b * KEY_UNIT + a[N], price, a[CV]))
-        else:
-            tr[i], tr[i + 1], tr[i + 2] = b * KEY_UNIT + a[N], price, a[CV]
-        a[TH] = th + 1
         self._trend_filter(st)
+
+    def _append(self, st: TickState, last: int, b: int, price: float) -> array[Any]:
+        """Bucket b's first price joins the trend ring (`last`, the newest bucket before it, or -1)."""
+        a, cap = st.a, self.tcap
+        if last < 0 or b - last >= cap:  # no bucket in the ring is inside a window any more: start over
+            st.tr = array("h")
+            a[TB0] = a[P1] = a[P2] = a[P3] = b
+            last = b - 1
+        tr, value = ring_value(st, price)
+        base = int(a[TB0])
+        if b == last + 1 and len(tr) == cap:  # the common case
+            tr[(b - base) % cap] = value
+            return tr
+        empty = EMPTY[tr.typecode]
+        for x in range(last + 1, b + 1):
+            if len(tr) < cap:  # still filling: bucket x is tr[x - base]
+                tr.append(value if x == b else empty)
+                if len(tr) == cap:  # full for good: drop the spare room appends keep
+                    tr = st.tr = array(tr.typecode, tr.tolist())
+            else:
+                tr[(x - base) % cap] = value if x == b else empty
+        return tr
 
     def _oldest(self, st: TickState) -> tuple[float, float, float]:
         """The oldest price inside each trend window."""
         a, tr, cap = st.a, st.tr, self.tcap
-        return tr[int(a[P1]) % cap * 3 + 1], tr[int(a[P2]) % cap * 3 + 1], tr[int(a[P3]) % cap * 3 + 1]
+        base, pb, scale = int(a[TB0]), a[PB], 1.0 if tr.typecode == "d" else TICKS
+        return ((tr[(int(a[P1]) - base) % cap] + pb) / scale, (tr[(int(a[P2]) - base) % cap] + pb) / scale,
+                (tr[(int(a[P3]) - base) % cap] + pb) / scale)  # fmt: skip
 
     def _trend_filter(self, st: TickState) -> None:
         """Prices beyond which the score may pass the threshold (the score is linear in the price)."""
@@ -139,7 +175,7 @@ class TrendWindows(TickRuleBase):
 
     def _trend(self, st: TickState, tr: Trade, r: int, out: list[Event], env: tuple[int, ...]) -> None:
         a, rules = st.a, self.rules
-        in_window = a[N] - (int(st.tr[int(a[P1]) % self.tcap * 3]) & CUM_MASK)  # the smallest window
+        in_window = a[N] - a[NFIELDS + int(a[P1]) % self.c1]  # the smallest window
         if in_window < rules.trend_min_trades:
             return
         score = self.score(st, tr.price)
@@ -188,6 +224,8 @@ class SurgeWindows(TickRuleBase):
         i = head % cap * 3
         if i == len(sr):
             sr.extend((r, price, a[CV]))
+            if len(sr) == 3 * cap:  # full for good: drop the spare room extends keep
+                st.sr = array("d", sr.tolist())
         else:
             sr[i], sr[i + 1], sr[i + 2] = r, price, a[CV]
             if head - a[SO] >= cap:  # full: the oldest is older than any baseline from now on
@@ -241,11 +279,9 @@ class SurgeWindows(TickRuleBase):
 
     def volume_ratio(self, st: TickState, base_volume: float) -> float:
         """Volume after the baseline over the average lookback-long volume of the volume window."""
-        a, tr, cap = st.a, st.tr, self.tcap
+        a = st.a
         oldest = max(int(a[TB]) - self.nv + 1, int(a[VFIRST]))
-        p, bound, start = int(a[TH]) - 1, oldest * KEY_UNIT, a[CV]
-        while p >= 0 and tr[p % cap * 3] >= bound:  # the first bucket with trades from `oldest` on
-            start, p = tr[p % cap * 3 + 2], p - 1
+        start = a[self.v0 + oldest % self.nv]  # the volume before the first trade from `oldest` on
         average = (a[CV] - start) / ((a[TB] - oldest + 1) * self.bucket_ns / self.lookback_ns)
         return (a[CV] - base_volume) / average if average > 0.0 else 0.0
 

@@ -1,0 +1,79 @@
+"""Tick state per symbol in one process, no mesh: `python -m bench.state [--symbols 8000,40000]`.
+
+A TickDetector (default rules) gets the memory part's warm-up history
+(`bench.workload.warm_history`: 140 trades per symbol, a trade in every trend
+bucket and surge slot) for the first symbol count, then for the rest; the
+figures are the process's RSS growth per symbol (allocator overhead included)
+and the detector's own bytes per symbol by tracemalloc (within the first count), plus
+the size of one warm ticker's arrays and checkpoint row. Unlike the mesh's
+memory part it holds no queues or buffers, so it gives the same figures on a
+busy host. Figures: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import tracemalloc
+from typing import Any
+
+import psutil
+
+from bench.workload import warm_history
+from tickmesh.config import TickChannel
+from tickmesh.schema import Trade
+from workers.snapshot import export_changes
+from workers.tick_rules import TickDetector
+
+END_NS = 1_767_225_600 * 1_000_000_000 + 15 * 3_600 * 1_000_000_000  # a trading afternoon
+
+
+def warm(det: TickDetector, first: int, last: int) -> None:
+    """Symbols first..last-1 warmed as the memory part warms them, then checkpointed (no dirty marks)."""
+    names = [f"T{i:06d}" for i in range(first, last)]
+    for frame in warm_history(names, [], END_NS):
+        for record in frame:
+            if record[0] == "T":
+                det.process(Trade(*record[1:5]), 0, 0, 0)
+    export_changes(det)
+    gc.collect()
+
+
+def measure(small: int, large: int) -> dict[str, Any]:
+    proc, det = psutil.Process(), TickDetector(TickChannel())
+    idle = proc.memory_info().rss
+    tracemalloc.start()
+    warm(det, 0, 10)  # what the first symbols allocate once (the detector's own tables) is not per symbol
+    base = tracemalloc.get_traced_memory()[0]
+    warm(det, 10, small)
+    traced = (tracemalloc.get_traced_memory()[0] - base) / (small - 10)
+    tracemalloc.stop()
+    at_small = proc.memory_info().rss
+    warm(det, small, large)
+    at_large = proc.memory_info().rss
+    st = det.states["T000000"]
+    return {
+        "symbols": [small, large],
+        f"rss_bytes_per_symbol_first_{small}": round((at_small - idle) / small),
+        f"rss_bytes_per_symbol_{small}_to_{large}": round((at_large - at_small) / (large - small)),
+        "traced_bytes_per_symbol": round(traced),
+        "warm_symbol_arrays": {k: sys.getsizeof(getattr(st, k)) for k in ("a", "tr", "sr")},
+        "row_bytes": len(det.row("T000000") or b""),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.state", description=__doc__.splitlines()[0])
+    p.add_argument("--symbols", default="8000,40000", help="two symbol counts (default 8000,40000)")
+    args = p.parse_args(argv)
+    small, large = (int(x) for x in args.symbols.split(","))
+    if not 10 < small < large:
+        p.error("--symbols needs two counts, 10 < the first < the second")
+    print(json.dumps(measure(small, large), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

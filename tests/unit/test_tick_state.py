@@ -1,0 +1,114 @@
+"""TICK state layout: the compact trend ring stays exact, its size, and the rows of the older version."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from array import array
+
+import msgspec
+import pytest
+
+from bench import state as state_bench
+from tests.unit.test_detectors_property import as_dicts, reference_tick, run
+from tickmesh.config import TickChannel, TickRules
+from tickmesh.schema import Trade
+from workers import tick_rows
+from workers.tick_rules import TickDetector
+from workers.tick_state import HI, LAST, P1, PB, TB, TickState
+
+S = 1_000_000_000
+T0 = 1_700_006_400 * S + 14 * 3_600 * S  # 14:00 UTC, inside the day's session
+
+
+def walk(n: int, every_s: float, exact_until: int, vol: float = 0.004, seed: int = 7) -> list[Trade]:
+    """A random walk with trends and surges; prices are whole ten-thousandths only before `exact_until`."""
+    rnd, price, out = random.Random(seed), 100.0, []
+    for k in range(n):
+        jump = (0.03 if k % 194 == 50 else -0.03 if k % 194 == 147 else 0.0) + rnd.gauss(0, vol)
+        price = max(1.0, round(price * (1 + jump), 4))
+        odd = price + 1e-7 if k >= exact_until else price  # not a whole number of ten-thousandths
+        out.append(Trade("A", odd, float(rnd.randrange(1, 500)), T0 + round(k * every_s * S)))
+    return out
+
+
+def warm(det: TickDetector, ticker: str = "A") -> None:
+    """The benchmark's warm symbol: a trade in every trend bucket for 600 s, then in every surge slot for 5 s."""
+    times = [k * 5 * S for k in range(120)] + [600 * S + k * S // 4 for k in range(20)]
+    for k, t in enumerate(times):
+        det.process(Trade(ticker, 100.0 + 0.01 * (k % 7), 100.0, T0 + t), 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("vol", "exact_until", "typecode"),
+    [(0.0005, 10_000, "h"), (0.004, 10_000, "i"), (0.004, 400, "d"), (0.0005, 0, "d")],
+)
+def test_the_trend_ring_is_exact_in_every_encoding(vol: float, exact_until: int, typecode: str) -> None:
+    """int16 ticks around a base (re-centred as prices move), int32 ticks, doubles: the same events."""
+    rules = TickRules(trend_min_history_s=30.0, trend_threshold=0.2, surge_cooldown_s=5.0)
+    trades = walk(1_200, 1.3, exact_until, vol)
+    det, events, bases = TickDetector(TickChannel(rules=rules)), [], set()
+    for i, tr in enumerate(trades):
+        events += det.process(tr, i, 0, 0)
+        bases.add(det.states["A"].a[PB])
+    got = as_dicts(events)
+    assert got == reference_tick(rules, trades)
+    assert {e["kind"] for e in got} >= {"trend", "surge", "high", "low"}
+    assert det.states["A"].tr.typecode == typecode
+    assert typecode != "h" or len(bases) > 3  # the int16 ring was re-centred as prices moved
+
+
+def test_the_ring_goes_back_to_int16_when_its_windows_start_over() -> None:
+    det = TickDetector(TickChannel())
+    run(det, walk(50, 2.0, 0))
+    assert det.states["A"].tr.typecode == "d"
+    run(det, [Trade("A", 101.25, 1.0, T0 + 2_000 * S)])  # more than trend_window3_s later
+    st = det.states["A"]
+    assert st.tr.typecode == "h" and st.tr[0] + st.a[PB] == 1_012_500
+
+
+def test_a_warm_ticker_fits_its_budget() -> None:
+    det = TickDetector(TickChannel())
+    warm(det)
+    st = det.states["A"]
+    arrays = sys.getsizeof(st.a) + sys.getsizeof(st.tr) + sys.getsizeof(st.sr)
+    assert len(st.tr) == det.tcap and len(st.sr) == 3 * det.scap  # every window full
+    assert arrays <= 1_800  # scalars and rings 800, trend ring 322, surge ring 632 (4,184 before)
+    assert len(det.row("A") or b"") <= 1_550  # 3,795 before
+
+
+def test_a_version_2_row_keeps_the_session_and_restarts_the_windows() -> None:
+    channel = TickChannel(rules=TickRules(trend_enabled=False, surge_enabled=False))
+    det = TickDetector(channel)
+    warm(det)
+    old = det.states["A"]
+    header = msgspec.msgpack.encode(tick_rows.TickHeader(2, det.layout, det.offset_ns, det.ignored))
+    row = msgspec.msgpack.encode((old.day, old.a[:40].tobytes(), b"\x00" * 24, b"\x00" * 24))
+    fresh = TickDetector(channel)
+    fresh.restore_rows(header, [("A", row)])
+    st = fresh.states["A"]
+    assert st.a[HI] == old.a[HI] and st.a[LAST] == old.a[LAST] and st.day == old.day
+    assert st.tr.tolist() == [] and st.sr.tolist() == [] and len(st.a) == fresh.size
+    later = [Trade("A", 100.2, 1.0, T0 + 700 * S), Trade("A", 99.5, 1.0, T0 + 701 * S)]
+    events = run(fresh, later)
+    assert len(events) == 2 and events == run(det, later)  # a high and a low against the kept session
+
+
+@pytest.mark.parametrize("field", [P1, TB])
+def test_a_row_whose_ring_pointers_do_not_fit_is_refused(field: int) -> None:
+    det = TickDetector(TickChannel())
+    warm(det)
+    st = det.states["A"]
+    bad = TickState(st.day, array("d", st.a), st.tr, st.sr)
+    bad.a[field] += 10_000
+    with pytest.raises(ValueError, match="snapshot"):
+        det.restore_rows(det.header(), [("A", tick_rows.row(bad))])
+    assert det.states["A"] is st
+
+
+def test_the_state_bench_reports_the_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    assert state_bench.main(["--symbols", "200,300"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 1_000 < out["traced_bytes_per_symbol"] <= 2_300  # arrays, the TickState, its dict entry and key
+    assert sum(out["warm_symbol_arrays"].values()) <= 1_800 and out["row_bytes"] <= 1_550
