@@ -276,7 +276,16 @@ def _journal_cost(mesh: dict[str, Any] | None) -> list[str]:
     rows = [[name.replace("_", " "), *_lat(mesh[key].get("tick_latency")), f"{mesh[key].get('events', 0):,}"]
             for key, name in (("without_journal", "mesh alone"), ("with_journal", "mesh + journal"))
             if key in mesh]  # fmt: skip
-    cost = f" Tick p99 cost of the journal: **{mesh['p99_cost_pct']:+.1f} %**." if "p99_cost_pct" in mesh else ""
+    runs = " / ".join(f"{key.replace('_', ' ')} {', '.join(_ms(v) for v in mesh.get(f'{key}_p99_us', []))}"
+                      for key in ("without_journal", "with_journal"))  # fmt: skip
+    cost = (
+        (
+            f" Tick p99 of each run, in the order alone, with, with, alone: {runs}. Cost of the journal (mean p99"
+            f" with ÷ without): **{mesh['p99_cost_pct']:+.1f} %**."
+        )
+        if "p99_cost_pct" in mesh
+        else ""
+    )
     stored = mesh.get("with_journal", {})
     return [
         f"\nThe mesh at {_rate(mesh['rate'])} with and without the journal beside it:\n",
