@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -23,6 +24,7 @@ from journal.backends import DSN_ENV, SQLITE_NAME, open_store
 from journal.query import build_query
 from subscriber.client import Subscriber
 from tickmesh.config import CHANNELS
+from tickmesh.schema import Publication
 
 log = logging.getLogger("bench.soak")
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -34,13 +36,13 @@ LOST = re.compile(r"LOST (\d+) publications")
 
 
 class Recorder:
-    """A subscriber in its own thread: every publication it sees (gaps filled from the ring, or counted lost)."""
+    """A subscriber reading in its own thread: every publication it sees, in order (gaps filled from the
+    ring, or counted lost). `subscribe` makes the subscriber on the recorder's own context."""
 
-    def __init__(self, stage: Stage) -> None:
+    def __init__(self, subscribe: Callable[[zmq.Context], Subscriber]) -> None:  # type: ignore[type-arg]
         self.ctx = zmq.Context()
-        self.sub = Subscriber(stage.endpoints.publish, replay=stage.endpoints.replay, ctx=self.ctx)
-        self.ids: list[str] = []
-        self.last = (0, 0)
+        self.sub = subscribe(self.ctx)
+        self.received: list[Publication] = []
         self.running = True
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -49,8 +51,12 @@ class Recorder:
         while self.running:
             publication = self.sub.recv(timeout_ms=50)
             if publication is not None:
-                self.ids.append(publication.event.id)
-                self.last = (publication.epoch, publication.seq)
+                self.received.append(publication)
+
+    @property
+    def last(self) -> tuple[int, int]:
+        """(epoch, seq) of the last publication seen, (0, 0) before the first."""
+        return (self.received[-1].epoch, self.received[-1].seq) if self.received else (0, 0)
 
     def close(self) -> int:
         """Stop; the events the subscriber lost (0 unless the ring could not fill a gap)."""
@@ -70,7 +76,7 @@ def soak(minutes: float, backend: str, rate: float) -> dict[str, Any]:
     recorder: Recorder | None = None
     try:
         stage.start_mesh()
-        recorder = Recorder(stage)
+        recorder = Recorder(lambda ctx: Subscriber(stage.endpoints.publish, replay=stage.endpoints.replay, ctx=ctx))
         _start_journal(stage, "journal.0")
         started = time.monotonic()
         stage.spawn("feed", "-m", "feeds", "sim", "--rate", str(rate), "--duration", str(duration), "--seed", "15")
@@ -83,7 +89,7 @@ def soak(minutes: float, backend: str, rate: float) -> dict[str, Any]:
         poll_until(lambda: stage.procs["feed"].poll() is not None, duration + SETTLE_S, "the feed to finish")
         stage.reaped("feed")
         last = _settle(stage, recorder)
-        seen, lost_by_subscriber = recorder.ids, recorder.close()
+        seen, lost_by_subscriber = [p.event.id for p in recorder.received], recorder.close()
         recorder = None
         return {"minutes": minutes, "backend": backend, "rate": rate, **_verdict(stage, last, seen, lost_by_subscriber)}
     finally:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
-import zmq
-
+from bench.soak import Recorder
 from journal.backends import open_store
 from journal.store import SqlStore
-from subscriber.client import Subscriber
 from tests.conftest import JournalBackend
 from tests.mesh import Mesh, poll_until
-from tickmesh.schema import Publication
 
 QUIET = {"aggregator": {"max_event_age_s": 0}}  # these streams include history: no staleness drop
 
@@ -56,26 +52,6 @@ def wait_journaled(mesh: Mesh, backend: JournalBackend, epoch: int, seq: int, ti
     poll_until(reached, timeout, interval=0.1, what=f"the journal to reach seq {seq}")
 
 
-class Recorder:
-    """A subscriber reading in its own thread for the whole test: every publication it sees, in order."""
-
-    def __init__(self, mesh: Mesh) -> None:
-        self.ctx = zmq.Context()
-        self.sub = mesh.subscriber(ctx=self.ctx)
-        self.received: list[Publication] = []
-        self.running = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while self.running:
-            publication = self.sub.recv(timeout_ms=50)
-            if publication is not None:
-                self.received.append(publication)
-
-    def close(self) -> Subscriber:
-        self.running = False
-        self.thread.join()
-        self.sub.close()
-        self.ctx.term()
-        return self.sub
+def record_publications(mesh: Mesh) -> Recorder:
+    """A subscriber reading the mesh's publish stream in its own thread for the whole test."""
+    return Recorder(lambda ctx: mesh.subscriber(ctx=ctx))

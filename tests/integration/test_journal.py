@@ -11,7 +11,13 @@ import pytest
 from bench.soak import soak
 from journal.query import build_query
 from tests.conftest import JournalBackend
-from tests.integration.journal_helpers import Recorder, journal_mesh, open_journal, start_journal, wait_journaled
+from tests.integration.journal_helpers import (
+    journal_mesh,
+    open_journal,
+    record_publications,
+    start_journal,
+    wait_journaled,
+)
 from tests.integration.test_reliability import _highs
 from tests.mesh import Mesh, poll_until
 from tickmesh.schema import Record
@@ -74,7 +80,7 @@ def test_what_the_ring_no_longer_holds_is_counted_and_logged_as_lost(
     mesh_factory: Callable[..., Mesh], journal_backend: JournalBackend
 ) -> None:
     mesh = journal_mesh(mesh_factory, journal_backend, aggregator={"replay_size": 100})
-    recorder = Recorder(mesh)
+    recorder = record_publications(mesh)
     start_journal(mesh, "journal.0")
     mesh.push(_highs(10, 6))  # 50 events
     poll_until(lambda: len(recorder.received) >= 50, 20, what="the first 50")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import JournalBackend
-from tests.integration.journal_helpers import Recorder, journal_mesh, start_journal
+from tests.integration.journal_helpers import journal_mesh, record_publications, start_journal
 from tests.integration.test_journal import paced_push
 from tests.integration.test_reliability import _highs
 from tests.mesh import Mesh, poll_until
@@ -29,7 +29,7 @@ def test_since_joins_history_and_live_without_gap_or_duplicate(
     mesh_factory: Callable[..., Mesh], journal_backend: JournalBackend
 ) -> None:
     mesh = journal_mesh(mesh_factory, journal_backend, aggregator={"replay_size": 50_000})
-    recorder = Recorder(mesh)
+    recorder = record_publications(mesh)
     start_journal(mesh, "journal")
     total = TICKERS * (STEPS - 1)
     pushing = threading.Thread(target=paced_push, args=(mesh, _highs(TICKERS, STEPS), RATE, 40))
