@@ -3,6 +3,7 @@ aggregator (XPUB + replay ring), and the raw batched write rate of each store.""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -18,7 +19,9 @@ import msgspec
 import zmq
 
 from aggregator.ring import ReplayRing
-from bench import ramp, stages
+from bench import stages
+from bench.drive import LoadProc, SinkProc, hold, summarize
+from bench.procs import Stage, StageError, cpu_seconds, poll_until
 from bench.workload import Mix
 from journal.backends import DSN_ENV, open_store
 from journal.query import build_query
@@ -62,47 +65,65 @@ def journal_part(events: int) -> dict[str, Any]:
     return out
 
 
-# The mesh alone, then with the journal, then with, then alone: whatever drifts over the run (and the
-# order itself: the second stage starts on a host the first just left) weighs on both sides alike.
-COST_ORDER = ("mesh", "mesh_journal", "mesh_journal", "mesh")
+# The journal's cost is measured inside one mesh, in windows that alternate between the journal running
+# beside it and the journal stopped (SIGSTOP: still there, using no CPU), in the order running, stopped,
+# stopped, running, …: the host's drift and the mesh's own slow moments (checkpoints, a busy neighbour)
+# fall on both sides alike, which separate runs of a few seconds each could not promise. Conservative:
+# a running window after a stopped one also catches up what the journal missed while stopped.
+COST_PAIRS = 8
+COST_WINDOW_S = 5.0  # at most: a stopped journal must find what it missed still in the replay ring
 
 
 def mesh_cost(mix: Mix, rate: int, hold_s: float, settle_s: float, settings: dict[str, Any]) -> dict[str, Any]:
-    """The mesh's tick latency at `rate` records/s without and with the journal (SQLite) beside it,
-    each twice (COST_ORDER); the cost compares the mean p99 of each side."""
-    out: dict[str, Any] = {"rate": rate, "order": list(COST_ORDER)}
-    for kind in COST_ORDER:
-        key = "with_journal" if kind == "mesh_journal" else "without_journal"
-        entry = _cost_run(kind, mix, rate, hold_s, settle_s, settings)
-        out.setdefault(key, entry)  # the table shows each side's first run
-        out.setdefault(f"{key}_p99_us", []).append((entry["tick_latency"] or {}).get("p99_us"))
-        log.info("tick latency at %s/s, %s: %s", f"{rate:,}", kind, entry)
+    """The mesh's tick p99 at `rate` records/s with the journal (SQLite) running and stopped beside it, in
+    2 × COST_PAIRS alternating windows; the cost compares the mean p99 of each side."""
+    window_s = min(hold_s, COST_WINDOW_S)
+    order = [i % 4 in (0, 3) for i in range(2 * COST_PAIRS)]  # running, stopped, stopped, running, …
+    out: dict[str, Any] = {"rate": rate, "window_s": window_s, "with_journal_p99_us": [], "without_journal_p99_us": []}
+    system = stages.start("mesh_journal", settings)
+    pid = system.stage.procs["journal"].pid
+    try:
+        sink = SinkProc(system.stage)
+        sink.wait_ready()
+        load = LoadProc(system.stage, "load", mix)
+        load.rate(rate)
+        hold(system.stage, settle_s)
+        used = 0.0  # the journal's CPU seconds in its running windows
+        for running in order:
+            os.kill(pid, signal.SIGCONT if running else signal.SIGSTOP)
+            sink.take()
+            before = cpu_seconds({"journal": pid}).get("journal", 0.0)
+            hold(system.stage, window_s)
+            p99 = summarize(sink.take().latency.get("tick")).get("p99_us")
+            used += cpu_seconds({"journal": pid}).get("journal", 0.0) - before
+            out["with_journal_p99_us" if running else "without_journal_p99_us"].append(p99)
+        os.kill(pid, signal.SIGCONT)
+        load.rate(0)
+        out["journal"] = _caught_up(system.stage)
+        out["journal"]["cpu_percent_running"] = round(100 * used / (COST_PAIRS * window_s), 1)
+    finally:
+        os.kill(pid, signal.SIGCONT)  # a stopped process would not see the stage's SIGTERM
+        system.close()
     off, on = (_mean(out[f"{key}_p99_us"]) for key in ("without_journal", "with_journal"))
     if off and on:
         out["p99_cost_pct"] = round(100 * (on - off) / off, 1)
+    log.info("journal cost at %s/s: %s", f"{rate:,}", out)
     return out
 
 
-def _cost_run(
-    kind: str, mix: Mix, rate: int, hold_s: float, settle_s: float, settings: dict[str, Any]
-) -> dict[str, Any]:
-    system = stages.start(kind, settings)
-    try:
-        step = ramp.sustained(system, mix, hold_s, settle_s, (rate,))["steps"][0]
-        entry = {"tick_latency": step["tick_latency"], "kept_up": step["kept_up"], "events": step["events"]}
-        if kind == "mesh_journal":
-            journal = system.stage.fresh(["journal"])["journal"]
-            entry.update(stored=journal.counters.get("journal.stored", 0),
-                         lost=journal.counters.get("journal.lost", 0), lag=journal.gauges.get("journal.lag"),
-                         cpu_percent=journal.gauges.get("process.cpu_percent"))  # fmt: skip
-        return entry
-    finally:
-        system.close()
+def _caught_up(stage: Stage) -> dict[str, Any]:
+    """The journal's counters once it has stored everything published (or 30 s have passed)."""
+    with contextlib.suppress(StageError):  # then the figures say how far behind it still is
+        poll_until(lambda: stage.fresh(["journal"])["journal"].gauges.get("journal.lag") == 0, 30, "the journal")
+    journal = stage.statuses["journal"]
+    counters, gauges = journal.counters, journal.gauges
+    return {"stored": counters.get("journal.stored", 0), "lost": counters.get("journal.lost", 0),
+            "lag": gauges.get("journal.lag"), "cpu_percent": gauges.get("process.cpu_percent")}  # fmt: skip
 
 
 def _mean(values: list[float | None]) -> float | None:
     known = [v for v in values if v]
-    return sum(known) / len(known) if len(known) == len(values) else None
+    return sum(known) / len(known) if known and len(known) == len(values) else None
 
 
 def _config(folder: Path, settings: dict[str, Any]) -> Config:

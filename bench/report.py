@@ -273,25 +273,21 @@ def _journal_section(data: dict[str, Any] | None) -> list[str]:
 def _journal_cost(mesh: dict[str, Any] | None) -> list[str]:
     if not mesh:
         return []
-    rows = [[name.replace("_", " "), *_lat(mesh[key].get("tick_latency")), f"{mesh[key].get('events', 0):,}"]
-            for key, name in (("without_journal", "mesh alone"), ("with_journal", "mesh + journal"))
-            if key in mesh]  # fmt: skip
-    runs = " / ".join(f"{key.replace('_', ' ')} {', '.join(_ms(v) for v in mesh.get(f'{key}_p99_us', []))}"
-                      for key in ("without_journal", "with_journal"))  # fmt: skip
-    cost = (
-        (
-            f" Tick p99 of each run, in the order alone, with, with, alone: {runs}. Cost of the journal (mean p99"
-            f" with ÷ without): **{mesh['p99_cost_pct']:+.1f} %**."
-        )
-        if "p99_cost_pct" in mesh
-        else ""
-    )
-    stored = mesh.get("with_journal", {})
+    rows = []
+    for key, name in (("without_journal", "journal stopped"), ("with_journal", "journal running")):
+        p99s = [v for v in mesh.get(f"{key}_p99_us", []) if v]
+        if p99s:
+            rows.append([name, str(len(p99s)), _ms(sum(p99s) / len(p99s)), _ms(min(p99s)), _ms(max(p99s))])
+    cost = ""
+    if "p99_cost_pct" in mesh:
+        cost = f" Cost of the journal (mean p99 running ÷ stopped): **{mesh['p99_cost_pct']:+.1f} %**."
+    journal = mesh.get("journal", {})
     return [
-        f"\nThe mesh at {_rate(mesh['rate'])} with and without the journal beside it:\n",
-        _table(["", "tick p50", "tick p99", "tick p99.9", "tick samples", "events"], rows),
-        f"\nJournal: {stored.get('stored', 0):,} stored, {stored.get('lost', 0):,} lost, lag {stored.get('lag')}, "
-        f"CPU {stored.get('cpu_percent')} % of a core.{cost}\n",
+        f"\nThe mesh at {_rate(mesh['rate'])}, one run, in {mesh.get('window_s')} s windows alternating between the"
+        " journal running beside it and stopped (SIGSTOP), in the order running, stopped, stopped, running, …:\n",
+        _table(["journal", "windows", "mean tick p99", "lowest", "highest"], rows),
+        f"\nJournal at the end: {journal.get('stored', 0):,} stored, {journal.get('lost', 0):,} lost, lag"
+        f" {journal.get('lag')}; it used {journal.get('cpu_percent_running')} % of a core while running.{cost}\n",
     ]
 
 

@@ -14,6 +14,7 @@ from journal.backends import describe
 from journal.reader import Reader
 from journal.store import SqlStore, StoreError
 from journal.writer import Batch, Writer
+from tickmesh import sched
 from tickmesh.bus import BusClient
 from tickmesh.config import Config, JournalConfig, with_endpoints
 from tickmesh.metrics import Metrics
@@ -25,9 +26,6 @@ HOUSEKEEPING_S = 5.0  # stats (rows, bytes, oldest) and one retention pass this 
 REOPEN_S = 1.0  # a store that failed is opened again after this
 TRIM_CHUNK = 10_000  # rows deleted per retention pass: deletes never stall the writer for long
 DAY_NS = 86_400 * 1_000_000_000
-# The journal is never on the latency path: below the lowest channel's workers (nice +6), it takes the
-# CPU the mesh leaves; when starved it lags (journal.lag) and catches up from the ring.
-NICE = 10
 MAX_PENDING_BATCHES = 4  # received rows kept while the writer is busy, in batches; then receiving waits for it
 
 
@@ -209,5 +207,5 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         config = msgspec.structs.replace(config, journal=journal)
     env = dict(os.environ)
-    os.nice(NICE)
+    sched.background()  # never on the latency path: starved, it lags (journal.lag) and catches up from the ring
     return serve(config, "journal", lambda ctx, stop: Journal(config, ctx, stop, env).run(), args.health)

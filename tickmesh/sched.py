@@ -1,14 +1,19 @@
-"""Scheduling at process start: CPU affinity per role, the opt-in real-time class for the P1 path, niceness below it."""
+"""Scheduling at process start: CPU affinity per role, the opt-in real-time class for the P1 path, niceness
+below it (for the process and its session), and the idle class for what must never delay the mesh (the journal)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import time
 
 from tickmesh.config import Config
 
 log = logging.getLogger(__name__)
 NICE_PER_PRIORITY = 3  # channel priority 1 → nice +0, 2 → +3, 3 → +6
+AUTOGROUP = "/proc/self/autogroup"
+AUTOGROUP_WAIT_S = 3.0  # an unprivileged write is refused (EAGAIN) within 1 s of anyone's last one
 
 
 def apply(config: Config, role: str, priority: int = 1) -> None:
@@ -26,7 +31,39 @@ def apply(config: Config, role: str, priority: int = 1) -> None:
     if priority == 1 and config.process.realtime:
         realtime(config.process.realtime_priority)
     elif priority > 1:
-        os.nice(NICE_PER_PRIORITY * (priority - 1))
+        os.nice(channel_nice(priority))
+
+
+def channel_nice(priority: int) -> int:
+    """The niceness of a channel's shards (and of its supervisor's session): +3 per step below priority 1."""
+    return NICE_PER_PRIORITY * (priority - 1)
+
+
+def session_nice(nice: int) -> bool:
+    """Give this process's session the CPU share of `nice` (its autogroup's nice), if the process leads it.
+
+    With autogroup (`kernel.sched_autogroup_enabled`, on in most distributions' kernels) the
+    kernel first shares the CPU between sessions, and a nice value counts only within one. honcho,
+    `tickmesh up` and systemd start each process in a session of its own, so a niced shard or the
+    journal would otherwise still get as much CPU as the tick path. A process that does not lead
+    its session (started from a shell beside others) leaves it alone: that would lower them all.
+    """
+    if os.getsid(0) != os.getpid():
+        return False
+    deadline = time.monotonic() + AUTOGROUP_WAIT_S
+    while True:
+        try:
+            with open(AUTOGROUP, "w") as f:
+                f.write(str(nice))
+        except OSError as exc:
+            if exc.errno == errno.EAGAIN and time.monotonic() < deadline:
+                time.sleep(0.25)  # the kernel takes one unprivileged write per second, host-wide
+                continue
+            if exc.errno != errno.ENOENT:  # ENOENT: a kernel without autogroup, where nice alone is enough
+                log.warning("cannot lower this session's CPU share to nice %+d (%s)", nice, exc.strerror)
+            return False
+        log.info("session CPU share (autogroup) at nice %+d", nice)
+        return True
 
 
 def pin(cpus: set[int]) -> bool:
@@ -61,4 +98,26 @@ def realtime(priority: int) -> bool:
         )
         return False
     log.info("real-time scheduling: SCHED_FIFO priority %d", priority)
+    return True
+
+
+BACKGROUND_NICE = 10  # where the idle class is refused: below every channel's workers (nice +6)
+
+
+def background() -> bool:
+    """SCHED_IDLE: run only on CPU time no other process wants; nice +10 (one warning line) where refused.
+
+    For work off the publishing path that may lag and catch up (the journal). A niced process
+    still holds a core for its whole time slice once it runs, so a tick shard that wakes meanwhile
+    waits for it; a waking normal-class process preempts an idle-class one at once. Starved for a
+    while, such a process lags and says so (journal.lag); it never slows the mesh.
+    """
+    session_nice(19)  # and below every other session (autogroup: see session_nice)
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError as exc:  # seccomp or an LSM can refuse it; plain Linux lets any process lower itself
+        log.warning("idle scheduling class refused (%s): running at nice +%d", exc.strerror, BACKGROUND_NICE)
+        os.nice(BACKGROUND_NICE)
+        return False
+    log.info("scheduling: SCHED_IDLE (runs on CPU time the mesh leaves)")
     return True

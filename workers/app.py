@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 
+from tickmesh import sched
 from tickmesh.bus import BusClient
 from tickmesh.cli import EXIT_USAGE
 from tickmesh.config import CHANNELS
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     if config is None:
         return EXIT_USAGE
     shards = args.shard or list(range(config.channel(args.channel).shards))
+    priority = config.channel(args.channel).priority
+    if priority > 1:  # the shards run in this process's session: its CPU share is theirs (sched.session_nice)
+        sched.session_nice(sched.channel_nice(priority))
     extra = ["--log-level", args.log_level] + (["--config", args.config] if args.config else [])
     children = {n: Child([sys.executable, "-m", "workers.shard", args.channel, str(n), *extra]) for n in shards}
     stop = StopFlag(config.process.stop_budget(0.2))

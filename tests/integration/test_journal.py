@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -47,6 +48,8 @@ def test_the_journal_reports_on_the_bus_tags_its_run_and_enforces_retention(
         lambda: (s := mesh.read_bus()["journal"]).counters.get("journal.stored", 0) >= 100 and s, 20, what="stored"
     )
     assert status.role == "journal" and status.channels == []
+    for tid in os.listdir(f"/proc/{mesh.pid('journal')}/task"):  # every thread, the writer's and zmq's too
+        assert os.sched_getscheduler(int(tid)) == os.SCHED_IDLE  # never on the latency path
 
     # retention runs in the background: the 40 oldest go, and the gauges say so
     def trimmed_to_60() -> bool:

@@ -8,20 +8,26 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from tests.mesh import Mesh, collect
+from tests.mesh import Mesh, collect, poll_until
 from tickmesh.schema import Trade
 
 S = 1_000_000_000
 FALLBACK = "real-time scheduling not permitted"
+AUTOGROUP = "/proc/self/autogroup"
 
 
 def _realtime_permitted() -> bool:
     """Whether this host lets a child process of ours enter SCHED_FIFO (root with CAP_SYS_NICE, or RLIMIT_RTPRIO)."""
     probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
     return subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=30).returncode == 0
+
+
+def _autogroup(pid: int) -> str:
+    return Path(f"/proc/{pid}/autogroup").read_text()  # "/autogroup-42 nice 3"
 
 
 def _threads(pid: int) -> list[int]:
@@ -69,9 +75,31 @@ def test_without_the_permission_each_p1_process_says_so_once_and_runs(mesh_facto
     mesh.start()
     for name in ("router", "aggregator", "worker.tick.0"):
         assert os.sched_getscheduler(mesh.pid(name)) == os.SCHED_OTHER, name
+    if os.path.exists(AUTOGROUP):  # not the leader of its session (ours): a shard leaves the session's share alone
+        assert _autogroup(mesh.pid("worker.fmv.0")) == Path(AUTOGROUP).read_text()
     # a shard logs into its supervisor's output
     for name, lines in (("router", 1), ("aggregator", 1), ("supervisor.tick", 1), ("supervisor.ohlcv", 0)):
         text = mesh.log(name)
         assert text.count(FALLBACK) == lines, (name, text)
         assert "LimitRTPRIO=10" in text or lines == 0
+    _events_flow(mesh)
+
+
+@pytest.mark.skipif(not os.path.exists(AUTOGROUP), reason="a kernel without autogroup (CONFIG_SCHED_AUTOGROUP)")
+def test_started_a_session_each_as_honcho_does_the_lower_channels_and_the_journal_get_less_cpu(
+    mesh_factory: Callable[..., Mesh],
+) -> None:
+    """With autogroup the kernel shares the CPU between sessions before nice counts: each session is niced whole."""
+    mesh = mesh_factory()
+    mesh.prefix = ["setsid"]  # a session per process, as honcho, `tickmesh up` and systemd start them
+    mesh.start()
+    mesh.spawn("journal", "-m", "journal")
+    poll_until(lambda: "journal" in mesh.read_bus(), 30, what="the journal reporting")
+    names = ("router", "aggregator", "worker.tick.0", "worker.ohlcv.0", "worker.fmv.0", "journal")
+    nice = {name: int(_autogroup(mesh.pid(name)).split()[-1]) for name in names}
+    assert nice == {"router": 0, "aggregator": 0, "worker.tick.0": 0, "worker.ohlcv.0": 3, "worker.fmv.0": 6,
+                    "journal": 19}  # fmt: skip
+    assert _autogroup(mesh.pid("worker.ohlcv.0")) == _autogroup(mesh.pid("supervisor.ohlcv"))  # its supervisor's
+    for tid in _threads(mesh.pid("journal")):
+        assert os.sched_getscheduler(tid) == os.SCHED_IDLE, tid
     _events_flow(mesh)
