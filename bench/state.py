@@ -1,4 +1,4 @@
-"""Tick state per symbol in one process, no mesh: `python -m bench.state [--symbols 8000,40000]`.
+"""Tick state per symbol in one process, no mesh: `python -m bench.state [--symbols 8000,40000] [--cpu]`.
 
 A TickDetector (default rules) gets the memory part's warm-up history
 (`bench.workload.warm_history`: 140 trades per symbol, a trade in every trend
@@ -7,7 +7,10 @@ figures are the process's RSS growth per symbol (allocator overhead included)
 and the detector's own bytes per symbol by tracemalloc (within the first count), plus
 the size of one warm ticker's arrays and checkpoint row. Unlike the mesh's
 memory part it holds no queues or buffers, so it gives the same figures on a
-busy host. Figures: docs/benchmarks.md.
+busy host. `--cpu` reports instead the detector's CPU ns per record on three
+streams: the warm-up history (every trade starts a trend bucket or a surge
+slot), trades that each start a surge slot, and trades 25 to a slot (mostly the
+hot path). Figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import argparse
 import gc
 import json
 import sys
+import time
 import tracemalloc
 from typing import Any
 
 import psutil
 
-from bench.workload import warm_history
+from bench.workload import Mix, Workload, warm_history
 from tickmesh.config import TickChannel
 from tickmesh.schema import Trade
 from workers.snapshot import export_changes
@@ -64,10 +68,39 @@ def measure(small: int, large: int) -> dict[str, Any]:
     }
 
 
+def stream(symbols: int, start_ns: int, seed: int, frames: int) -> list[Trade]:
+    """100 trades every 20 ms over `symbols` warm symbols, `frames` times (3,000: 60 s of event time)."""
+    w = Workload(Mix(tick_symbols=symbols, ohlcv_symbols=0, fmv_symbols=0, trade_share=1.0, fmv_share=0.0, seed=seed))
+    return [Trade(*r[1:5]) for k in range(frames) for r in w.trades(100, start_ns + k * 20_000_000)]
+
+
+def cpu(symbols: int = 2_000, frames: int = 3_000) -> dict[str, int]:
+    """CPU ns per record of TickDetector.process on the three streams, in this order, one detector."""
+    det = TickDetector(TickChannel())
+    names = [f"T{i:06d}" for i in range(symbols)]
+    history = [Trade(*r[1:5]) for frame in warm_history(names, [], END_NS) for r in frame if r[0] == "T"]
+    slots = stream(symbols, END_NS + 2_000_000_000, 0, frames)  # each symbol every 400 ms: a slot per trade
+    steady = stream(50, END_NS + 63_000_000_000, 1, frames)  # each symbol every 10 ms: 25 trades a slot
+    out, process = {}, det.process
+    gc.collect()
+    gc.disable()
+    for name, records in (("history", history), ("slots", slots), ("steady", steady)):
+        t0 = time.process_time()
+        for i, record in enumerate(records):
+            process(record, i, 0, 0)
+        out[f"{name}_cpu_ns_per_record"] = round((time.process_time() - t0) / len(records) * 1e9)
+    gc.enable()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.state", description=__doc__.splitlines()[0])
     p.add_argument("--symbols", default="8000,40000", help="two symbol counts (default 8000,40000)")
+    p.add_argument("--cpu", action="store_true", help="CPU ns per record of the detector instead")
     args = p.parse_args(argv)
+    if args.cpu:
+        print(json.dumps(cpu(), indent=2))
+        return 0
     small, large = (int(x) for x in args.symbols.split(","))
     if not 10 < small < large:
         p.error("--symbols needs two counts, 10 < the first < the second")

@@ -6,9 +6,10 @@ from array import array
 
 import msgspec
 
-from workers.tick_state import EMPTY, NFIELDS, P1, P2, P3, PB, TB, TB0, TICKS, TickState
+from workers.tick_state import EMPTY, MASK, NFIELDS, P1, P2, P3, PB, STRIDE, TB, TB0, TICKS, TickState
 
-VERSION = 3  # 3: compact trend ring (int16/int32 ticks), count and volume rings after the scalars
+VERSION = 4  # 4: packed surge ring; 3: compact trend ring, count and volume rings after the scalars
+DOUBLES = 3  # read too, whole: the surge ring as doubles (its wide form)
 OLDER = 2  # read too: the session's scalars are kept, its trend and surge windows restart
 
 
@@ -22,7 +23,8 @@ class TickHeader(msgspec.Struct, array_like=True, frozen=True):
 
 
 _header = msgspec.msgpack.Decoder(TickHeader)
-_row = msgspec.msgpack.Decoder(tuple[int, bytes, str, bytes, bytes])
+_row = msgspec.msgpack.Decoder(tuple[int, bytes, str, bytes, str, bytes])
+_row_v3 = msgspec.msgpack.Decoder(tuple[int, bytes, str, bytes, bytes])
 _row_v2 = msgspec.msgpack.Decoder(tuple[int, bytes, bytes, bytes])
 
 
@@ -31,13 +33,14 @@ def header(layout: tuple[int, ...], offset: int, ignored: dict[str, int]) -> byt
 
 
 def row(st: TickState) -> bytes:
-    """One ticker's session: day start, scalars and rings, trend ring (its typecode), surge ring."""
-    return msgspec.msgpack.encode((st.day, st.a.tobytes(), st.tr.typecode, st.tr.tobytes(), st.sr.tobytes()))
+    """One ticker's session: day start, scalars and rings, trend ring and surge ring (each with its typecode)."""
+    tr, sr = st.tr, st.sr
+    return msgspec.msgpack.encode((st.day, st.a.tobytes(), tr.typecode, tr.tobytes(), sr.typecode, sr.tobytes()))
 
 
 def read_header(data: bytes) -> TickHeader:
     head = _header.decode(data)
-    if head.v not in (VERSION, OLDER):
+    if head.v not in (VERSION, DOUBLES, OLDER):
         raise ValueError(f"version {head.v}")
     return head
 
@@ -50,18 +53,25 @@ def read_row(v: int, data: bytes) -> TickState:
         if len(st.a) != NFIELDS - 1:  # no PB then
             raise ValueError("bad scalars")
         return st
-    day, a, code, tr, sr = _row.decode(data)
-    if code not in EMPTY:
-        raise ValueError(f"bad trend ring type {code!r}")
-    return TickState(day, array("d", a), array(code, tr), array("d", sr))
+    if v == DOUBLES:
+        day, a, code, tr, sr = _row_v3.decode(data)
+        scode = "d"
+    else:
+        day, a, code, tr, scode, sr = _row.decode(data)
+    if code not in EMPTY or scode not in STRIDE:
+        raise ValueError(f"bad ring types {code!r}, {scode!r}")
+    return TickState(day, array("d", a), array(code, tr), array(scode, sr))
 
 
 def check(st: TickState, size: int, tcap: int, scap: int) -> None:
     """ValueError unless a state read for this very layout fits it: sizes, and the window pointers
     on buckets with trades inside the ring."""
-    a, tr = st.a, st.tr
-    if len(a) != size or len(tr) > tcap or len(st.sr) % 3 or len(st.sr) > 3 * scap:
+    a, tr, sr = st.a, st.tr, st.sr
+    k = STRIDE[sr.typecode]
+    if len(a) != size or len(tr) > tcap or len(sr) % k or len(sr) > k * scap:
         raise ValueError("bad sizes")
+    if sr.typecode == "q" and any(t < 0 or w < 0 or not w & MASK for t, w in zip(sr[::2], sr[1::2], strict=True)):
+        raise ValueError("bad surge ring entries")
     if not tr:
         return
     base, newest = a[TB0], a[TB]

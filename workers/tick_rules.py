@@ -263,7 +263,7 @@ class TickDetector(TrendWindows, SurgeWindows):
         version start empty). Raises ValueError, changing nothing, for anything else."""
         try:
             head = tick_rows.read_header(header)
-            same = head.v == tick_rows.VERSION and tuple(head.layout) == self.layout
+            same = head.v != tick_rows.OLDER and tuple(head.layout) == self.layout
             states = {}
             for ticker, row in rows:
                 st = states[ticker] = tick_rows.read_row(head.v, row)
@@ -280,4 +280,6 @@ class TickDetector(TrendWindows, SurgeWindows):
                 st.a[FIRST] = st.a[LAST]
             self._refresh(st)
         self.states, self.ignored = states, {**self.ignored, **head.ignored}
-        self.dirty, self.cleared = set(), False
+        # rows of an older version are all written again at the next checkpoint: the header will
+        # say this version, and a store must not keep rows it no longer describes
+        self.dirty, self.cleared = set() if head.v == tick_rows.VERSION else set(states), False

@@ -32,6 +32,12 @@ NEVER = -1e18  # the time of "no event yet": every cooldown has passed
 # trades holds EMPTY of its typecode.
 TICKS = 10_000.0
 EMPTY: dict[str, Any] = {"h": -0x8000, "i": 0, "d": 0.0}
+# The surge ring `sr` holds one entry per slot with trades, at (SH % capacity) * stride: while every
+# price written to it is a whole number of ticks below 2**31 and every cumulative volume a whole
+# number below 2**32, two int64 per entry ("q": time, ticks | volume << 31), else three doubles
+# ("d": time, price, volume). Times are ns since the session start, exact either way.
+STRIDE = {"q": 2, "d": 3}
+MASK = 0x7FFFFFFF  # a packed entry's ticks (its volume is the rest, shifted by 31)
 
 
 def cause_of(trade: Trade) -> str:
@@ -72,12 +78,12 @@ class TickState:
 
     `a` holds the scalars (indexes above) and, after them, the count and volume rings; `tr` the
     first price of each trend bucket (see TICKS); `sr` holds (time, price, cumulative volume after
-    it) of the first trade of each surge slot.
+    it) of the first trade of each surge slot (see STRIDE).
     """
 
     __slots__ = ("day", "a", "tr", "sr")
 
-    def __init__(self, day: int, a: array[float], tr: array[Any], sr: array[float]) -> None:
+    def __init__(self, day: int, a: array[float], tr: array[Any], sr: array[Any]) -> None:
         self.day, self.a, self.tr, self.sr = day, a, tr, sr
 
 
@@ -88,7 +94,7 @@ def new_state(day: int, r: int, price: float, size: int) -> TickState:
     a[HI] = a[LO] = a[RHI] = a[RLO] = price
     a[HIT] = a[LOT] = a[TLAST] = a[SLAST] = NEVER
     a[QSEQ] = -1.0  # the highest source sequence applied this session (exact in a float below 2**53)
-    st = TickState(day, a, array("h"), array("d"))
+    st = TickState(day, a, array("h"), array("q"))
     reset_windows(st, size)
     return st
 
@@ -98,7 +104,7 @@ def reset_windows(st: TickState, size: int) -> None:
     scalars stay, in an array of `size` slots."""
     head = st.a[:NFIELDS].tolist()  # (a version-2 row has one scalar less)
     a = st.a = array("d", head + [0.0] * (size - len(head)))  # no spare room
-    st.tr, st.sr = array("h"), array("d")
+    st.tr, st.sr = array("h"), array("q")
     a[WAKE] = a[WAKE2] = a[TB_END] = a[SS_END] = a[TUPF] = a[TDNF] = a[SFROM] = NEVER
     a[PMAX], a[PMIN] = -INF, INF
     a[TB] = a[VFIRST] = -1
@@ -143,3 +149,47 @@ def widen(tr: array[Any], a: array[float], code: str) -> array[Any]:
     if code == "i":
         return array("i", [0 if v == empty else int(v + pb) for v in tr])
     return array("d", [0.0 if v == empty else (v + pb) / scale for v in tr])
+
+
+def surge_put(st: TickState, i: int, cap: int, r: int, price: float, cv: float) -> None:
+    """Surge ring entry `i` (of `cap`) becomes (r, price, cv): packed while exact, else doubles."""
+    sr = st.sr
+    if sr.typecode == "q":
+        k, v = round(price * TICKS), int(cv)
+        if k / TICKS == price and v == cv and k <= MASK and not v >> 32:  # (prices are positive)
+            j, packed = i * 2, k | v << 31
+            if j < len(sr):
+                sr[j], sr[j + 1] = r, packed
+            else:
+                _append(st, (r, packed), cap * 2)
+            return
+        sr = st.sr = _widen_surge(sr)
+    j = i * 3
+    if j < len(sr):
+        sr[j], sr[j + 1], sr[j + 2] = r, price, cv
+    else:
+        _append(st, (r, price, cv), cap * 3)
+
+
+def _append(st: TickState, entry: tuple[Any, ...], full: int) -> None:
+    """A new entry at the end of a surge ring still filling (no spare room once full)."""
+    sr = st.sr
+    sr.extend(entry)
+    if len(sr) == full:  # full for good: drop the spare room extends keep
+        st.sr = array(sr.typecode, sr.tolist())
+
+
+def _widen_surge(sr: array[Any]) -> array[float]:
+    """The same entries as three doubles each."""
+    v = sr.tolist()
+    return array("d", [x for t, w in zip(v[::2], v[1::2], strict=True) for x in (t, (w & MASK) / TICKS, w >> 31)])
+
+
+def surge_price(sr: array[Any], i: int) -> float:
+    """The price of surge ring entry i."""
+    return (sr[i * 2 + 1] & MASK) / TICKS if sr.typecode == "q" else sr[i * 3 + 1]
+
+
+def surge_volume(sr: array[Any], i: int) -> float:
+    """The cumulative volume after surge ring entry i."""
+    return float(sr[i * 2 + 1] >> 31) if sr.typecode == "q" else sr[i * 3 + 2]

@@ -14,6 +14,7 @@ from workers.tick_state import (
     FIRST,
     INF,
     LAST,
+    MASK,
     NFIELDS,
     P1,
     P2,
@@ -50,6 +51,9 @@ from workers.tick_state import (
     cause_of,
     passes,
     ring_value,
+    surge_price,
+    surge_put,
+    surge_volume,
 )
 
 Envelope = tuple[str, str, Source, int, int, float, int, int, int]
@@ -220,16 +224,14 @@ class SurgeWindows(TickRuleBase):
     def _slot(self, st: TickState, r: int, price: float) -> None:
         """The first trade of a slot joins the ring; the filter widens to cover it."""
         a, sr, cap = st.a, st.sr, self.scap
-        head = int(a[SH])
-        i = head % cap * 3
-        if i == len(sr):
-            sr.extend((r, price, a[CV]))
-            if len(sr) == 3 * cap:  # full for good: drop the spare room extends keep
-                st.sr = array("d", sr.tolist())
+        head, cv = int(a[SH]), a[CV]
+        k, v, j = round(price * TICKS), int(cv), head % cap * 2
+        if j < len(sr) and k / TICKS == price and v == cv and k <= MASK and not v >> 32 and sr.typecode == "q":
+            sr[j], sr[j + 1] = r, k | v << 31  # the common case, inline: packed exactly (see surge_put)
         else:
-            sr[i], sr[i + 1], sr[i + 2] = r, price, a[CV]
-            if head - a[SO] >= cap:  # full: the oldest is older than any baseline from now on
-                a[SO] = head - cap + 1
+            surge_put(st, head % cap, cap, r, price, cv)
+        if head - a[SO] >= cap:  # full: the oldest is older than any baseline from now on
+            a[SO] = head - cap + 1
         a[SH] = head + 1
         if head == 0:
             a[SELIG] = r + self.lookback_ns  # no baseline before this
@@ -245,18 +247,24 @@ class SurgeWindows(TickRuleBase):
         """The ring position of the baseline at `r` (the newest entry at least the lookback older),
         or -1; older entries are dropped, as no later trade can need them."""
         a, sr, cap = st.a, st.sr, self.scap
+        k = 2 if sr.typecode == "q" else 3  # STRIDE
         cutoff, p, head = r - self.lookback_ns, int(a[SO]), int(a[SH])
-        while p + 1 < head and sr[(p + 1) % cap * 3] <= cutoff:
+        while p + 1 < head and sr[(p + 1) % cap * k] <= cutoff:
             p += 1
         a[SO] = p
-        return p if p < head and sr[p % cap * 3] <= cutoff else -1
+        return p if p < head and sr[p % cap * k] <= cutoff else -1
 
     def _surge_filter(self, st: TickState) -> None:
         """Prices beyond which a move may pass the gate from some ring entry (the baseline is one
         of them until the next check). The bounds grow with the base price, so the lowest and
         highest entries decide."""
         a, sr, cap = st.a, st.sr, self.scap
-        prices = [sr[p % cap * 3 + 1] for p in range(int(a[SO]), int(a[SH]))]
+        live = range(int(a[SO]), int(a[SH]))
+        if sr.typecode == "q":  # min and max of the ticks: decoding is exact and keeps the order
+            ticks = [sr[p % cap * 2 + 1] & MASK for p in live]
+            prices = [min(ticks) / TICKS, max(ticks) / TICKS] if ticks else []
+        else:
+            prices = [sr[p % cap * 3 + 1] for p in live]
         a[RMIN], a[RMAX] = (min(prices), max(prices)) if prices else (INF, -INF)
         on = self.surge_on and prices
         a[SUP] = self._surge_up(a[RMIN]) if on else INF
@@ -290,8 +298,8 @@ class SurgeWindows(TickRuleBase):
         self._surge_filter(st)
         if p < 0:
             return
-        a, bands, i = st.a, self.bands, p % self.scap * 3
-        base, base_volume = st.sr[i + 1], st.sr[i + 2]
+        a, bands, i = st.a, self.bands, p % self.scap
+        base, base_volume = surge_price(st.sr, i), surge_volume(st.sr, i)
         move = tr.price - base
         band = bands.band(tr.price)
         if not passes(abs(move), base, bands.sg_pct[band], bands.sg_usd[band]):

@@ -1,4 +1,4 @@
-"""TICK state layout: the compact trend ring stays exact, its size, and the rows of the older version."""
+"""TICK state layout: the compact trend and surge rings stay exact, their size, and the rows of older versions."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import random
 import sys
 from array import array
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -15,11 +16,13 @@ from tests.unit.test_detectors_property import as_dicts, reference_tick, run
 from tickmesh.config import TickChannel, TickRules
 from tickmesh.schema import Trade
 from workers import tick_rows
+from workers.snapshot import export_changes
 from workers.tick_rules import TickDetector
-from workers.tick_state import HI, LAST, P1, PB, TB, TickState
+from workers.tick_state import HI, LAST, P1, PB, TB, TickState, surge_price, surge_volume
 
 S = 1_000_000_000
 T0 = 1_700_006_400 * S + 14 * 3_600 * S  # 14:00 UTC, inside the day's session
+V3_SNAPSHOT = Path(__file__).with_name("data") / "tick_v3.snapshot"  # warm(det), written by the version-3 code
 
 
 def walk(n: int, every_s: float, exact_until: int, vol: float = 0.004, seed: int = 7) -> list[Trade]:
@@ -73,9 +76,10 @@ def test_a_warm_ticker_fits_its_budget() -> None:
     warm(det)
     st = det.states["A"]
     arrays = sys.getsizeof(st.a) + sys.getsizeof(st.tr) + sys.getsizeof(st.sr)
-    assert len(st.tr) == det.tcap and len(st.sr) == 3 * det.scap  # every window full
-    assert arrays <= 1_800  # scalars and rings 800, trend ring 322, surge ring 632 (4,184 before)
-    assert len(det.row("A") or b"") <= 1_550  # 3,795 before
+    assert len(st.tr) == det.tcap and len(st.sr) == 2 * det.scap  # every window full
+    assert st.tr.typecode == "h" and st.sr.typecode == "q"
+    assert arrays <= 1_580  # scalars and rings 800, trend ring 322, surge ring 448 (632 as doubles)
+    assert len(det.row("A") or b"") <= 1_360  # 1,534 with the surge ring as doubles
 
 
 def test_a_version_2_row_keeps_the_session_and_restarts_the_windows() -> None:
@@ -111,4 +115,86 @@ def test_the_state_bench_reports_the_budget(capsys: pytest.CaptureFixture[str]) 
     assert state_bench.main(["--symbols", "200,300"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert 1_000 < out["traced_bytes_per_symbol"] <= 2_300  # arrays, the TickState, its dict entry and key
-    assert sum(out["warm_symbol_arrays"].values()) <= 1_800 and out["row_bytes"] <= 1_550
+    assert sum(out["warm_symbol_arrays"].values()) <= 1_580 and out["row_bytes"] <= 1_360
+
+
+def test_the_state_bench_reports_cpu_per_record() -> None:
+    out = state_bench.cpu(symbols=20, frames=10)
+    assert set(out) == {f"{k}_cpu_ns_per_record" for k in ("history", "slots", "steady")}
+    assert all(v > 0 for v in out.values())
+
+
+def sized(trades: list[Trade], size: float, since: int) -> list[Trade]:
+    """The same trades, each of `size` from the `since`-th on."""
+    return [Trade(t.ticker, t.price, size if k >= since else t.size, t.timestamp) for k, t in enumerate(trades)]
+
+
+SURGE_FORMS = {  # trades -> the surge ring's form at the end
+    "packed": (walk(1_200, 1.3, 10_000), "q"),
+    "a price not in ticks": (walk(1_200, 1.3, 600), "d"),
+    "a fractional size": (sized(walk(1_200, 1.3, 10_000), 2.5, 600), "d"),
+    "the volume past 2**32": (sized(walk(1_200, 1.3, 10_000), 4e7, 600), "d"),
+    "a price past 2**31 ticks": (
+        [Trade("A", t.price * 2_500, t.size, t.timestamp) for t in walk(1_200, 1.3, 10_000)],
+        "d",
+    ),
+}
+
+
+@pytest.mark.parametrize("form", SURGE_FORMS)
+def test_the_surge_ring_is_exact_in_every_form_and_through_a_checkpoint(form: str) -> None:
+    """Packed while every price is in ticks and every volume a whole number below 2**32, else three
+    doubles from the first entry that is not: the same events as the reference, restored mid-way too."""
+    trades, typecode = SURGE_FORMS[form]
+    rules = TickRules(trend_min_history_s=30.0, trend_threshold=0.2, surge_cooldown_s=5.0)
+    det = TickDetector(TickChannel(rules=rules))
+    events, forms = run(det, trades[:900]), {det.states["A"].sr.typecode}
+    assert (forms == {"q"}) == (typecode == "q")
+    restored = TickDetector(TickChannel(rules=rules))
+    restored.restore(det.snapshot())
+    assert restored.states["A"].sr == det.states["A"].sr
+    tail = [e for i, tr in enumerate(trades[900:], 900) for e in restored.process(tr, i, 0, 0)]
+    got = as_dicts(events + tail)
+    assert got == reference_tick(rules, trades)
+    assert "surge" in {e["kind"] for e in as_dicts(tail)}  # read from the ring in its final form
+    assert restored.states["A"].sr.typecode == typecode
+
+
+def test_the_surge_ring_is_packed_again_in_a_new_session() -> None:
+    det = TickDetector(TickChannel())
+    run(det, sized(walk(50, 2.0, 10_000), 0.5, 0))
+    assert det.states["A"].sr.typecode == "d"
+    run(det, [Trade("A", 101.25, 1.0, T0 + 86_400 * S)])
+    sr = det.states["A"].sr
+    assert sr.typecode == "q" and (surge_price(sr, 0), surge_volume(sr, 0)) == (101.25, 1.0)
+
+
+def test_a_version_3_snapshot_restores_whole() -> None:
+    """A checkpoint of the version-3 code (surge ring as doubles) keeps every window: the same state
+    and the same events as a ticker warmed by this code."""
+    det, old, again = TickDetector(TickChannel()), TickDetector(TickChannel()), TickDetector(TickChannel())
+    warm(det)
+    old.restore(V3_SNAPSHOT.read_bytes())
+    again.restore(det.snapshot())  # restored alike: a restore recomputes the cached gates
+    st, new = old.states["A"], again.states["A"]
+    assert st.sr.typecode == "d" and new.sr.typecode == "q"
+    assert (st.a, st.tr, st.day) == (new.a, new.tr, new.day)
+    assert [(surge_price(st.sr, i), surge_volume(st.sr, i)) for i in range(det.scap)] == [
+        (surge_price(new.sr, i), surge_volume(new.sr, i)) for i in range(det.scap)
+    ]
+    later = [Trade("A", 100.0 + 0.5 * k, 50.0, T0 + 606 * S + k * S) for k in range(8)]
+    events = run(old, later)
+    assert events == run(det, later) and "surge" in {e["kind"] for e in as_dicts(events)}
+
+
+def test_rows_of_an_older_version_are_written_again_at_the_next_checkpoint() -> None:
+    """An incremental checkpoint after the upgrade rewrites every row, so the store never holds
+    version-3 rows under a version-4 header."""
+    det = TickDetector(TickChannel())
+    det.restore(V3_SNAPSHOT.read_bytes())
+    changes = export_changes(det)
+    assert set(changes.rows) == {"A"} and tick_rows.read_header(changes.header).v == tick_rows.VERSION
+    again = TickDetector(TickChannel())
+    again.restore_rows(changes.header, [(t, r) for t, r in changes.rows.items() if r is not None])
+    assert again.states["A"].a == det.states["A"].a and again.states["A"].sr.typecode == "d"
+    assert not export_changes(again).rows  # rows of this version: nothing to write again
