@@ -32,6 +32,7 @@ def apply(config: Config, role: str, priority: int = 1) -> None:
         realtime(config.process.realtime_priority)
     elif priority > 1:
         os.nice(channel_nice(priority))
+        session_nice(channel_nice(priority))  # a shard that leads its session (a systemd unit of its own)
 
 
 def channel_nice(priority: int) -> int:

@@ -19,7 +19,11 @@ PREFIX = "/opt/tickmesh/bin/"
 
 def test_there_is_a_unit_per_mesh_process() -> None:
     names = {u.name for u in UNITS}
-    assert names == {f"tickmesh-{n}.service" for n in ("router", "aggregator", "control", "worker@")}
+    assert names == {f"tickmesh-{n}.service" for n in ("router", "aggregator", "control", "worker@", "journal")}
+
+
+def test_the_journal_unit_runs_only_on_cpu_time_no_other_unit_wants() -> None:
+    assert settings(ROOT / "deploy" / "systemd" / "tickmesh-journal.service")["CPUWeight"] == "idle"
 
 
 def settings(unit: Path) -> dict[str, str]:
