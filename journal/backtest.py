@@ -8,19 +8,23 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import zmq
+from honcho.printer import Printer
 
-from bench.procs import Stage, StageError, poll_until
 from journal.backends import describe, open_store, sqlite_path
 from journal.query import RUN
+from tickmesh import meshrun
+from tickmesh.boundary import Rejection, decode
+from tickmesh.bus import Status, status_decoder
 from tickmesh.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from tickmesh.config import CHANNELS, Config, ConfigError, load_config, state_root, update_channel
+from tickmesh.config import CHANNELS, Config, ConfigError, load_config, state_root, to_toml, update_channel
 from tickmesh.endpoints import Endpoints
 from tickmesh.schema import HEARTBEAT_TOPIC, Heartbeat, published_decoder
 from tickmesh.security import private_dirs
@@ -34,6 +38,9 @@ RUN_SETTINGS: dict[str, dict[str, Any]] = {
     "process": {"stop_timeout_s": 20.0},
 }
 SETTLE_S = 120.0  # how long the mesh may take to publish and journal what the feed sent
+START_S = 30.0  # how long the run's mesh may take until every process reports
+MESH = ("tick", "ohlcv", "fmv", "aggregator", "journal")  # of the Procfile, with the routers (no feed, control, …)
+Check = Callable[[], None]  # raises MeshStopped once a process of the run's mesh has ended
 
 
 class BacktestError(RuntimeError):
@@ -99,20 +106,12 @@ def backtest(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]
     shutil.rmtree(folder, ignore_errors=True)  # a run starts fresh: nothing applied, nothing published
     private_dirs(folder)
     for key in [k for k in os.environ if k.startswith("TICKMESH_") and k[9:].lower() in Endpoints.__struct_fields__]:
-        del os.environ[key]  # the run's processes use the stage's private sockets, whatever the shell says
-    stage = Stage(f"backtest {name}", settings(config, folder))
+        del os.environ[key]  # the run's processes use its private sockets, whatever the shell says
+    sockets = Path(tempfile.mkdtemp(prefix="tmbt-"))  # short: an ipc path is limited to about 100 bytes
     try:
-        stage.start_mesh()
-        stage.spawn("journal", "-m", "journal", "--run", name)
-        stage.wait_reporting(["journal"], timeout=30)
-        fed = _replay(stage, args, folder)
-        epoch, seq = _settle(stage, time.time_ns())
-        _wait_journaled(config, env, name, (epoch, seq), stage)
-    except StageError as exc:
-        raise BacktestError(str(exc)) from None
+        epoch, seq, fed = _run_mesh(config, env, name, args, folder, sockets)
     finally:
-        stage.close(keep_dir=True)
-        _keep_logs(stage, folder)
+        shutil.rmtree(sockets, ignore_errors=True)
     counts = _counts(config, env, name)
     seconds = round(time.monotonic() - started, 2)
     return {"run": name, "files": fed["files"], "sent": fed["sent"], "rejected": fed["rejected"],
@@ -140,14 +139,76 @@ def run_config(args: argparse.Namespace, env: Mapping[str, str], root: Path) -> 
     return config
 
 
-def settings(config: Config, folder: Path) -> dict[str, Any]:
-    """The run mesh's config: the user's channels, journal and security; state in `folder`; private sockets."""
+def settings(config: Config, folder: Path, sockets: Path, name: str) -> dict[str, Any]:
+    """The run mesh's config: the user's channels, journal (tagging run `name`) and security; state in
+    `folder`; ipc sockets in `sockets`, so a run never meets another mesh."""
     data: dict[str, Any] = msgspec.to_builtins(config)
-    del data["endpoints"]  # the stage's own ipc sockets: a run never meets another mesh
+    data["endpoints"] = {n: f"ipc://{sockets}/{n}" for n in Endpoints.__struct_fields__}
+    data["endpoints"].update(grpc="127.0.0.1:0", prometheus="127.0.0.1:0")  # no control process runs
     data["state"].update(dir=str(folder / ".tickmesh/state"), dead_letters=str(folder / ".tickmesh/dead-letters"))
+    data["journal"]["run"] = name
     for section, values in RUN_SETTINGS.items():
         data[section].update(values)
     return data
+
+
+def _run_mesh(
+    config: Config, env: Mapping[str, str], name: str, args: argparse.Namespace, folder: Path, sockets: Path
+) -> tuple[int, int, dict[str, Any]]:
+    """The run's mesh (the Procfile's routers, workers, aggregator and journal, under honcho, its output in
+    logs/mesh.log) while the replay runs: the last publication's (epoch, seq) and the feed's summary."""
+    config_path = folder / "tickmesh.toml"
+    config_path.write_text(to_toml(settings(config, folder, sockets, name)))
+    run = load_config(str(config_path), env={})
+    procs = meshrun.processes(["none"], routers=run.router.count)
+    procs = {n: cmd for n, cmd in procs.items() if n in MESH or n.startswith("router")}
+    (folder / "logs").mkdir(exist_ok=True)
+    log = folder / "logs" / "mesh.log"
+    with open(log, "w", buffering=1) as out:
+        honcho = meshrun.manager(procs, meshrun.environment(os.environ, str(config_path), None),
+                                 Printer(out, colour=False), cwd=str(folder))  # fmt: skip
+        try:
+            return meshrun.run_beside(honcho, lambda check: _drive(check, run, config, env, name, args, folder))
+        except (meshrun.MeshStopped, TimeoutError) as exc:
+            raise BacktestError(f"{exc}; the mesh's log ({log}) ends:\n{log.read_text()[-3_000:]}") from None
+
+
+def _drive(
+    check: Check, run: Config, config: Config, env: Mapping[str, str], name: str, args: argparse.Namespace,
+    folder: Path,
+) -> tuple[int, int, dict[str, Any]]:  # fmt: skip
+    """In the run's mesh: wait for every process, replay, settle, wait for the journal."""
+    ctx = zmq.Context()
+    try:
+        bus = StatusBus(ctx, run.endpoints.control_status)
+        wanted = [*meshrun.bus_names(run), "journal"]
+        meshrun.poll_until(lambda: bus.reported(wanted, check), START_S, f"status from {', '.join(wanted)}")
+        fed = _replay(folder / "tickmesh.toml", args, folder)
+        epoch, seq = _settle(ctx, run, bus, check, time.time_ns())
+        _wait_journaled(config, env, name, (epoch, seq), check)
+        return epoch, seq, fed
+    finally:
+        ctx.destroy(linger=0)
+
+
+class StatusBus:
+    """The run's status bus, bound here (the run has no control process): each process's latest Status."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:  # type: ignore[type-arg]
+        self.pull = make_socket(ctx, zmq.PULL, bind=endpoint, hwm=10_000)
+        self.latest: dict[str, Status] = {}
+
+    def read(self) -> dict[str, Status]:
+        while self.pull.poll(0):
+            status = decode(status_decoder, self.pull.recv())
+            if not isinstance(status, Rejection):
+                self.latest[status.process] = status
+        return self.latest
+
+    def reported(self, names: list[str], check: Check) -> bool:
+        check()
+        latest = self.read()
+        return all(n in latest for n in names)
 
 
 def _claim(config: Config, env: Mapping[str, str], name: str, replace: bool) -> None:
@@ -166,13 +227,12 @@ def _claim(config: Config, env: Mapping[str, str], name: str, replace: bool) -> 
         store.close()
 
 
-def _replay(stage: Stage, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+def _replay(config_path: Path, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     """`tickmesh-feed replay FILE… --json` into the run's mesh; its summary (it flushes: the router routed all)."""
     extra = [f"--{flag}={value}" for flag in ("format", "ticker") if (value := getattr(args, flag))]
     files = [str(Path(f).resolve()) for f in args.files]
-    argv = [sys.executable, "-m", "feeds", "replay", *files, *extra, "--json", "--config", str(stage.config_path)]
+    argv = [sys.executable, "-m", "feeds", "replay", *files, *extra, "--json", "--config", str(config_path)]
     done = subprocess.run(argv, capture_output=True, text=True, cwd=folder, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    (folder / "logs").mkdir(exist_ok=True)
     (folder / "logs" / "feed.log").write_text(done.stderr)
     try:
         fed: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -185,25 +245,26 @@ def _replay(stage: Stage, args: argparse.Namespace, folder: Path) -> dict[str, A
     return fed
 
 
-def _settle(stage: Stage, after_ns: int) -> tuple[int, int]:
+def _settle(ctx: zmq.Context, run: Config, bus: StatusBus, check: Check, after_ns: int) -> tuple[int, int]:  # type: ignore[type-arg]
     """Once the router holds nothing (every record processed, its events with the aggregator): the last
     publication's (epoch, seq), from two heartbeats in a row that announce the same seq (nothing more comes)."""
 
     def drained() -> bool:
-        stage.check_alive()
-        router = stage.read_bus().get("router")
+        check()
+        router = bus.read().get("router")
         if router is None or router.time_ns <= after_ns:
             return False
         gauges = router.gauges
         return all(gauges.get(f"{ch}.unacked") == 0 and gauges.get(f"{ch}.queue_depth") == 0 for ch in CHANNELS)
 
-    poll_until(drained, SETTLE_S, "every record processed")
-    sub = make_socket(stage.ctx, zmq.SUB, connect=stage.endpoints.publish, hwm=1_000)
+    meshrun.poll_until(drained, SETTLE_S, "every record processed")
+    sub = make_socket(ctx, zmq.SUB, connect=run.endpoints.publish, hwm=1_000)
     sub.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
     try:
         last: tuple[int, int] | None = None
         deadline = time.monotonic() + SETTLE_S
         while time.monotonic() < deadline:
+            check()
             if not sub.poll(1_000):
                 continue
             beat = published_decoder.decode(sub.recv_multipart()[-1])
@@ -216,16 +277,16 @@ def _settle(stage: Stage, after_ns: int) -> tuple[int, int]:
     raise BacktestError("the aggregator did not settle (no two equal heartbeats)")
 
 
-def _wait_journaled(config: Config, env: Mapping[str, str], name: str, seam: tuple[int, int], stage: Stage) -> None:
+def _wait_journaled(config: Config, env: Mapping[str, str], name: str, seam: tuple[int, int], check: Check) -> None:
     def reached() -> bool:
-        stage.check_alive()
+        check()
         store = open_store(config, env, create=False)
         try:
             return (store.position(name) or (0, 0)) >= seam
         finally:
             store.close()
 
-    poll_until(reached, SETTLE_S, f"the journal to reach seq {seam[1]}")
+    meshrun.poll_until(reached, SETTLE_S, f"the journal to reach seq {seam[1]}")
 
 
 def _counts(config: Config, env: Mapping[str, str], name: str) -> dict[str, int]:
@@ -234,12 +295,3 @@ def _counts(config: Config, env: Mapping[str, str], name: str) -> dict[str, int]
         return store.kinds(name)
     finally:
         store.close()
-
-
-def _keep_logs(stage: Stage, folder: Path) -> None:
-    """The run's process logs, kept in its state folder (the stage's own folder is removed)."""
-    logs = folder / "logs"
-    logs.mkdir(exist_ok=True)
-    for log in stage.dir.glob("*.log"):
-        shutil.copy(log, logs / log.name)
-    shutil.rmtree(stage.dir, ignore_errors=True)

@@ -62,17 +62,23 @@ class Reader:
         return max(0, self.published - written[1])
 
     def poll(self, timeout_ms: int) -> None:
-        """Fill a gap if one is open, then take what the live stream has (waiting at most `timeout_ms`)."""
+        """Fill a gap if one is open, then take what the live stream has (waiting at most `timeout_ms`).
+
+        Frame by frame: recv_multipart cost 2.3 µs a message against 1.1 (pyzmq's getsockopt sugar makes an
+        enum each time), on the thread whose GIL time the writer waits for."""
         if self.need_fill and time.monotonic() >= self.next_try:
             self._fill()
         if not self.sub.poll(timeout_ms):
             return
+        recv, more = self.sub.recv, self.sub.get
         for _ in range(DRAIN_LIMIT):
             try:
-                frames = self.sub.recv_multipart(zmq.NOBLOCK)
+                payload = recv(zmq.NOBLOCK)
+                while more(zmq.RCVMORE):  # [topic, payload]: the payload is the last frame
+                    payload = recv(zmq.NOBLOCK)  # a message's frames arrive together: already here
             except zmq.Again:
                 return
-            self._live(frames[-1])
+            self._live(payload)
 
     def _live(self, payload: bytes) -> None:
         # The event stays encoded: it is validated once (entry_of_raw) and stored as the bytes published.

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from journal.migrations import SQLITE
-from journal.store import SqlStore, StoreError
+from journal.store import INSERT_COLUMNS, ROWS_PER_INSERT, SqlStore, StoreError
 from tickmesh.security import private_dirs
 
 BUSY_TIMEOUT_MS = 5_000  # a reader and the writer wait this long for each other's locks
@@ -39,6 +39,8 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open journal {self.path}: {exc}") from None
         super().__init__(conn)
+        parameters = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # 32,766 by default, 999 in old builds
+        self.rows_per_insert = min(ROWS_PER_INSERT, parameters // len(INSERT_COLUMNS))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

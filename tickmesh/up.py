@@ -1,62 +1,24 @@
-"""`tickmesh up`: the whole mesh from any install and any directory — the packaged Procfile run by honcho."""
+"""`tickmesh up`: the whole mesh from any install and any directory — the packaged Procfile run by honcho (meshrun)."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import signal
 import sys
-from collections.abc import Mapping, Sequence
-from importlib import resources
-from pathlib import Path
+from collections.abc import Sequence
 
-from honcho.environ import parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Printer
 
 from journal import backtest
+from tickmesh import meshrun
 from tickmesh.cli import add_version
 from tickmesh.config import ConfigError, load_config
+from tickmesh.meshrun import STOPPED_BY_SIGNAL
 
 FEEDS = ("sim", "replay", "polygon", "none")
-STOPPED_BY_SIGNAL = (130, 143)  # honcho's return code after SIGINT / SIGTERM reached it
 CLEAN_EXITS = (0, -signal.SIGTERM, -signal.SIGINT)
-
-
-def procfile() -> dict[str, str]:
-    """The packaged Procfile's processes (the checkout's top-level Procfile is the same file)."""
-    text = resources.files("tickmesh").joinpath("Procfile").read_text()
-    return dict(parse_procfile(text).processes)
-
-
-def processes(feed: Sequence[str], python: str = sys.executable, routers: int = 1) -> dict[str, str]:
-    """The Procfile's processes run by `python`, with the feed: sim (as packaged), replay FILE…, polygon, none;
-    and router i (`router<i>`) for each router beyond the first (`[router] count`)."""
-    procs = procfile()
-    for index in range(1, routers):
-        procs[f"router{index}"] = f"exec python -m router --index {index}"
-    kind, files = feed[0], feed[1:]
-    if kind == "none":
-        del procs["feed"]
-    elif kind == "replay":  # held: the mesh keeps running after the files are done
-        paths = [shlex.quote(str(Path(f).resolve())) for f in files]
-        procs["feed"] = " ".join(["exec python -m tickmesh.hold feeds replay", *paths])
-    elif kind == "polygon":
-        procs["feed"] = "exec python -m feeds polygon"
-    # `python` may not be on PATH (Debian has python3 only) or may be another one: use this interpreter
-    return {name: cmd.replace("exec python ", f"exec {shlex.quote(python)} ", 1) for name, cmd in procs.items()}
-
-
-def environment(base: Mapping[str, str], config: str | None, state_dir: str | None) -> dict[str, str]:
-    """The processes' environment: this interpreter's bin first on PATH, config and state root absolute."""
-    env = dict(base, PYTHONUNBUFFERED="1")
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), base.get("PATH", os.defpath)])
-    if config:
-        env["TICKMESH_CONFIG"] = str(Path(config).resolve())
-    if state_dir:
-        env["TICKMESH_STATE_DIR"] = str(Path(state_dir).resolve())
-    return env
 
 
 def check_feed(feed: Sequence[str]) -> str | None:
@@ -112,15 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f"tickmesh up: {problem}", file=sys.stderr)
         return 2
-    env = environment(os.environ, args.config, args.state_dir)
+    env = meshrun.environment(os.environ, args.config, args.state_dir)
     try:
         config = load_config(None, env)  # a bad file is reported once, here, not by every process
     except ConfigError as exc:
         print(f"tickmesh up: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    manager = Manager(Printer(sys.stdout))
-    for name, command in processes(args.feed, routers=config.router.count).items():
-        manager.add_process(f"{name}.1", command, env=dict(env, HONCHO_PROCESS_NAME=f"{name}.1"))
+    manager = meshrun.manager(meshrun.processes(args.feed, routers=config.router.count), env, Printer(sys.stdout))
     manager.loop()
     return exit_code(manager)
 

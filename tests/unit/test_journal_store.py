@@ -57,6 +57,16 @@ def test_rows_and_position_are_stored_together_and_an_id_is_stored_once(store: S
     assert stored[0].publication() == pubs[0]  # the whole event comes back
 
 
+def test_a_batch_spans_several_insert_statements_and_each_id_is_counted_once(store: SqlStore) -> None:
+    store.rows_per_insert = 3  # SQLite: 3 rows per INSERT (PostgreSQL COPYs the batch whatever this says)
+    pubs = [publication(i) for i in range(1, 9)]
+    assert write(store, pubs[:4]) == 4
+    # statements (2, 5, 5), (3, 6, 7), (6, 8): 2 and 3 stored already, 5 twice in one statement, 6 in two
+    assert write(store, [pubs[1], pubs[4], pubs[4], pubs[2], pubs[5], pubs[6], pubs[5], pubs[7]]) == 4
+    assert [r.seq for r in store.query(build_query(limit=100))] == list(range(1, 9))
+    assert store.position() == (7, 8)
+
+
 def test_migrations_are_recorded_and_reopening_applies_nothing(journal_backend: JournalBackend) -> None:
     first = open_store(config_for(journal_backend), journal_backend.env, create=True)
     write(first, [publication(1)])

@@ -10,11 +10,11 @@ import zmq
 
 from control.app import data_path
 from tickmesh.config import Config, ConfigError, load_config, router_endpoints
+from tickmesh.meshrun import processes
 from tickmesh.producer import Producer
 from tickmesh.schema import Trade, ingest_decoder
 from tickmesh.security import server_roles
 from tickmesh.sharding import router_of, shard_of
-from tickmesh.up import processes
 
 T0 = 1_767_225_600_000_000_000
 
