@@ -13,7 +13,7 @@ from tickmesh.config import Config
 log = logging.getLogger(__name__)
 NICE_PER_PRIORITY = 3  # channel priority 1 → nice +0, 2 → +3, 3 → +6
 AUTOGROUP = "/proc/self/autogroup"
-AUTOGROUP_WAIT_S = 3.0  # an unprivileged write is refused (EAGAIN) within 1 s of anyone's last one
+AUTOGROUP_WAIT_S = 3.0  # an unprivileged write just after anyone else's is refused (EAGAIN): a rate limit
 
 
 def apply(config: Config, role: str, priority: int = 1) -> None:
@@ -58,7 +58,7 @@ def session_nice(nice: int) -> bool:
                 f.write(str(nice))
         except OSError as exc:
             if exc.errno == errno.EAGAIN and time.monotonic() < deadline:
-                time.sleep(0.25)  # the kernel takes one unprivileged write per second, host-wide
+                time.sleep(0.25)  # host-wide, the kernel takes unprivileged writes only so often
                 continue
             if exc.errno != errno.ENOENT:  # ENOENT: a kernel without autogroup, where nice alone is enough
                 log.warning("cannot lower this session's CPU share to nice %+d (%s)", nice, exc.strerror)
