@@ -81,12 +81,13 @@ def test_work_runs_beside_the_mesh_which_stops_when_it_is_done(tmp_path: Path) -
         check()  # both running
         return sorted(p["pid"] for p in honcho._processes.values())
 
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}  # SIG_IGN in a background job
     pids = meshrun.run_beside(honcho, work)
     assert len(pids) == 2 and "a.1 stopped" in out.getvalue() and "b.1 stopped" in out.getvalue()
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # honcho's handlers are gone again
+    assert {sig: signal.getsignal(sig) for sig in before} == before  # honcho's handlers are gone again
 
 
 def test_a_process_that_ends_stops_the_work_with_its_name_and_exit_code(tmp_path: Path) -> None:
