@@ -13,6 +13,7 @@ from tickmesh.config import Config
 log = logging.getLogger(__name__)
 NICE_PER_PRIORITY = 3  # channel priority 1 → nice +0, 2 → +3, 3 → +6
 AUTOGROUP = "/proc/self/autogroup"
+BACKGROUND_NICE = 10  # where the idle class is refused: below every channel's workers (nice +6)
 AUTOGROUP_WAIT_S = 3.0  # an unprivileged write just after anyone else's is refused (EAGAIN): a rate limit
 
 
@@ -102,16 +103,13 @@ def realtime(priority: int) -> bool:
     return True
 
 
-BACKGROUND_NICE = 10  # where the idle class is refused: below every channel's workers (nice +6)
-
-
 def background() -> bool:
     """SCHED_IDLE: run only on CPU time no other process wants; nice +10 (one warning line) where refused.
 
-    For work off the publishing path that may lag and catch up (the journal). A niced process
-    still holds a core for its whole time slice once it runs, so a tick shard that wakes meanwhile
-    waits for it; a waking normal-class process preempts an idle-class one at once. Starved for a
-    while, such a process lags and says so (journal.lag); it never slows the mesh.
+    For work off the publishing path that may lag and catch up (the journal). Within a session a
+    waking normal-class process preempts an idle-class one at once; between sessions (autogroup)
+    only the session's share counts, hence session_nice(19) too. Starved for a while, such a
+    process lags and says so (journal.lag).
     """
     session_nice(19)  # and below every other session (autogroup: see session_nice)
     try:
