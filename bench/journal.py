@@ -88,15 +88,14 @@ def mesh_cost(mix: Mix, rate: int, hold_s: float, settle_s: float, settings: dic
         load = LoadProc(system.stage, "load", mix)
         load.rate(rate)
         hold(system.stage, settle_s)
-        used = 0.0  # the journal's CPU seconds in its running windows
+        started = cpu_seconds({"journal": pid}).get("journal", 0.0)
         for running in order:
             os.kill(pid, signal.SIGCONT if running else signal.SIGSTOP)
             sink.take()
-            before = cpu_seconds({"journal": pid}).get("journal", 0.0)
             hold(system.stage, window_s)
             p99 = summarize(sink.take().latency.get("tick")).get("p99_us")
-            used += cpu_seconds({"journal": pid}).get("journal", 0.0) - before
             out["with_journal_p99_us" if running else "without_journal_p99_us"].append(p99)
+        used = cpu_seconds({"journal": pid}).get("journal", 0.0) - started  # stopped, it uses none
         os.kill(pid, signal.SIGCONT)
         load.rate(0)
         out["journal"] = _caught_up(system.stage)
@@ -118,7 +117,7 @@ def _caught_up(stage: Stage) -> dict[str, Any]:
     journal = stage.statuses["journal"]
     counters, gauges = journal.counters, journal.gauges
     return {"stored": counters.get("journal.stored", 0), "lost": counters.get("journal.lost", 0),
-            "lag": gauges.get("journal.lag"), "cpu_percent": gauges.get("process.cpu_percent")}  # fmt: skip
+            "lag": gauges.get("journal.lag")}  # fmt: skip
 
 
 def _mean(values: list[float | None]) -> float | None:
