@@ -6,11 +6,22 @@ from array import array
 
 import msgspec
 
-from workers.tick_state import EMPTY, MASK, NFIELDS, P1, P2, P3, PB, STRIDE, TB, TB0, TICKS, TickState
+from workers import tick_state
+from workers.tick_state import EMPTY, MASK, NFIELDS, P1, P2, P3, PB, SH, SO, STRIDE, TB, TICKS, N, TickState, count_put
 
-VERSION = 4  # 4: packed surge ring; 3: compact trend ring, count and volume rings after the scalars
-DOUBLES = 3  # read too, whole: the surge ring as doubles (its wide form)
+VERSION = 5  # 5: trade counts per bucket after the trend ring, fewer scalars; 4: packed surge ring
+PACKED = 4  # read too, whole: the count ring after the scalars (the session's count before each bucket)
+DOUBLES = 3  # read too, whole: that, and the surge ring as doubles (its wide form)
 OLDER = 2  # read too: the session's scalars are kept, its trend and surge windows restart
+# The scalars of versions 2 to 4, in order (version 2 had no PB); this version keeps those it names
+# fmt: off
+OLD_SCALARS = ("WAKE", "PMAX", "PMIN", "N", "CV", "LAST", "FIRST", "HI", "LO", "RHI", "RLO", "HIT", "LOT", "HIC",
+               "LOC", "TB", "TB_END", "TB0", "P1", "P2", "P3", "TUP", "TDN", "TUPF", "TDNF", "TDIR", "TLAST",
+               "VFIRST", "SS_END", "SH", "SO", "SELIG", "RMIN", "RMAX", "SUP", "SDN", "SFROM", "SLAST", "WAKE2",
+               "QSEQ", "PB")
+# fmt: on
+KEPT = {name: getattr(tick_state, name) for name in OLD_SCALARS if hasattr(tick_state, name)}  # -> index
+Shape = tuple[int, int, int, int]  # the detector's trend ring, count window, volume ring, surge ring sizes
 
 
 class TickHeader(msgspec.Struct, array_like=True, frozen=True):
@@ -40,49 +51,97 @@ def row(st: TickState) -> bytes:
 
 def read_header(data: bytes) -> TickHeader:
     head = _header.decode(data)
-    if head.v not in (VERSION, DOUBLES, OLDER):
+    if head.v not in (VERSION, PACKED, DOUBLES, OLDER):
         raise ValueError(f"version {head.v}")
     return head
 
 
-def read_row(v: int, data: bytes) -> TickState:
-    """A saved state as it was written (a version-2 row with empty windows: the caller resets them)."""
-    if v == OLDER:
-        day, a, _, _ = _row_v2.decode(data)
-        st = TickState(day, array("d", a), array("i"), array("d"))
-        if len(st.a) != NFIELDS - 1:  # no PB then
-            raise ValueError("bad scalars")
-        return st
-    if v == DOUBLES:
+def read_row(v: int, data: bytes, shape: Shape | None) -> TickState:
+    """A saved state in this version's form: a row of an older version has its scalars mapped, and
+    its windows too if `shape` is given (it was written for this very layout), else they are empty
+    (the caller resets them)."""
+    if v in (VERSION, PACKED):
+        day, a, code, tr, scode, sr = _row.decode(data)
+    elif v == DOUBLES:
         day, a, code, tr, sr = _row_v3.decode(data)
         scode = "d"
     else:
-        day, a, code, tr, scode, sr = _row.decode(data)
+        day, a, tr, sr = _row_v2.decode(data)
+        code, scode = "i", "d"
     if code not in EMPTY or scode not in STRIDE:
         raise ValueError(f"bad ring types {code!r}, {scode!r}")
-    return TickState(day, array("d", a), array(code, tr), array(scode, sr))
+    st = TickState(day, array("d", a), array(code, tr), array(scode, sr))
+    if v != VERSION:
+        _upgrade(st, v, shape)
+    return st
 
 
-def check(st: TickState, size: int, tcap: int, scap: int) -> None:
-    """ValueError unless a state read for this very layout fits it: sizes, and the window pointers
-    on buckets with trades inside the ring."""
+def _upgrade(st: TickState, v: int, shape: Shape | None) -> None:
+    """An older version's state in this version's form (see read_row). Versions 3 and 4 kept, after
+    the scalars, the session's trade count before each bucket of window 1 and the current one, then
+    the volume ring; the trend ring at (bucket - TB0) % cap, filled as buckets came; one more surge slot."""
+    names = OLD_SCALARS if v != OLDER else OLD_SCALARS[:-1]
+    old = dict(zip(names, st.a[: len(names)], strict=False))
+    if len(old) != len(names):
+        raise ValueError("bad scalars")
+    a = st.a = array("d", [0.0] * NFIELDS + st.a[len(names) :].tolist())
+    for name, i in KEPT.items():
+        a[i] = old.get(name, 0.0)
+    if shape is None:
+        st.tr, st.sr = array("h"), array("q")
+        return
+    cap, cw, nv, scap = shape
+    before, tr, b = a[NFIELDS : NFIELDS + cw + 1], st.tr, int(a[TB])
+    if len(a) != NFIELDS + cw + 1 + nv or len(tr) > cap:
+        raise ValueError("bad sizes")
+    st.a = a = array("d", a[:NFIELDS].tolist() + a[NFIELDS + cw + 1 :].tolist())
+    a[N] = 0.0
+    if tr:  # the current bucket's trades, and each earlier one's inside window 1
+        base, empty = int(old["TB0"]), EMPTY[tr.typecode]
+        st.tr = array(tr.typecode, [empty] * cap + [0] * cw)
+        for x in range(max(base, b - cap + 1), min(b + 1, base + len(tr))):
+            st.tr[x % cap] = tr[(x - base) % cap]
+        a[N] = old["N"] - before[b % (cw + 1)]
+        for x in range(max(0, b - cw), b):
+            count_put(st, cap, x % cw, int(before[(x + 1) % (cw + 1)] - before[x % (cw + 1)]))
+    _fewer_slots(st, scap)
+
+
+def _fewer_slots(st: TickState, scap: int) -> None:
+    """The surge ring of an older version (one slot more) in `scap` slots: its newest entries."""
+    a, sr, k = st.a, st.sr, STRIDE[st.sr.typecode]
+    head = int(a[SH])
+    if head <= scap:  # filled no further than this ring holds: the same positions
+        st.sr = array(sr.typecode, sr[: k * scap].tolist())
+        return
+    if len(sr) != k * (scap + 1):
+        raise ValueError("bad surge ring size")
+    entries = {p % scap: sr[p % (scap + 1) * k : p % (scap + 1) * k + k] for p in range(head - scap, head)}
+    st.sr = array(sr.typecode, [x for i in range(scap) for x in entries[i]])
+    a[SO] = max(a[SO], head - scap)
+
+
+def check(st: TickState, size: int, cap: int, cw: int, scap: int) -> None:
+    """ValueError unless a state read for this very layout fits it: sizes, the window pointers on
+    buckets with trades inside the ring, prices and counts."""
     a, tr, sr = st.a, st.tr, st.sr
     k = STRIDE[sr.typecode]
-    if len(a) != size or len(tr) > tcap or len(sr) % k or len(sr) > k * scap:
+    if len(a) != size or len(tr) not in (0, cap + cw) or len(sr) % k or len(sr) > k * scap:
         raise ValueError("bad sizes")
     if sr.typecode == "q" and any(t < 0 or w < 0 or not w & MASK for t, w in zip(sr[::2], sr[1::2], strict=True)):
         raise ValueError("bad surge ring entries")
     if not tr:
         return
-    base, newest = a[TB0], a[TB]
-    if not (base <= a[P3] and newest - tcap < a[P3] <= a[P2] <= a[P1] <= newest):
+    newest = a[TB]
+    if not (newest - cap < a[P3] <= a[P2] <= a[P1] <= newest):
         raise ValueError("bad trend window pointers")
-    if len(tr) < tcap and newest - base >= len(tr):
-        raise ValueError("bad trend ring length")
     empty, pb = EMPTY[tr.typecode], a[PB]
-    if any(tr[int(a[k] - base) % tcap] == empty for k in (P1, P2, P3, TB)):
+    if any(tr[int(a[k]) % cap] == empty for k in (P1, P2, P3, TB)):
         raise ValueError("trend window pointers on empty buckets")
     if not (0 <= pb < 0x7FFFFFFF and pb == int(pb) and (pb == 0 or tr.typecode == "h")):
         raise ValueError("bad trend ring base")
-    if any(v != empty and not (v + pb) / (1.0 if tr.typecode == "d" else TICKS) > 0 for v in tr):
+    scale = 1.0 if tr.typecode == "d" else TICKS
+    if any(v != empty and not (v + pb) / scale > 0 for v in tr[:cap]):
         raise ValueError("bad trend ring prices")
+    if any(not 0 <= n == int(n) for n in (*tr[cap:], a[N])):
+        raise ValueError("bad trade counts")

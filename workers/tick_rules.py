@@ -28,16 +28,12 @@ from workers.tick_state import (
     RLO,
     SDN,
     SELIG,
-    SFROM,
     SLAST,
     SS_END,
     SUP,
     TB,
-    TB_END,
     TDN,
-    TDNF,
     TUP,
-    TUPF,
     WAKE,
     WAKE2,
     Bands,
@@ -84,11 +80,11 @@ class TickDetector(TrendWindows, SurgeWindows):
         self.interval_ns = round(rules.trend_interval_s * 1e9)
         self.nv = max(1, math.ceil(rules.surge_volume_window_s / g - 1e-9))
         self.tcap = self.spans[2] + 1
-        self.c1 = self.spans[0] + 1
-        self.v0, self.size = NFIELDS + self.c1, NFIELDS + self.c1 + self.nv
+        self.cw = self.spans[0]
+        self.size = NFIELDS + self.nv
         self.lookback_ns = max(1, round(rules.surge_lookback_s * 1e9))
         self.slot_ns = rules.surge_resolution_ms * 1_000_000
-        self.scap = -(-self.lookback_ns // self.slot_ns) + 3
+        self.scap = -(-self.lookback_ns // self.slot_ns) + 2  # the slots a lookback meets, and the baseline's
         self.surge_cd_ns = round(rules.surge_cooldown_s * 1e9)
         layout = (self.bucket_ns, self.tcap, *self.spans, self.nv, self.lookback_ns, self.slot_ns)
         relayout, self.layout = layout != self.layout and bool(self.layout), layout
@@ -105,9 +101,7 @@ class TickDetector(TrendWindows, SurgeWindows):
         a = st.a
         if a[TB] >= 0:
             self._trend_filter(st)
-        self._trend_gates(a)
         self._surge_filter(st)
-        a[SFROM] = a[SLAST] + self.surge_cd_ns
         self._rearm(a, a[LAST])
 
     # -- the hot path ------------------------------------------------------------------
@@ -142,7 +136,6 @@ class TickDetector(TrendWindows, SurgeWindows):
             return []
         if st is None or st.day < day:
             st = self.states[tr.ticker] = new_state(self._day(day), t - day, tr.price, self.size)
-            self._trend_gates(st.a)
             if tr.sequence is not None:
                 st.a[QSEQ] = tr.sequence
         return self._slow(st, tr, t - day, *env)
@@ -173,39 +166,37 @@ class TickDetector(TrendWindows, SurgeWindows):
             a[LO] = price
             if r - a[LOT] >= self.cooldown_ns and self.rules.high_low_enabled:
                 self._low(a, tr, r, events, env)
-        if r >= a[TB_END]:
+        if r >= (a[TB] + 1.0) * self.bucket_ns:
             self._roll(st, r, price)
         a[N] += 1.0
         a[CV] += tr.size
         if r >= a[SS_END]:
             self._slot(st, r, price)
-        if price >= a[TUP]:
-            if r >= a[TUPF]:
+        if price >= a[TUP] or price <= a[TDN]:
+            up, down = self.trend_gates(a)
+            if r >= (up if price >= a[TUP] else down):
                 self._trend(st, tr, r, events, env)
-        elif price <= a[TDN] and r >= a[TDNF]:
-            self._trend(st, tr, r, events, env)
-        if (price >= a[SUP] or price <= a[SDN]) and r >= a[SFROM]:
+        if (price >= a[SUP] or price <= a[SDN]) and r >= a[SLAST] + self.surge_cd_ns:
             self._surge(st, tr, r, events, env)
         self._rearm(a, r)
         return events
 
-    @staticmethod
-    def _rearm(a: array[float], r: float) -> None:
+    def _rearm(self, a: array[float], r: float) -> None:
         """The next time and the price range beyond which a trade needs the slow path."""
-        wake, pmax, pmin = a[TB_END], a[HI], a[LO]
+        wake, pmax, pmin = (a[TB] + 1.0) * self.bucket_ns, a[HI], a[LO]  # the end of bucket TB
         if wake > DAY_NS:
             wake = DAY_NS
-        gate = a[TUPF]
-        if r < gate:
-            wake = gate if gate < wake else wake
+        up, down = self.trend_gates(a)
+        if r < up:
+            wake = up if up < wake else wake
         elif a[TUP] < pmax:
             pmax = a[TUP]
-        gate = a[TDNF]
-        if r < gate:
-            wake = gate if gate < wake else wake
+        if r < down:
+            wake = down if down < wake else wake
         elif a[TDN] > pmin:
             pmin = a[TDN]
-        gate = a[SFROM] if a[SFROM] > a[SELIG] else a[SELIG]
+        gate = a[SLAST] + self.surge_cd_ns
+        gate = gate if gate > a[SELIG] else a[SELIG]
         if r < gate:
             wake = gate if gate < wake else wake
         else:
@@ -264,11 +255,12 @@ class TickDetector(TrendWindows, SurgeWindows):
         try:
             head = tick_rows.read_header(header)
             same = head.v != tick_rows.OLDER and tuple(head.layout) == self.layout
+            shape = (self.tcap, self.cw, self.nv, self.scap) if same else None
             states = {}
             for ticker, row in rows:
-                st = states[ticker] = tick_rows.read_row(head.v, row)
+                st = states[ticker] = tick_rows.read_row(head.v, row, shape)
                 if same:
-                    tick_rows.check(st, self.size, self.tcap, self.scap)
+                    tick_rows.check(st, self.size, self.tcap, self.cw, self.scap)
         except Exception as exc:  # the decode boundary: whatever is wrong, nothing changes
             raise ValueError(f"not a tick detector snapshot of version {tick_rows.VERSION}: {exc}") from None
         if head.offset != self.offset_ns:

@@ -6,6 +6,8 @@ import math
 from array import array
 from typing import Any
 
+import msgspec
+
 from tickmesh.config import TickRules
 from tickmesh.schema import Trade
 
@@ -16,22 +18,26 @@ NEVER = -1e18  # the time of "no event yet": every cooldown has passed
 # A ticker's scalars live in one float array (one allocation, contiguous, nothing boxed); times
 # in it are ns since the session start, exact in a float. While a trade is before WAKE and
 # strictly inside (PMIN, PMAX) no rule can fire and no window moves: the hot path only counts it.
-# After the scalars the same array holds two rings indexed by trend bucket (bucket % size): the
-# session's trade count before each of the last window-1 buckets, and its cumulative volume before
-# each of the last volume-window buckets. P1, P2, P3 are buckets; TB0 is the bucket of `tr[0]`.
+# N counts the trades of the current trend bucket TB (the buckets before it are counted in the
+# trend ring array, below). After the scalars the same array holds the volume ring, indexed by
+# trend bucket (bucket % size): the session's cumulative volume before each of the last
+# volume-window buckets. TB, P1, P2, P3 are buckets. Nothing is kept that a few operations on the
+# rest give: the end of bucket TB, when a trend or a surge may fire again (see TickDetector.gates).
 # fmt: off
 (WAKE, PMAX, PMIN, N, CV,
  LAST, FIRST, HI, LO, RHI, RLO, HIT, LOT, HIC, LOC,
- TB, TB_END, TB0, P1, P2, P3, TUP, TDN, TUPF, TDNF, TDIR, TLAST, VFIRST,
- SS_END, SH, SO, SELIG, RMIN, RMAX, SUP, SDN, SFROM, SLAST, WAKE2, QSEQ, PB, NFIELDS) = range(42)
+ TB, P1, P2, P3, TUP, TDN, TDIR, TLAST, VFIRST,
+ SS_END, SH, SO, SELIG, RMIN, RMAX, SUP, SDN, SLAST, WAKE2, QSEQ, PB, NFIELDS) = range(37)
 # fmt: on
-# The trend ring `tr` holds the first price of each bucket from TB0 on at (bucket - TB0) % capacity,
-# in ten-thousandths (ticks) while every price written to it is a whole number of them: int16
-# ticks - PB while they span less than 2**16 (PB re-centred as needed), else int32 ticks; a price
-# that is not turns it into doubles. Each holds exactly the prices written; a bucket without
-# trades holds EMPTY of its typecode.
+# The trend ring array `tr` holds, at bucket % cap for its `cap` buckets, the first price of
+# each bucket, in ten-thousandths (ticks) while every price written to it is a whole number of them:
+# int16 ticks - PB while they span less than 2**16 (PB re-centred as needed), else int32 ticks; a
+# price that is not turns it into doubles. Each holds exactly the prices written; a bucket without
+# trades holds EMPTY of its typecode. After the prices, at cap + bucket % (window-1 buckets), the
+# trade count of each bucket of window 1 before TB (a count past the typecode's COUNT_MAX widens it).
 TICKS = 10_000.0
 EMPTY: dict[str, Any] = {"h": -0x8000, "i": 0, "d": 0.0}
+COUNT_MAX: dict[str, float] = {"h": 0x7FFF, "i": 0x7FFFFFFF, "d": INF}
 # The surge ring `sr` holds one entry per slot with trades, at (SH % capacity) * stride: while every
 # price written to it is a whole number of ticks below 2**31 and every cumulative volume a whole
 # number below 2**32, two int64 per entry ("q": time, ticks | volume << 31), else three doubles
@@ -73,18 +79,19 @@ def passes(move: float, ref: float, pct: float, usd: float) -> bool:
     return move > 0.0 and (move >= usd - EPS or move / ref * 100.0 >= pct - EPS)
 
 
-class TickState:
-    """One ticker's session: its day start, scalars and two bucket rings, trend ring, surge ring.
+class TickState(msgspec.Struct, gc=False):
+    """One ticker's session: its day start, scalars and volume ring, trend ring array, surge ring.
 
-    `a` holds the scalars (indexes above) and, after them, the count and volume rings; `tr` the
-    first price of each trend bucket (see TICKS); `sr` holds (time, price, cumulative volume after
-    it) of the first trade of each surge slot (see STRIDE).
+    `a` holds the scalars (indexes above) and, after them, the volume ring; `tr` the first price of
+    each trend bucket and the trade counts of window 1 (see TICKS), empty until the first bucket;
+    `sr` holds (time, price, cumulative volume after it) of the first trade of each surge slot (see
+    STRIDE). Not tracked by the garbage collector (16 bytes less): it refers to no container.
     """
 
-    __slots__ = ("day", "a", "tr", "sr")
-
-    def __init__(self, day: int, a: array[float], tr: array[Any], sr: array[Any]) -> None:
-        self.day, self.a, self.tr, self.sr = day, a, tr, sr
+    day: int
+    a: array[float]
+    tr: array[Any]
+    sr: array[Any]
 
 
 def new_state(day: int, r: int, price: float, size: int) -> TickState:
@@ -102,53 +109,67 @@ def new_state(day: int, r: int, price: float, size: int) -> TickState:
 def reset_windows(st: TickState, size: int) -> None:
     """Empty the trend, volume and surge windows (a new session, or their layout changed); the
     scalars stay, in an array of `size` slots."""
-    head = st.a[:NFIELDS].tolist()  # (a version-2 row has one scalar less)
+    head = st.a[:NFIELDS].tolist()
     a = st.a = array("d", head + [0.0] * (size - len(head)))  # no spare room
     st.tr, st.sr = array("h"), array("q")
-    a[WAKE] = a[WAKE2] = a[TB_END] = a[SS_END] = a[TUPF] = a[TDNF] = a[SFROM] = NEVER
+    a[WAKE] = a[WAKE2] = a[SS_END] = NEVER
     a[PMAX], a[PMIN] = -INF, INF
     a[TB] = a[VFIRST] = -1
-    a[TB0] = a[P1] = a[P2] = a[P3] = a[SH] = a[SO] = 0.0
+    a[N] = a[P1] = a[P2] = a[P3] = a[SH] = a[SO] = 0.0
     a[TUP] = a[SUP] = a[SELIG] = a[RMIN] = INF
     a[TDN] = a[SDN] = a[RMAX] = -INF
 
 
-def ring_value(st: TickState, price: float) -> tuple[array[Any], float]:
+def new_ring(cap: int, counted: int) -> array[int]:
+    """An int16 trend ring array of `cap` empty buckets and `counted` zero trade counts."""
+    return array("h", [-0x8000] * cap + [0] * counted)
+
+
+def ring_value(st: TickState, price: float, cap: int) -> tuple[array[Any], float]:
     """`price` as the trend ring stores it, once the ring can hold it exactly (re-centred or widened)."""
     tr, a = st.tr, st.a
     if tr.typecode == "d":
         return tr, price
     k = round(price * TICKS)
     if k / TICKS != price or not 0 < k < 0x7FFFFFFF:
-        tr = st.tr = widen(tr, a, "d")
+        tr = st.tr = widen(tr, a, "d", cap)
         return tr, price
     if tr.typecode == "i":
         return tr, k
     v = k - int(a[PB])
     if -0x8000 < v < 0x8000:
         return tr, v
-    tr = st.tr = _recentre(tr, a, k)
+    tr = st.tr = _recentre(tr, a, k, cap)
     return tr, k - int(a[PB])
 
 
-def _recentre(tr: array[Any], a: array[float], k: int) -> array[Any]:
+def _recentre(tr: array[Any], a: array[float], k: int, cap: int) -> array[Any]:
     """An int16 ring whose prices and `k` span less than 2**16 ticks, around their middle; else int32."""
     pb = int(a[PB])
-    ticks = [v + pb for v in tr if v != -0x8000] + [k]
+    ticks = [v + pb for v in tr[:cap] if v != -0x8000] + [k]
     lo, hi = min(ticks), max(ticks)
     if hi - lo >= 0xFFFF:
-        return widen(tr, a, "i")
+        return widen(tr, a, "i", cap)
     mid = a[PB] = (lo + hi) // 2
-    return array("h", [v if v == -0x8000 else v + pb - mid for v in tr])
+    return array("h", [v if v == -0x8000 else v + pb - mid for v in tr[:cap]] + tr[cap:].tolist())
 
 
-def widen(tr: array[Any], a: array[float], code: str) -> array[Any]:
-    """The same prices as int32 ticks ("i") or doubles ("d"); PB is then 0."""
+def widen(tr: array[Any], a: array[float], code: str, cap: int) -> array[Any]:
+    """The same prices as int32 ticks ("i") or doubles ("d"), and the same counts; PB is then 0."""
     pb, empty, scale = a[PB], EMPTY[tr.typecode], 1.0 if tr.typecode == "d" else TICKS
     a[PB] = 0.0
+    counts = tr[cap:].tolist()
     if code == "i":
-        return array("i", [0 if v == empty else int(v + pb) for v in tr])
-    return array("d", [0.0 if v == empty else (v + pb) / scale for v in tr])
+        return array("i", [0 if v == empty else int(v + pb) for v in tr[:cap]] + counts)
+    return array("d", [0.0 if v == empty else (v + pb) / scale for v in tr[:cap]] + counts)
+
+
+def count_put(st: TickState, cap: int, i: int, n: int) -> None:
+    """Trade count `n` at count position `i` of the trend ring array, widened first if it must be."""
+    tr = st.tr
+    if n > COUNT_MAX[tr.typecode]:
+        tr = st.tr = widen(tr, st.a, "i" if n <= COUNT_MAX["i"] else "d", cap)
+    tr[cap + i] = n
 
 
 def surge_put(st: TickState, i: int, cap: int, r: int, price: float, cv: float) -> None:

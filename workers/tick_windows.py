@@ -8,6 +8,7 @@ from typing import Any
 from tickmesh.config import TickRules
 from tickmesh.schema import Event, Source, Surge, Trade, Trend, event_id
 from workers.tick_state import (
+    COUNT_MAX,
     CV,
     EMPTY,
     EPS,
@@ -26,22 +27,17 @@ from workers.tick_state import (
     RMIN,
     SDN,
     SELIG,
-    SFROM,
     SH,
     SLAST,
     SO,
     SS_END,
     SUP,
     TB,
-    TB0,
-    TB_END,
     TDIR,
     TDN,
-    TDNF,
     TICKS,
     TLAST,
     TUP,
-    TUPF,
     VFIRST,
     WAKE,
     WAKE2,
@@ -49,6 +45,8 @@ from workers.tick_state import (
     N,
     TickState,
     cause_of,
+    count_put,
+    new_ring,
     passes,
     ring_value,
     surge_price,
@@ -74,8 +72,7 @@ class TickRuleBase:
     interval_ns: int
     nv: int  # the surge volume window, in buckets: the volume ring's size
     tcap: int  # trend ring capacity, in buckets
-    c1: int  # the count ring's size, in buckets (window 1 and the current bucket)
-    v0: int  # where the volume ring starts in a state's scalars (the count ring starts at NFIELDS)
+    cw: int  # window 1's buckets before the current one: the trade counts after the trend ring
     lookback_ns: int
     slot_ns: int  # surge ring slot width
     scap: int  # surge ring capacity, in slots
@@ -92,34 +89,33 @@ class TrendWindows(TickRuleBase):
     """The trend rule: three windows over the trend ring, a price filter, and the weighted score."""
 
     def _roll(self, st: TickState, r: int, price: float) -> None:
-        """A trade in a new bucket: record the count and volume before it, append its price, move the
-        window pointers, refresh the filter."""
-        a, c1, nv, v0 = st.a, self.c1, self.nv, self.v0
+        """A trade in a new bucket: record the volume before it, append its price, count the trades
+        of the bucket that ended, move the window pointers, refresh the filter."""
+        a, nv = st.a, self.nv
         b, last = r // self.bucket_ns, int(a[TB])
-        a[TB_END], a[TB] = (b + 1) * self.bucket_ns, b
+        a[TB] = b
         if a[VFIRST] < 0:
             a[VFIRST] = b
         if b == last + 1:  # the common case: the next bucket
-            a[NFIELDS + b % c1], a[v0 + b % nv] = a[N], a[CV]
-        else:  # buckets without trades share the next one's count and volume
-            n, cv = a[N], a[CV]
-            for x in range(max(last + 1, b - c1 + 1), b + 1):
-                a[NFIELDS + x % c1] = n
+            a[NFIELDS + b % nv] = a[CV]
+        else:  # buckets without trades share the next one's volume
+            cv = a[CV]
             for x in range(max(last + 1, b - nv + 1), b + 1):
-                a[v0 + x % nv] = cv
+                a[NFIELDS + x % nv] = cv
         tr = self._append(st, last, b, price)
-        (s1, s2, s3), base, cap, empty = self.spans, int(a[TB0]), self.tcap, EMPTY[tr.typecode]
+        self._count(st, last, b)
+        (s1, s2, s3), cap, empty = self.spans, self.tcap, EMPTY[tr.typecode]
         p = int(a[P1])
         p = p if p > b - s1 else b - s1
-        while tr[(p - base) % cap] == empty:  # the first bucket with trades inside the window
+        while tr[p % cap] == empty:  # the first bucket with trades inside the window
             p += 1
         a[P1], p = p, int(a[P2])
         p = p if p > b - s2 else b - s2
-        while tr[(p - base) % cap] == empty:
+        while tr[p % cap] == empty:
             p += 1
         a[P2], p = p, int(a[P3])
         p = p if p > b - s3 else b - s3
-        while tr[(p - base) % cap] == empty:
+        while tr[p % cap] == empty:
             p += 1
         a[P3] = p
         self._trend_filter(st)
@@ -128,30 +124,45 @@ class TrendWindows(TickRuleBase):
         """Bucket b's first price joins the trend ring (`last`, the newest bucket before it, or -1)."""
         a, cap = st.a, self.tcap
         if last < 0 or b - last >= cap:  # no bucket in the ring is inside a window any more: start over
-            st.tr = array("h")
-            a[TB0] = a[P1] = a[P2] = a[P3] = b
+            st.tr = new_ring(cap, self.cw)
+            a[P1] = a[P2] = a[P3] = b
             last = b - 1
-        tr, value = ring_value(st, price)
-        base = int(a[TB0])
-        if b == last + 1 and len(tr) == cap:  # the common case
-            tr[(b - base) % cap] = value
-            return tr
-        empty = EMPTY[tr.typecode]
-        for x in range(last + 1, b + 1):
-            if len(tr) < cap:  # still filling: bucket x is tr[x - base]
-                tr.append(value if x == b else empty)
-                if len(tr) == cap:  # full for good: drop the spare room appends keep
-                    tr = st.tr = array(tr.typecode, tr.tolist())
-            else:
-                tr[(x - base) % cap] = value if x == b else empty
+        tr, value = ring_value(st, price, cap)
+        if b != last + 1:
+            empty = EMPTY[tr.typecode]
+            for x in range(last + 1, b):
+                tr[x % cap] = empty
+        tr[b % cap] = value
         return tr
+
+    def _count(self, st: TickState, last: int, b: int) -> None:
+        """Bucket `last` (or -1) ended with N trades, those up to b had none; N starts over for b."""
+        a, cap, cw = st.a, self.tcap, self.cw
+        n, a[N] = int(a[N]), 0.0
+        if b == last + 1 and last >= 0 and n <= COUNT_MAX[st.tr.typecode]:  # the common case
+            st.tr[cap + last % cw] = n
+            return
+        if last >= max(0, b - cw):  # still inside window 1
+            count_put(st, cap, last % cw, n)
+        tr = st.tr
+        for x in range(max(last + 1, b - cw), b):
+            tr[cap + x % cw] = 0
+
+    def trades_in_window(self, st: TickState) -> float:
+        """Trades from the oldest bucket with trades inside the smallest window to this trade."""
+        a, tr, cap, cw = st.a, st.tr, self.tcap, self.cw
+        p, b = int(a[P1]), int(a[TB])
+        if p == b:
+            return a[N]
+        i, j = cap + p % cw, cap + b % cw  # buckets p to b - 1
+        return a[N] + (sum(tr[i:j]) if i < j else sum(tr[i:]) + sum(tr[cap:j]))
 
     def _oldest(self, st: TickState) -> tuple[float, float, float]:
         """The oldest price inside each trend window."""
         a, tr, cap = st.a, st.tr, self.tcap
-        base, pb, scale = int(a[TB0]), a[PB], 1.0 if tr.typecode == "d" else TICKS
-        return ((tr[(int(a[P1]) - base) % cap] + pb) / scale, (tr[(int(a[P2]) - base) % cap] + pb) / scale,
-                (tr[(int(a[P3]) - base) % cap] + pb) / scale)  # fmt: skip
+        pb, scale = a[PB], 1.0 if tr.typecode == "d" else TICKS
+        return ((tr[int(a[P1]) % cap] + pb) / scale, (tr[int(a[P2]) % cap] + pb) / scale,
+                (tr[int(a[P3]) % cap] + pb) / scale)  # fmt: skip
 
     def _trend_filter(self, st: TickState) -> None:
         """Prices beyond which the score may pass the threshold (the score is linear in the price)."""
@@ -165,12 +176,11 @@ class TrendWindows(TickRuleBase):
             a[TUP] = (c + thr) / k * (1.0 - 1e-7) - 1e-8
             a[TDN] = (c - thr) / k * (1.0 + 1e-7) + 1e-8
 
-    def _trend_gates(self, a: array[float]) -> None:
+    def trend_gates(self, a: array[float]) -> tuple[float, float]:
         """Earliest times an up / down trend may fire: history, and the interval unless it flips."""
         start = a[FIRST] + self.history_ns
         again = max(start, a[TLAST] + self.interval_ns)
-        a[TUPF] = again if a[TDIR] == 1 else start
-        a[TDNF] = again if a[TDIR] == -1 else start
+        return (again if a[TDIR] == 1 else start), (again if a[TDIR] == -1 else start)
 
     def score(self, st: TickState, price: float) -> float:
         """The weighted score at `price` (0.3 w180 + 0.4 w360 + 0.3 w600 by default; 1 % = 1.0)."""
@@ -179,17 +189,15 @@ class TrendWindows(TickRuleBase):
 
     def _trend(self, st: TickState, tr: Trade, r: int, out: list[Event], env: tuple[int, ...]) -> None:
         a, rules = st.a, self.rules
-        in_window = a[N] - a[NFIELDS + int(a[P1]) % self.c1]  # the smallest window
-        if in_window < rules.trend_min_trades:
+        if self.trades_in_window(st) < rules.trend_min_trades:
             return
         score = self.score(st, tr.price)
         if abs(score) < rules.trend_threshold - EPS or score == 0.0:
             return
         up = score > 0.0
-        if r < (a[TUPF] if up else a[TDNF]):
+        if r < self.trend_gates(a)[0 if up else 1]:
             return
         a[TDIR], a[TLAST] = (1 if up else -1), r
-        self._trend_gates(a)
         strong = abs(score) >= rules.trend_strong - EPS
         out.append(
             Trend(
@@ -211,7 +219,8 @@ class SurgeWindows(TickRuleBase):
         a[N] += 1.0
         a[CV] += tr.size
         self._slot(st, r, tr.price)
-        gate = a[SFROM] if a[SFROM] > a[SELIG] else a[SELIG]
+        gate = a[SLAST] + self.surge_cd_ns
+        gate = gate if gate > a[SELIG] else a[SELIG]
         if r >= gate:
             if a[SUP] < a[PMAX]:
                 a[PMAX] = a[SUP]
@@ -289,7 +298,7 @@ class SurgeWindows(TickRuleBase):
         """Volume after the baseline over the average lookback-long volume of the volume window."""
         a = st.a
         oldest = max(int(a[TB]) - self.nv + 1, int(a[VFIRST]))
-        start = a[self.v0 + oldest % self.nv]  # the volume before the first trade from `oldest` on
+        start = a[NFIELDS + oldest % self.nv]  # the volume before the first trade from `oldest` on
         average = (a[CV] - start) / ((a[TB] - oldest + 1) * self.bucket_ns / self.lookback_ns)
         return (a[CV] - base_volume) / average if average > 0.0 else 0.0
 
@@ -304,7 +313,7 @@ class SurgeWindows(TickRuleBase):
         band = bands.band(tr.price)
         if not passes(abs(move), base, bands.sg_pct[band], bands.sg_usd[band]):
             return
-        a[SLAST], a[SFROM] = r, r + self.surge_cd_ns
+        a[SLAST] = r
         out.append(
             Surge(
                 *self._envelope("surge", tr, env),

@@ -23,6 +23,7 @@ from workers.tick_state import HI, LAST, P1, PB, TB, TickState, surge_price, sur
 S = 1_000_000_000
 T0 = 1_700_006_400 * S + 14 * 3_600 * S  # 14:00 UTC, inside the day's session
 V3_SNAPSHOT = Path(__file__).with_name("data") / "tick_v3.snapshot"  # warm(det), written by the version-3 code
+V4_SNAPSHOT = Path(__file__).with_name("data") / "tick_v4.snapshot"  # warm(det), written by the version-4 code
 
 
 def walk(n: int, every_s: float, exact_until: int, vol: float = 0.004, seed: int = 7) -> list[Trade]:
@@ -68,7 +69,7 @@ def test_the_ring_goes_back_to_int16_when_its_windows_start_over() -> None:
     assert det.states["A"].tr.typecode == "d"
     run(det, [Trade("A", 101.25, 1.0, T0 + 2_000 * S)])  # more than trend_window3_s later
     st = det.states["A"]
-    assert st.tr.typecode == "h" and st.tr[0] + st.a[PB] == 1_012_500
+    assert st.tr.typecode == "h" and st.tr[int(st.a[TB]) % det.tcap] + st.a[PB] == 1_012_500
 
 
 def test_a_warm_ticker_fits_its_budget() -> None:
@@ -76,10 +77,10 @@ def test_a_warm_ticker_fits_its_budget() -> None:
     warm(det)
     st = det.states["A"]
     arrays = sys.getsizeof(st.a) + sys.getsizeof(st.tr) + sys.getsizeof(st.sr)
-    assert len(st.tr) == det.tcap and len(st.sr) == 2 * det.scap  # every window full
+    assert len(st.tr) == det.tcap + det.cw and len(st.sr) == 2 * det.scap  # every window full
     assert st.tr.typecode == "h" and st.sr.typecode == "q"
-    assert arrays <= 1_580  # scalars and rings 800, trend ring 322, surge ring 448 (632 as doubles)
-    assert len(det.row("A") or b"") <= 1_360  # 1,534 with the surge ring as doubles
+    assert arrays <= 1_290  # scalars and volume ring 464, trend ring and counts 394, surge ring 432
+    assert len(det.row("A") or b"") <= 1_080
 
 
 def test_a_version_2_row_keeps_the_session_and_restarts_the_windows() -> None:
@@ -87,8 +88,10 @@ def test_a_version_2_row_keeps_the_session_and_restarts_the_windows() -> None:
     det = TickDetector(channel)
     warm(det)
     old = det.states["A"]
+    v4 = msgspec.msgpack.decode(V4_SNAPSHOT.read_bytes())[1]["A"]  # the same ticker, written by version 4
+    day, scalars = msgspec.msgpack.decode(v4)[:2]  # version 4 scalars: version 2's and PB
     header = msgspec.msgpack.encode(tick_rows.TickHeader(2, det.layout, det.offset_ns, det.ignored))
-    row = msgspec.msgpack.encode((old.day, old.a[:40].tobytes(), b"\x00" * 24, b"\x00" * 24))
+    row = msgspec.msgpack.encode((day, scalars[: 40 * 8], b"\x00" * 24, b"\x00" * 24))
     fresh = TickDetector(channel)
     fresh.restore_rows(header, [("A", row)])
     st = fresh.states["A"]
@@ -115,7 +118,7 @@ def test_the_state_bench_reports_the_budget(capsys: pytest.CaptureFixture[str]) 
     assert state_bench.main(["--symbols", "200,300"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert 1_000 < out["traced_bytes_per_symbol"] <= 2_300  # arrays, the TickState, its dict entry and key
-    assert sum(out["warm_symbol_arrays"].values()) <= 1_580 and out["row_bytes"] <= 1_360
+    assert sum(out["warm_symbol_arrays"].values()) <= 1_290 and out["row_bytes"] <= 1_080
 
 
 def test_the_state_bench_reports_cpu_per_record() -> None:
@@ -169,15 +172,17 @@ def test_the_surge_ring_is_packed_again_in_a_new_session() -> None:
     assert sr.typecode == "q" and (surge_price(sr, 0), surge_volume(sr, 0)) == (101.25, 1.0)
 
 
-def test_a_version_3_snapshot_restores_whole() -> None:
-    """A checkpoint of the version-3 code (surge ring as doubles) keeps every window: the same state
-    and the same events as a ticker warmed by this code."""
+@pytest.mark.parametrize(("snapshot", "form"), [(V3_SNAPSHOT, "d"), (V4_SNAPSHOT, "q")])
+def test_a_version_3_or_4_snapshot_restores_whole(snapshot: Path, form: str) -> None:
+    """A checkpoint of the version-3 code (surge ring as doubles) or the version-4 code (the session's
+    count before each bucket after the scalars) keeps every window: the same state and the same
+    events as a ticker warmed by this code."""
     det, old, again = TickDetector(TickChannel()), TickDetector(TickChannel()), TickDetector(TickChannel())
     warm(det)
-    old.restore(V3_SNAPSHOT.read_bytes())
+    old.restore(snapshot.read_bytes())
     again.restore(det.snapshot())  # restored alike: a restore recomputes the cached gates
     st, new = old.states["A"], again.states["A"]
-    assert st.sr.typecode == "d" and new.sr.typecode == "q"
+    assert st.sr.typecode == form and new.sr.typecode == "q"
     assert (st.a, st.tr, st.day) == (new.a, new.tr, new.day)
     assert [(surge_price(st.sr, i), surge_volume(st.sr, i)) for i in range(det.scap)] == [
         (surge_price(new.sr, i), surge_volume(new.sr, i)) for i in range(det.scap)
@@ -198,3 +203,20 @@ def test_rows_of_an_older_version_are_written_again_at_the_next_checkpoint() -> 
     again.restore_rows(changes.header, [(t, r) for t, r in changes.rows.items() if r is not None])
     assert again.states["A"].a == det.states["A"].a and again.states["A"].sr.typecode == "d"
     assert not export_changes(again).rows  # rows of this version: nothing to write again
+
+
+@pytest.mark.parametrize("trades_before", [39_998, 39_997])
+def test_trade_counts_past_int16_widen_the_ring_and_stay_exact(trades_before: int) -> None:
+    """A bucket of more trades than int16 holds: the trend ring array widens to int32, and the smallest
+    window's count is exact to the trade, through a checkpoint too (40,000 needed here)."""
+    rules = TickRules(trend_min_trades=40_000, trend_min_history_s=1.0, trend_threshold=0.3)
+    crowd = [Trade("A", 100.0, 1.0, T0 + k * 100_000) for k in range(trades_before)]  # all in 5 s
+    later = [Trade("A", 103.0, 1.0, T0 + 6 * S)]
+    det = TickDetector(TickChannel(rules=rules))
+    run(det, crowd + [Trade("A", 100.0, 1.0, T0 + 5 * S + 1)])  # the crowd's bucket ends
+    assert det.states["A"].tr.typecode == "i"
+    restored = TickDetector(TickChannel(rules=rules))
+    restored.restore(det.snapshot())
+    for detector in (det, restored):
+        kinds = {e["kind"] for e in as_dicts(run(detector, later))}
+        assert ("trend" in kinds) == (trades_before + 2 >= 40_000)
