@@ -21,6 +21,7 @@ import zmq
 from subscriber.client import Subscriber
 from tickmesh.bus import Status, status_decoder
 from tickmesh.config import CHANNELS, Config, load_config, to_toml
+from tickmesh.curve import secure_context
 from tickmesh.endpoints import Endpoints
 from tickmesh.producer import Producer
 from tickmesh.schema import Publication, Record
@@ -106,7 +107,7 @@ class Mesh:
         self.config_path.write_text(to_toml(data))
         self.config: Config = load_config(str(self.config_path), env={})
         self.endpoints = self.config.endpoints
-        self.ctx = zmq.Context()
+        self.ctx = secure_context(self.config, "control")  # it plays control's part: control's keys under CURVE
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.env: dict[str, str] = {}  # extra environment for the processes
         self.prefix: list[str] = []  # a command each process runs under (e.g. setpriv: fewer capabilities)
