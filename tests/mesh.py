@@ -21,6 +21,7 @@ import zmq
 from subscriber.client import Subscriber
 from tickmesh.bus import Status, status_decoder
 from tickmesh.config import CHANNELS, Config, load_config, to_toml
+from tickmesh.curve import secure_context
 from tickmesh.endpoints import Endpoints
 from tickmesh.producer import Producer
 from tickmesh.schema import Publication, Record
@@ -48,18 +49,42 @@ def start_honcho(folder: Path, out: IO[bytes]) -> subprocess.Popen[bytes]:
     """`honcho start` on the repository's Procfile in `folder`, its output to `out`, in a session of its own.
 
     honcho runs as `python -m honcho` of this interpreter, whose folder leads PATH so the Procfile's
-    `python` is this one too: the test runs (never skips) in a venv that is not activated.
+    `python` is this one too: the test runs (never skips) in a venv that is not activated. Every
+    process reads `TICKMESH_CONFIG`, a file beside `folder` (so `folder` stays empty) that moves the
+    default tcp ports to free ones (honcho_config): two suites on one host never meet. The rest is the
+    default, private links included (unix sockets in `folder`/.tickmesh/run).
     """
     shutil.copy(ROOT / "Procfile", folder / "Procfile")
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    config = write_honcho_config(folder)
     return subprocess.Popen(
         [sys.executable, "-m", "honcho", "start"],
         cwd=folder,
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1", PATH=path),
+        env=dict(os.environ, PYTHONUNBUFFERED="1", PATH=path, TICKMESH_CONFIG=str(config)),
     )
+
+
+def honcho_config(folder: Path) -> Path:
+    """The config start_honcho gives the mesh it runs in `folder`: beside it, never in it."""
+    return folder.parent / f"{folder.name}.toml"
+
+
+def write_honcho_config(folder: Path) -> Path:
+    """Fresh free ports for every tcp address a default mesh listens on: the tcp endpoints, gRPC,
+    Prometheus and the web page (derived from the defaults, so a new default tcp endpoint is moved too)."""
+    defaults = Endpoints()
+    endpoints = {
+        name: f"tcp://127.0.0.1:{free_port()}"
+        for name in Endpoints.__struct_fields__
+        if getattr(defaults, name).startswith("tcp://")
+    }
+    endpoints |= {"grpc": f"127.0.0.1:{free_port()}", "prometheus": f"127.0.0.1:{free_port()}"}
+    path = honcho_config(folder)
+    path.write_text(to_toml({"endpoints": endpoints, "web": {"listen": f"127.0.0.1:{free_port()}"}}))
+    return path
 
 
 def kill_tree(pid: int) -> None:
@@ -106,7 +131,7 @@ class Mesh:
         self.config_path.write_text(to_toml(data))
         self.config: Config = load_config(str(self.config_path), env={})
         self.endpoints = self.config.endpoints
-        self.ctx = zmq.Context()
+        self.ctx = secure_context(self.config, "control")  # it plays control's part: control's keys under CURVE
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.env: dict[str, str] = {}  # extra environment for the processes
         self.prefix: list[str] = []  # a command each process runs under (e.g. setpriv: fewer capabilities)

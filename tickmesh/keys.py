@@ -53,14 +53,22 @@ def create(keys_dir: Path, roles: Sequence[str], *, force: bool = False) -> list
     """Create the folders (0700) and every role's keys; the lines to print."""
     keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     authorized_dir(keys_dir).mkdir(mode=0o700, exist_ok=True)
-    lines = []
+    lines, added, kept = [], [], []
     for role in roles:
         if create_role(keys_dir, role, force=force):
             secret, public = secret_key_path(keys_dir, role), public_key_path(keys_dir, role)
             lines.append(f"{role}: wrote {secret} (0600) and {public}")
+            added.append(role)
         else:
             lines.append(f"{role}: keys exist in {keys_dir}, kept (--force replaces them)")
+            kept.append(role)
     lines.append(f"authorized client keys: {authorized_dir(keys_dir)}/ (copy *.key there to admit more clients)")
+    if added and kept:  # a role added to a folder in use: the binding processes do not know its key yet
+        files = " ".join(f"authorized/{role}.key" for role in added)
+        lines.append(
+            f"added {', '.join(added)} beside existing keys: copy {files} to the hosts that run "
+            f"{', '.join(SERVER_ROLES)} and restart those processes (they read authorized/ at start)"
+        )
     return lines
 
 

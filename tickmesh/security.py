@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from tickmesh.config import Config, SecurityConfig
     from tickmesh.endpoints import Endpoints
 
-ROLES: tuple[str, ...] = ("router", "worker", "aggregator", "control", "feed", "subscriber")
+# One key pair per role, so an operator can revoke one alone: a process uses its own role's key ("worker" for a
+# worker supervisor and its shards; "subscriber" for tickmesh-subscribe and tickmesh-web, the read-only clients).
+ROLES: tuple[str, ...] = ("router", "worker", "aggregator", "control", "feed", "subscriber", "journal")
 # Who binds each zmq endpoint (the table in tickmesh/endpoints.py): a client takes that role's public key.
 ENDPOINT_ROLES: dict[str, str] = {
     "ingest": "router",
@@ -137,7 +139,9 @@ def read_public_key(path: Path) -> bytes:
 
 def read_secret_key(path: Path) -> tuple[bytes, bytes]:
     """(public, secret) from a secret key file that only its owner can read; KeyFileError otherwise."""
-    text = _read(path, "secret key")
+    role = path.name.removesuffix(".key_secret")  # a folder made before a role existed lacks only that role's files
+    text = _read(path, "secret key", fix=f"add it with `tickmesh-keys create --dir {path.parent} {role}`, which keeps "
+                 "the keys that exist; processes that bind read authorized/ at start: restart them")  # fmt: skip
     check_private(path)
     public, secret = parse_key_file(text, path)
     if secret is None:
@@ -178,11 +182,11 @@ def read_authorized(folder: Path) -> frozenset[bytes]:
     return keys
 
 
-def _read(path: Path, what: str) -> bytes:
+def _read(path: Path, what: str, fix: str = "create keys with `tickmesh-keys create`") -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise KeyFileError(f"{path}: {what} file missing (create keys with `tickmesh-keys create`)") from None
+        raise KeyFileError(f"{path}: {what} file missing ({fix})") from None
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read {what} file: {exc.strerror}") from None
 

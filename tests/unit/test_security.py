@@ -49,14 +49,14 @@ def test_keys_are_created_0600_without_a_chmod(tmp_path: Path, no_umask: None, m
     assert keys.main(["create", "--dir", str(tmp_path / "k")]) == 0
     folder = tmp_path / "k"
     assert mode(folder) == 0o700 and mode(authorized_dir(folder)) == 0o700
-    for role in ("router", "worker", "aggregator", "control", "feed", "subscriber"):
+    for role in ("router", "worker", "aggregator", "control", "feed", "subscriber", "journal"):
         assert mode(secret_key_path(folder, role)) == 0o600
         assert mode(public_key_path(folder, role)) == 0o644
         public, secret = read_secret_key(secret_key_path(folder, role))
         assert read_public_key(public_key_path(folder, role)) == public
         assert zmq.auth.load_certificate(secret_key_path(folder, role)) == (public, secret)  # czmq/pyzmq format
         assert zmq.curve_public(secret) == public
-    assert len(read_authorized(authorized_dir(folder))) == 6
+    assert len(read_authorized(authorized_dir(folder))) == 7
     assert not list(folder.glob(".*.new"))  # no temporary files left behind
 
 
@@ -93,7 +93,8 @@ def test_a_secret_key_readable_by_its_owner_or_group_is_accepted(tmp_path: Path,
 
 
 def test_missing_and_malformed_key_files_are_named(tmp_path: Path) -> None:
-    with pytest.raises(KeyFileError, match=rf"{tmp_path}/router.key_secret: secret key file missing"):
+    fix = rf"add it with `tickmesh-keys create --dir {tmp_path} router`, which keeps the keys that exist"
+    with pytest.raises(KeyFileError, match=rf"{tmp_path}/router.key_secret: secret key file missing \({fix}"):
         read_secret_key(secret_key_path(tmp_path, "router"))
     with pytest.raises(KeyFileError, match=rf"{tmp_path}/authorized: no authorized keys folder"):
         read_authorized(authorized_dir(tmp_path))
