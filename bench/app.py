@@ -39,7 +39,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", default="bench-results", help="output directory (default bench-results/)")
     p.add_argument("--duration", type=float, help="seconds per design scenario (default 60; --quick 5)")
-    p.add_argument("--quick", action="store_true", help="a short run: 5 s scenarios, 3 s ramp steps, fewer symbols")
+    p.add_argument(
+        "--quick", action="store_true", help="a short run: 5 s scenarios, 3 s ramp steps, fewer symbols and windows"
+    )
     p.add_argument("--only", help=f"comma list of parts to run (default all: {','.join(PARTS)})")
     p.add_argument("--hold", type=float, help="seconds each ramp step is held (default 20; --quick 3)")
     p.add_argument("--settle", type=float, help="seconds before each ramp step is measured (default 3; --quick 1)")
@@ -79,6 +81,7 @@ class Plan(msgspec.Struct, kw_only=True):
     memory_points: int
     dedup_tickers: int
     journal_events: int
+    journal_windows: int
     scale: float
     tick_rate: float
     flood_rate: float
@@ -102,6 +105,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         memory_points=args.memory_points or (30 if quick else 140),
         dedup_tickers=args.dedup_tickers or (20 if quick else 200),
         journal_events=args.journal_events or (50_000 if quick else 300_000),
+        journal_windows=4 if quick else 16,
         scale=args.scale,
         tick_rate=args.tick_rate,
         flood_rate=args.flood_rate,
@@ -182,7 +186,7 @@ def run_part(name: str, plan: Plan, results: dict[str, Any]) -> None:
         results["journal"] = journal.journal_part(plan.journal_events)
         rate = min(100_000, max(plan.steps))  # the figure: the mesh at 100k records/s
         results["journal"]["mesh"] = journal.mesh_cost(
-            ramp_mix(plan.scale), rate, plan.hold, plan.settle, plan.settings
+            ramp_mix(plan.scale), rate, plan.hold, plan.settle, plan.settings, plan.journal_windows
         )
 
 

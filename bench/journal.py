@@ -70,15 +70,16 @@ def journal_part(events: int) -> dict[str, Any]:
 # stopped, running, …: the host's drift and the mesh's own slow moments (checkpoints, a busy neighbour)
 # fall on both sides alike, which separate runs of a few seconds each could not promise. Conservative:
 # a running window after a stopped one also catches up what the journal missed while stopped.
-COST_PAIRS = 8
 COST_WINDOW_S = 5.0  # at most: a stopped journal must find what it missed still in the replay ring
 
 
-def mesh_cost(mix: Mix, rate: int, hold_s: float, settle_s: float, settings: dict[str, Any]) -> dict[str, Any]:
+def mesh_cost(
+    mix: Mix, rate: int, hold_s: float, settle_s: float, settings: dict[str, Any], windows: int = 16
+) -> dict[str, Any]:
     """The mesh's tick p99 at `rate` records/s with the journal (SQLite) running and stopped beside it, in
-    2 × COST_PAIRS alternating windows; the cost compares the mean p99 of each side."""
+    `windows` alternating windows (a multiple of 4); the cost compares the mean p99 of each side."""
     window_s = min(hold_s, COST_WINDOW_S)
-    order = [i % 4 in (0, 3) for i in range(2 * COST_PAIRS)]  # running, stopped, stopped, running, …
+    order = [i % 4 in (0, 3) for i in range(windows)]  # running, stopped, stopped, running, …
     out: dict[str, Any] = {"rate": rate, "window_s": window_s, "with_journal_p99_us": [], "without_journal_p99_us": []}
     system = stages.start("mesh_journal", settings)
     pid = system.stage.procs["journal"].pid
@@ -99,7 +100,7 @@ def mesh_cost(mix: Mix, rate: int, hold_s: float, settle_s: float, settings: dic
         os.kill(pid, signal.SIGCONT)
         load.rate(0)
         out["journal"] = _caught_up(system.stage)
-        out["journal"]["cpu_percent_running"] = round(100 * used / (COST_PAIRS * window_s), 1)
+        out["journal"]["cpu_percent_running"] = round(100 * used / (windows / 2 * window_s), 1)
     finally:
         os.kill(pid, signal.SIGCONT)  # a stopped process would not see the stage's SIGTERM
         system.close()
