@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from tickmesh.bus import BusClient
 from tickmesh.config import CHANNELS, Config, router_endpoints, with_endpoints
 from tickmesh.durable import hold, next_epoch
 from tickmesh.metrics import Metrics
-from tickmesh.runtime import StopFlag, mesh_parser, serve, start
+from tickmesh.runtime import StopFlag, mesh_parser, release_memory, serve, start
 from tickmesh.schema import (
     HEARTBEAT_TOPIC,
     Event,
@@ -272,16 +271,6 @@ class Aggregator:
         for sock in (self.monitor, self.pull, self.pub, self.replay, *self.acks):
             sock.close(linger=500)
         self.bus.close()
-
-
-def release_memory() -> None:
-    """Return freed heap to the operating system (glibc's malloc_trim); elsewhere, nothing to do.
-    Without it a slow subscriber's backlog kept the aggregator's RSS high after it left."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-_LIBC = next((lib for lib in [ctypes.CDLL(None)] if hasattr(lib, "malloc_trim")), None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 
 from tickmesh.durable import move_aside
+from tickmesh.runtime import release_memory
 from tickmesh.schema import Event
 from tickmesh.security import private_dirs
 from workers.snapshot import Changes
@@ -35,6 +36,7 @@ from workers.snapshot import Changes
 log = logging.getLogger(__name__)
 
 SCHEMA = 1  # the layout of the tables below; another number is moved aside
+RELEASE_ROWS = 1_000  # a checkpoint of this many rows or more gives its memory back to the OS once written
 _events = msgspec.msgpack.Decoder(list[Event])
 _encoder = msgspec.msgpack.Encoder()
 
@@ -146,12 +148,16 @@ class Store:
         try:
             _create(db)
             while (job := self._jobs.get()) is not None:
+                big = len(job.changes.rows) >= RELEASE_ROWS
                 try:
                     _write(db, job)
                     self._done.put(job.streams)
                 except (sqlite3.Error, OSError) as exc:
                     db.rollback()
                     self._done.put(exc)
+                if big:  # its copy of every changed row is garbage now: give the pages back
+                    job = None
+                    release_memory()
         finally:
             db.close()
 

@@ -9,6 +9,7 @@ import pytest
 
 from tickmesh.config import TickChannel
 from tickmesh.schema import High, Trade
+from workers import store as store_module
 from workers.snapshot import export_changes
 from workers.store import Job, Position, Store, StoreLocked, Unreadable, store_path
 from workers.tick_rules import TickDetector
@@ -119,3 +120,23 @@ def test_a_store_of_another_schema_is_unreadable(tmp_path: Path) -> None:
     with pytest.raises(Unreadable, match="schema 99"):
         store.load()
     store.close()
+
+
+def test_a_checkpoint_of_many_rows_gives_their_memory_back_once_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its copy of every changed row would otherwise stay in the process's RSS (the high-water mark of
+    a checkpoint): docs/benchmarks.md has the worker's RSS per symbol with and without."""
+    releases: list[int] = []
+    monkeypatch.setattr(store_module, "release_memory", lambda: releases.append(len(releases)))
+    det = TickDetector(TickChannel())
+    store = Store(store_path(str(tmp_path), "tick", 0))
+    feed(det, "AB", 1, T0)
+    store.submit(Job(export_changes(det), [Position(1, 2)]))
+    assert written(store) == [[Position(1, 2)]] and releases == []  # a few rows: nothing to give back
+    for i in range(store_module.RELEASE_ROWS):
+        det.process(Trade(f"M{i}", 10.0, 1, T0), i, 0, 0)
+    store.submit(Job(export_changes(det), [Position(1, 3)]))
+    assert written(store) == [[Position(1, 3)]]
+    store.close()
+    assert releases == [0]
