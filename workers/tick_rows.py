@@ -99,7 +99,7 @@ def _upgrade(st: TickState, v: int, shape: Shape | None) -> None:
     if tr:  # the current bucket's trades, and each earlier one's inside window 1
         base, empty = int(old["TB0"]), EMPTY[tr.typecode]
         st.tr = array(tr.typecode, [empty] * cap + [0] * cw)
-        for x in range(max(base, b - cap + 1), min(b + 1, base + len(tr))):
+        for x in range(max(base, b - cap + 1), b + 1):  # (a ring still filling holds base to b)
             st.tr[x % cap] = tr[(x - base) % cap]
         a[N] = old["N"] - before[b % (cw + 1)]
         for x in range(max(0, b - cw), b):

@@ -24,6 +24,7 @@ S = 1_000_000_000
 T0 = 1_700_006_400 * S + 14 * 3_600 * S  # 14:00 UTC, inside the day's session
 V3_SNAPSHOT = Path(__file__).with_name("data") / "tick_v3.snapshot"  # warm(det), written by the version-3 code
 V4_SNAPSHOT = Path(__file__).with_name("data") / "tick_v4.snapshot"  # warm(det), written by the version-4 code
+V4_MIXED = Path(__file__).with_name("data") / "tick_v4_mixed.snapshot"  # warm(det, "WARM"), then mixed()
 
 
 def walk(n: int, every_s: float, exact_until: int, vol: float = 0.004, seed: int = 7) -> list[Trade]:
@@ -220,3 +221,30 @@ def test_trade_counts_past_int16_widen_the_ring_and_stay_exact(trades_before: in
     for detector in (det, restored):
         kinds = {e["kind"] for e in as_dicts(run(detector, later))}
         assert ("trend" in kinds) == (trades_before + 2 >= 40_000)
+
+
+def mixed() -> list[Trade]:
+    """Tickers in every phase of their rings (V4_MIXED holds them as the version-4 code left them)."""
+    out = [Trade("FEW", 10.0 + 0.01 * k, 5.0, T0 + k * 7 * S) for k in range(6)]  # rings still filling
+    out += [Trade("GAPS", 20.0 + 0.02 * k, 3.0, T0 + k * 37 * S) for k in range(30)]  # empty buckets between
+    out += [Trade("ODD", t.price + 1e-7, t.size, t.timestamp) for t in walk(300, 1.3, 0)]  # doubles everywhere
+    out += [Trade("WIDE", 5.0 + k, 2.0, T0 + k * 4 * S) for k in range(40)]  # int32 ticks
+    return sorted(out, key=lambda t: t.timestamp)
+
+
+def test_a_version_4_snapshot_of_rings_in_every_phase_restores_whole() -> None:
+    """Filling, full, with gaps, as int32 and as doubles: each ticker restored from the version-4 code's
+    checkpoint has the state and gives the events of the same ticker fed by this code."""
+    det, old, again = TickDetector(TickChannel()), TickDetector(TickChannel()), TickDetector(TickChannel())
+    warm(det, "WARM")
+    run(det, mixed())
+    old.restore(V4_MIXED.read_bytes())
+    again.restore(det.snapshot())
+    assert set(old.states) == {"WARM", "FEW", "GAPS", "ODD", "WIDE"} == set(again.states)
+    for ticker, st in old.states.items():
+        new = again.states[ticker]
+        assert (st.day, st.a, st.tr, st.sr) == (new.day, new.a, new.tr, new.sr), ticker
+    later = [Trade(t, p, 400.0, T0 + 1_300 * S + k * S // 2) for k in range(30) for t, p in
+             (("FEW", 10.5 + k / 20), ("GAPS", 21.5 - k / 10), ("ODD", 99.0 + k / 7), ("WIDE", 44.0 + k))]  # fmt: skip
+    events = run(old, later)
+    assert events == run(again, later) and len(events) > 10
