@@ -18,7 +18,8 @@ import zmq
 from tests.mesh import Mesh, collect, drain, kill_tree, poll_until, start_honcho
 from tickmesh.config import CHANNELS, OhlcvChannel, TickChannel
 from tickmesh.producer import FlushTimeout
-from tickmesh.schema import Bar, EventBatch, Record, Trade, encoder
+from tickmesh.schema import Bar, EventBatch, High, Record, Trade, encoder
+from workers import tick_rows
 from workers.ohlcv_rules import OhlcvDetector
 from workers.tick_rules import TickDetector
 
@@ -211,6 +212,36 @@ def test_an_unreadable_or_older_shard_store_means_a_fresh_start_and_a_count_neve
     assert (counters.get("tick.state_moved_aside"), counters.get("ohlcv.state_moved_aside")) == (1, 1)
     assert not any(k.endswith((".crashes", ".restarts")) for k in counters)
     assert len(list(state.glob("*.db.unreadable-*"))) == 2
+
+
+V4_STORE = Path(__file__).with_name("data") / "tick-0.v4.db"  # a tick shard's store, written by the version-4 code
+V4_T0 = 1_767_225_600 * S + 15 * 3_600 * S  # its trades: UPG every 5 s from here (40), 27 highs up to 70.25
+
+
+def test_a_tick_store_of_the_previous_version_keeps_every_session_after_the_upgrade(
+    mesh_factory: Callable[..., Mesh],
+) -> None:
+    """The upgrade reads the old rows (no store moved aside), the sessions go on where they were, and
+    the next checkpoint writes them in the current version."""
+    mesh = mesh_factory()
+    state = mesh.dir / ".tickmesh" / "state"
+    state.mkdir(parents=True)
+    store = state / "tick-0.db"
+    store.write_bytes(V4_STORE.read_bytes())
+    mesh.start()
+    sub = mesh.subscriber()
+    mesh.push([Trade("UPG", 75.0, 100, V4_T0 + 200 * S)])
+    highs = [p.event for p in collect(sub, lambda got: any(isinstance(p.event, High) for p in got))]
+    high = next(e for e in highs if isinstance(e, High))
+    assert (high.previous, high.count) == (70.25, 28)  # the 28th high of the session, above the 27th
+    assert "tick.state_moved_aside" not in mesh.counters()
+
+    def header_version() -> int:
+        with sqlite3.connect(store) as db:
+            (header,) = db.execute("SELECT v FROM meta WHERE k = 'header'").fetchone()
+        return int(tick_rows.read_header(header).v)
+
+    poll_until(lambda: header_version() == tick_rows.VERSION, 10, what="the store rewritten in this version")
 
 
 def test_a_router_stopped_mid_stream_routes_what_it_accepted_or_fails_the_flush(mesh: Mesh) -> None:
