@@ -10,7 +10,11 @@ memory part it holds no queues or buffers, so it gives the same figures on a
 busy host. `--cpu` reports instead the detector's CPU ns per record on three
 streams: the warm-up history (every trade starts a trend bucket or a surge
 slot), trades that each start a surge slot, and trades 25 to a slot (mostly the
-hot path). Figures: docs/benchmarks.md.
+hot path). `--through batches` or `--through store` reports instead the RSS per
+symbol of the shard's own path in one process: the same history decoded from
+stream batches as a shard decodes them, and with a checkpoint to a real store
+every second (after the last, memory is given back as the shard does).
+Figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import gc
 import json
 import sys
+import tempfile
 import time
 import tracemalloc
 from typing import Any
@@ -27,8 +32,10 @@ import psutil
 
 from bench.workload import Mix, Workload, warm_history
 from tickmesh.config import TickChannel
-from tickmesh.schema import Trade
+from tickmesh.runtime import release_memory
+from tickmesh.schema import Batch, Record, Trade, encoder, worker_input_decoder
 from workers.snapshot import export_changes
+from workers.store import Job, Position, Store, store_path
 from workers.tick_rules import TickDetector
 
 END_NS = 1_767_225_600 * 1_000_000_000 + 15 * 3_600 * 1_000_000_000  # a trading afternoon
@@ -93,10 +100,63 @@ def cpu(symbols: int = 2_000, frames: int = 3_000) -> dict[str, int]:
     return out
 
 
+class ShardPath:
+    """A tick detector fed as a shard feeds it: 1,000-record stream batches, decoded; checkpoints to
+    a real store every second if `store`."""
+
+    def __init__(self, store: bool) -> None:
+        self.det, self.seq, self.last = TickDetector(TickChannel()), 0, time.monotonic()
+        self.store = Store(store_path(tempfile.mkdtemp(prefix="tm-state-"), "tick", 0)) if store else None
+
+    def warm(self, first: int, last: int) -> None:
+        names = [f"T{i:06d}" for i in range(first, last)]
+        for frame in warm_history(names, [], END_NS):
+            trades: list[Record] = [Trade(*r[1:5]) for r in frame if r[0] == "T"]
+            for i in range(0, len(trades), 1_000):
+                part = trades[i : i + 1_000]
+                data = encoder.encode(Batch("tick", 0, 1, self.seq, self.seq, [0] * len(part), part))
+                for k, record in enumerate(worker_input_decoder.decode(data).records):
+                    self.det.process(record, self.seq + k, 0, 0)
+                self.seq += len(part)
+                self.checkpoint(time.monotonic() - self.last >= 1.0)
+        self.checkpoint(True)
+        gc.collect()
+        release_memory()
+
+    def checkpoint(self, due: bool) -> None:
+        if self.store is None:
+            export_changes(self.det)  # (no dirty marks left behind)
+        elif due:
+            self.store.submit(Job(export_changes(self.det), [Position(1, self.seq)]))
+            while self.store.busy:
+                list(self.store.finished())
+                time.sleep(0.001)
+            self.last = time.monotonic()
+
+
+def through(small: int, large: int, store: bool) -> dict[str, Any]:
+    """RSS per symbol of the shard's path (see ShardPath) for symbols 0..small, then small..large."""
+    proc, path = psutil.Process(), ShardPath(store)
+    idle = proc.memory_info().rss
+    path.warm(0, small)
+    at_small = proc.memory_info().rss
+    path.warm(small, large)
+    at_large = proc.memory_info().rss
+    if path.store is not None:
+        path.store.close()
+    return {
+        "through": "store" if store else "batches",
+        "symbols": [small, large],
+        f"rss_bytes_per_symbol_first_{small}": round((at_small - idle) / small),
+        f"rss_bytes_per_symbol_{small}_to_{large}": round((at_large - at_small) / (large - small)),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.state", description=__doc__.splitlines()[0])
     p.add_argument("--symbols", default="8000,40000", help="two symbol counts (default 8000,40000)")
     p.add_argument("--cpu", action="store_true", help="CPU ns per record of the detector instead")
+    p.add_argument("--through", choices=("batches", "store"), help="RSS per symbol of the shard's path instead")
     args = p.parse_args(argv)
     if args.cpu:
         print(json.dumps(cpu(), indent=2))
@@ -104,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     small, large = (int(x) for x in args.symbols.split(","))
     if not 10 < small < large:
         p.error("--symbols needs two counts, 10 < the first < the second")
-    print(json.dumps(measure(small, large), indent=2))
+    out = through(small, large, args.through == "store") if args.through else measure(small, large)
+    print(json.dumps(out, indent=2))
     return 0
 
 

@@ -180,10 +180,11 @@ def _write(db: sqlite3.Connection, job: Job) -> None:
     db.execute("BEGIN")
     if changes.cleared:
         db.execute("DELETE FROM rows")
-    gone = [(t,) for t, row in changes.rows.items() if row is None]
-    db.executemany("DELETE FROM rows WHERE ticker = ?", gone)
-    rows = [(t, row) for t, row in changes.rows.items() if row is not None]
-    db.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?)", rows)
+    # generators, not lists: one parameter tuple at a time (a list of them all would be freed between
+    # the state's own allocations, and stay in the process's memory as holes)
+    rows = changes.rows.items()
+    db.executemany("DELETE FROM rows WHERE ticker = ?", ((t,) for t, row in rows if row is None))
+    db.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?)", ((t, row) for t, row in rows if row is not None))
     meta: dict[str, object] = {"header": changes.header}
     for router, position in enumerate(job.streams):
         suffix = f".{router}" if router else ""

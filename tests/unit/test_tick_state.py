@@ -122,6 +122,13 @@ def test_the_state_bench_reports_the_budget(capsys: pytest.CaptureFixture[str]) 
     assert sum(out["warm_symbol_arrays"].values()) <= 1_290 and out["row_bytes"] <= 1_080
 
 
+@pytest.mark.parametrize("path", ["batches", "store"])
+def test_the_state_bench_reports_the_shard_path(path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert state_bench.main(["--symbols", "20,40", "--through", path]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["through"] == path and {"rss_bytes_per_symbol_first_20", "rss_bytes_per_symbol_20_to_40"} <= set(out)
+
+
 def test_the_state_bench_reports_cpu_per_record() -> None:
     out = state_bench.cpu(symbols=20, frames=10)
     assert set(out) == {f"{k}_cpu_ns_per_record" for k in ("history", "slots", "steady")}
