@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -106,7 +107,8 @@ class ShardPath:
 
     def __init__(self, store: bool) -> None:
         self.det, self.seq, self.last = TickDetector(TickChannel()), 0, time.monotonic()
-        self.store = Store(store_path(tempfile.mkdtemp(prefix="tm-state-"), "tick", 0)) if store else None
+        self.folder = tempfile.mkdtemp(prefix="tm-state-")
+        self.store = Store(store_path(self.folder, "tick", 0)) if store else None
 
     def warm(self, first: int, last: int) -> None:
         names = [f"T{i:06d}" for i in range(first, last)]
@@ -144,6 +146,7 @@ def through(small: int, large: int, store: bool) -> dict[str, Any]:
     at_large = proc.memory_info().rss
     if path.store is not None:
         path.store.close()
+    shutil.rmtree(path.folder)
     return {
         "through": "store" if store else "batches",
         "symbols": [small, large],
