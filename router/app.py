@@ -290,9 +290,14 @@ class Router:
                     count[f"{name}.send_blocked"] += 1
                     break
                 before = box.stream.next_seq
-                sock.send(box.take(now_ns), zmq.NOBLOCK)
+                data = box.take(now_ns)  # the stream holds the batch from here until it is checkpointed
                 count[f"{name}.routed"] += box.stream.next_seq - before
                 count[f"{name}.batches"] += 1
+                try:
+                    sock.send(data, zmq.NOBLOCK)
+                except zmq.Again:  # the shard went between the poll and the send (a kill -9): it asks again
+                    count[f"{name}.send_failed"] += 1  # for what it lacks (Hello, or Gap on the next batch)
+                    break
 
     # -- acknowledgements and liveness --------------------------------------------------
     def _drain_acks(self) -> None:

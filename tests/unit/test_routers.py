@@ -9,6 +9,7 @@ import pytest
 import zmq
 
 from control.app import data_path
+from router.app import Router
 from tickmesh.config import Config, ConfigError, load_config, router_endpoints
 from tickmesh.meshrun import processes
 from tickmesh.producer import Producer
@@ -85,3 +86,40 @@ def test_tickmesh_up_runs_one_router_per_configured_router() -> None:
     procs = processes(["sim"], python="/x/python", routers=3)
     assert procs["router"].endswith("-m router")
     assert procs["router2"] == "exec /x/python -m router --index 2"
+
+
+class _GoneBetweenPollAndSend:
+    """A shard's PUSH socket whose peer went away after the router's poll (a kill -9 at that moment)."""
+
+    def poll(self, timeout: int, flags: int) -> int:
+        return zmq.POLLOUT
+
+    def send(self, data: bytes, flags: int) -> None:
+        raise zmq.Again()
+
+
+def test_a_shard_gone_between_the_poll_and_the_send_costs_the_send_not_the_router(tmp_path) -> None:
+    """The batch stays held by its stream, to be sent again when the shard asks (Hello, or Gap)."""
+    config = msgspec.convert(
+        {
+            "endpoints": {name: f"ipc://{tmp_path}/{name}" for name in ("ingest", "sync", "acks", "control_config",
+                                                                         "control_status", "tick", "ohlcv", "fmv")},
+            "state": {"dir": str(tmp_path / "state")},
+        },
+        Config,
+    )  # fmt: skip
+    ctx = zmq.Context()
+    router = Router(config, ctx)
+    real, pushes = router.pushes["tick"][0], router.pushes["tick"]
+    try:
+        pushes[0] = _GoneBetweenPollAndSend()  # type: ignore[call-overload]
+        box = router.outboxes["tick"][0]
+        box.records.append(Trade("GONE", 10.0, 1, T0))
+        box.ingest_ns.append(T0)
+        router._flush_channel("tick", T0, force=True)  # must not raise
+        assert router.metrics.counters["tick.send_failed"] == 1
+        assert box.stream.in_flight == 1 and not box.records  # held by the stream, not lost
+    finally:
+        pushes[0] = real
+        router.close()
+        ctx.term()
