@@ -138,6 +138,12 @@ class Mesh:
         self.statuses: dict[str, Status] = {}
         self.status_pull: zmq.Socket | None = None  # type: ignore[type-arg]
         self._sockets: list[Any] = []
+        self._closers: list[Callable[[], None]] = []  # what a test made beside the mesh, stopped with it
+
+    def on_close(self, stop: Callable[[], None]) -> None:
+        """Call `stop` when the mesh closes: a failing test still stops what it started (a reader
+        thread's own zmq context left open could block a later test's garbage collection)."""
+        self._closers.append(stop)
 
     # -- processes -----------------------------------------------------------------
     def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
@@ -198,6 +204,8 @@ class Mesh:
 
     def close(self) -> None:
         """Stop everything this mesh started, whatever state the test left it in."""
+        for stop in self._closers:
+            stop()
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

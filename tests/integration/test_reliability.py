@@ -78,6 +78,8 @@ class Recorder:
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+        self.closed = False
+        mesh.on_close(self.stop)  # stopped even if the test fails first
 
     def _run(self) -> None:
         while not self.stopped.is_set():
@@ -112,6 +114,9 @@ class Recorder:
             self.received.append(publication)
 
     def stop(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.stopped.set()
         self.thread.join(5)
         self.sub.sub.disable_monitor()
