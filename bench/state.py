@@ -29,12 +29,13 @@ import time
 import tracemalloc
 from typing import Any
 
+import msgspec
 import psutil
 
 from bench.workload import Mix, Workload, warm_history
 from tickmesh.config import TickChannel
 from tickmesh.runtime import release_memory
-from tickmesh.schema import Batch, Record, Trade, encoder, worker_input_decoder
+from tickmesh.schema import Trade, worker_input_decoder
 from workers.snapshot import export_changes
 from workers.store import Job, Position, Store, store_path
 from workers.tick_rules import TickDetector
@@ -113,10 +114,12 @@ class ShardPath:
     def warm(self, first: int, last: int) -> None:
         names = [f"T{i:06d}" for i in range(first, last)]
         for frame in warm_history(names, [], END_NS):
-            trades: list[Record] = [Trade(*r[1:5]) for r in frame if r[0] == "T"]
+            trades = [r[:5] for r in frame if r[0] == "T"]  # ("T", ticker, price, size, time): a Trade's encoding
             for i in range(0, len(trades), 1_000):
                 part = trades[i : i + 1_000]
-                data = encoder.encode(Batch("tick", 0, 1, self.seq, self.seq, [0] * len(part), part))
+                # a Batch's encoding, as a router sends it: no Trade made here, so the shard's decoding
+                # makes each ticker's only string, as in a shard
+                data = msgspec.msgpack.encode(("batch", "tick", 0, 1, self.seq, self.seq, [0] * len(part), part))
                 for k, record in enumerate(worker_input_decoder.decode(data).records):
                     self.det.process(record, self.seq + k, 0, 0)
                 self.seq += len(part)
