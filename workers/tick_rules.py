@@ -27,7 +27,6 @@ from workers.tick_state import (
     RHI,
     RLO,
     SDN,
-    SELIG,
     SLAST,
     SS_END,
     SUP,
@@ -195,8 +194,7 @@ class TickDetector(TrendWindows, SurgeWindows):
             wake = down if down < wake else wake
         elif a[TDN] > pmin:
             pmin = a[TDN]
-        gate = a[SLAST] + self.surge_cd_ns
-        gate = gate if gate > a[SELIG] else a[SELIG]
+        gate = self.surge_gate(a)
         if r < gate:
             wake = gate if gate < wake else wake
         else:

@@ -219,8 +219,7 @@ class SurgeWindows(TickRuleBase):
         a[N] += 1.0
         a[CV] += tr.size
         self._slot(st, r, tr.price)
-        gate = a[SLAST] + self.surge_cd_ns
-        gate = gate if gate > a[SELIG] else a[SELIG]
+        gate = self.surge_gate(a)
         if r >= gate:
             if a[SUP] < a[PMAX]:
                 a[PMAX] = a[SUP]
@@ -229,6 +228,11 @@ class SurgeWindows(TickRuleBase):
         elif gate < a[WAKE2]:
             a[WAKE2] = gate
         a[WAKE] = a[SS_END] if a[SS_END] < a[WAKE2] else a[WAKE2]
+
+    def surge_gate(self, a: array[float]) -> float:
+        """The earliest time a surge may fire: the cooldown since the last, and a baseline to exist."""
+        gate = a[SLAST] + self.surge_cd_ns
+        return gate if gate > a[SELIG] else a[SELIG]
 
     def _slot(self, st: TickState, r: int, price: float) -> None:
         """The first trade of a slot joins the ring; the filter widens to cover it."""
