@@ -16,7 +16,7 @@ from feeds.pump import Pacer, Sender, sleep
 from feeds.session import SessionDays
 from tickmesh.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from tickmesh.config import Config
-from tickmesh.schema import Ticker, encoder
+from tickmesh.schema import Ticker, check_ticker, encoder
 
 log = logging.getLogger(__name__)
 STATS_S = 10.0
@@ -69,8 +69,9 @@ def _symbols(value: str | None, default: int, known: list[str], prefix: str) -> 
         return symbol_names(int(value), known, prefix)
     names = tuple(s.strip() for s in value.split(",") if s.strip())
     try:
-        msgspec.convert(names, tuple[Ticker, ...])
-    except msgspec.ValidationError as exc:
+        for i, name in enumerate(msgspec.convert(names, tuple[Ticker, ...])):
+            check_ticker(name, f"$[{i}]")
+    except ValueError as exc:  # msgspec.ValidationError too
         raise ValueError(f"bad symbol in {value!r}: {exc}") from None
     return names
 

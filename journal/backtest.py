@@ -94,7 +94,7 @@ def backtest(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]
     """Run it; the summary. BacktestError on anything that stops it."""
     started = time.monotonic()
     name = args.name
-    if not RUN.match(name) or name.startswith("."):
+    if not RUN.fullmatch(name) or name.startswith("."):
         raise BacktestError(f"run name {name[:40]!r}: letters, digits, '.', '_', ':' or '-' (not first)", EXIT_USAGE)
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:

@@ -62,7 +62,7 @@ def parse_time(text: str, what: str, now_ns: int | None = None) -> int:
     now = time.time_ns() if now_ns is None else now_ns
     if text == "now":
         return now
-    if match := RELATIVE.match(text):
+    if match := RELATIVE.fullmatch(text):
         return now - int(float(match[1]) * UNIT_S[match[2]] * 1_000_000_000)
     if text.isdigit():
         ns = int(text)
@@ -86,7 +86,7 @@ def _checked(values: Iterable[str], what: str, allowed: Iterable[str] | re.Patte
     if len(out) > MAX_VALUES:
         raise QueryError(f"{what}: at most {MAX_VALUES} values, got {len(out)}")
     for value in out:
-        ok = allowed.match(value) if isinstance(allowed, re.Pattern) else value in allowed
+        ok = allowed.fullmatch(value) if isinstance(allowed, re.Pattern) else value in allowed
         if not ok:
             hint = "letters, digits, '.', ':' or '-', 1-32 characters" if what == "ticker" else ", ".join(allowed)  # type: ignore[arg-type]
             raise QueryError(f"unknown {what} {value[:40]!r} ({hint})")
@@ -123,7 +123,7 @@ def build_query(
         raise QueryError("until must be after since")
     if seq_from is not None and seq_to is not None and seq_to < seq_from:
         raise QueryError("seq-to must not be below seq-from")
-    if run is not None and run != "" and not RUN.match(run):
+    if run is not None and run != "" and not RUN.fullmatch(run):
         raise QueryError(f"run {run[:40]!r}: letters, digits, '.', '_', ':' or '-', at most {MAX_RUN} characters")
     query = EventQuery(
         tickers=_checked(tickers, "ticker", TICKER),  # exact: the schema allows lower case

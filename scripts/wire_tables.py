@@ -47,7 +47,7 @@ def describe(t: mi.Type, field: str = "") -> str:
     if isinstance(t, mi.FloatType):
         finite = (t.ge, t.le) == (-1e300, 1e300)  # tickmesh.schema.Real: the bounds only rule out NaN and ±inf
         return "float (finite)" if finite else "float" + _bounds(t)
-    if isinstance(t, mi.Metadata):  # a constraint checked outside msgspec (tickmesh.schema.RecordTicker)
+    if isinstance(t, mi.Metadata):  # a constraint checked outside msgspec (tickmesh.schema.Ticker)
         shown = describe(t.type, field)
         pattern = (t.extra or {}).get("pattern")
         return f"{shown} `{pattern}`" if pattern else shown

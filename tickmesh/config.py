@@ -265,13 +265,13 @@ class JournalConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     flush_ms: Annotated[float, Meta(ge=0, le=60_000)] = 50.0  # a partial batch is written after this
     retention_days: Annotated[float, Meta(ge=0, le=36_500)] = 0.0  # 0 = keep forever
     max_rows: Annotated[int, Meta(ge=0, le=10_000_000_000)] = 0  # 0 = no limit
-    run: Annotated[str, Meta(max_length=64, pattern=r"^[A-Za-z0-9._:\-]*$")] = ""  # tags every stored event
+    run: Annotated[str, Meta(max_length=64, pattern=r"^[A-Za-z0-9._:\-]*\Z")] = ""  # tags every stored event
 
 
 class WebConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """tickmesh-web (docs/web.md): where it listens and how much it keeps per browser."""
 
-    listen: Annotated[str, Meta(pattern=r"^[^\s:/]+:\d{1,5}$")] = "127.0.0.1:8090"  # off loopback: token for reads
+    listen: Annotated[str, Meta(pattern=r"^[^\s:/]+:\d{1,5}\Z")] = "127.0.0.1:8090"  # off loopback: token for reads
     queue: Annotated[int, Meta(ge=10, le=1_000_000)] = 5_000  # events queued per browser, then dropped and counted
     ring: Annotated[int, Meta(ge=0, le=1_000_000)] = 5_000  # recent events kept for new pages and ticker history
     poll_s: Annotated[float, Meta(ge=0.1, le=60)] = 1.0  # how often control's metrics are read

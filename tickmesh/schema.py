@@ -27,11 +27,11 @@ TIME_MIN_NS = 315_532_800_000_000_000
 TIME_MAX_NS = 4_102_444_800_000_000_000
 Nanos = Annotated[int, Meta(ge=TIME_MIN_NS, lt=TIME_MAX_NS)]
 TICKER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.:\-]*$"
-Ticker = Annotated[str, Meta(min_length=1, max_length=32, pattern=TICKER_PATTERN)]
-# A record's ticker: the same rule, but the pattern is checked by the record's __post_init__, once
-# per distinct ticker (tickers repeat; a regex per record was two thirds of decoding a trade).
-# `extra` carries the pattern for the wire tables (scripts/wire_tables.py).
-RecordTicker = Annotated[str, Meta(min_length=1, max_length=32, extra={"pattern": TICKER_PATTERN})]
+# A ticker: msgspec checks the length; the pattern is checked by the struct's __post_init__
+# (check_ticker), once per distinct ticker (tickers repeat; a regex per record was two thirds of
+# decoding a trade), and exactly: msgspec's own `pattern` searches, and `$` lets a trailing newline
+# through. `extra` carries the pattern for the wire tables (scripts/wire_tables.py).
+Ticker = Annotated[str, Meta(min_length=1, max_length=32, extra={"pattern": TICKER_PATTERN})]
 Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 Condition = Annotated[int, Meta(ge=0, lt=1 << 16)]
 Real = Annotated[float, Meta(ge=-1e300, le=1e300)]  # finite: NaN and ±inf fail the bounds
@@ -43,16 +43,16 @@ Direction = Literal["up", "down"]
 
 KNOWN_TICKERS_MAX = 200_000  # tickers remembered as checked; past it, new ones are checked each time
 _known_tickers: set[str] = set()
-_ticker_match = re.compile(TICKER_PATTERN).match
+_ticker_match = re.compile(TICKER_PATTERN).fullmatch
 
 
-def check_ticker(ticker: str) -> None:
-    """A record's ticker matches TICKER_PATTERN, else ValueError (worded as msgspec's own, with the
-    field's position, so a rejection names `ticker`)."""
+def check_ticker(ticker: str, at: str = "$[1]") -> None:
+    """A ticker matches TICKER_PATTERN, all of it, else ValueError (worded as msgspec's own, with the
+    field's place `at`: a record's position, so a rejection names `ticker`)."""
     if ticker in _known_tickers:
         return
     if _ticker_match(ticker) is None:
-        raise ValueError(f"Expected `str` matching regex {TICKER_PATTERN!r} - at `$[1]`")
+        raise ValueError(f"Expected `str` matching regex {TICKER_PATTERN!r} - at `{at}`")
     if len(_known_tickers) < KNOWN_TICKERS_MAX:
         _known_tickers.add(ticker)
 
@@ -60,7 +60,7 @@ def check_ticker(ticker: str) -> None:
 class Trade(Struct, tag="T", array_like=True, frozen=True, omit_defaults=True, gc=False):
     """One executed trade (TICK channel)."""
 
-    ticker: RecordTicker
+    ticker: Ticker
     price: Price
     size: Size
     timestamp: Nanos
@@ -75,7 +75,7 @@ class Trade(Struct, tag="T", array_like=True, frozen=True, omit_defaults=True, g
 class Bar(Struct, tag="B", array_like=True, frozen=True, omit_defaults=True, gc=False):
     """One OHLCV aggregate bar over [start, end) (OHLCV channel)."""
 
-    ticker: RecordTicker
+    ticker: Ticker
     open: Price
     high: Price
     low: Price
@@ -99,7 +99,7 @@ class Bar(Struct, tag="B", array_like=True, frozen=True, omit_defaults=True, gc=
 class FairMarketValue(Struct, tag="F", array_like=True, frozen=True, omit_defaults=True, gc=False):
     """One fair-market-value update (FMV channel)."""
 
-    ticker: RecordTicker
+    ticker: Ticker
     fmv: Price
     timestamp: Nanos
     market_price: Price | None = None
@@ -231,6 +231,9 @@ class EventBase(Struct, frozen=True, tag_field="kind", omit_defaults=True, gc=Fa
     record_seq: Count  # the causing record's sequence number on its stream
     ingest_ns: Nanos  # when the router received the causing record
     detected_ns: Nanos  # when the worker detected the event
+
+    def __post_init__(self) -> None:
+        check_ticker(self.ticker, "$.ticker")
 
 
 class High(EventBase, tag="high", frozen=True):

@@ -125,9 +125,9 @@ def parse_key_file(text: bytes, path: Path) -> tuple[bytes, bytes | None]:
     """(public, secret or None) from a ZPL certificate's text; KeyFileError naming `path` if malformed."""
     found = {name: value for name, value in _KEY_LINE.findall(text)}
     public, secret = found.get(b"public-key"), found.get(b"secret-key")
-    if public is None or not Z85_KEY.match(public):
+    if public is None or not Z85_KEY.fullmatch(public):
         raise KeyFileError(f"{path}: no valid public-key (40 Z85 characters)")
-    if secret is not None and not Z85_KEY.match(secret):
+    if secret is not None and not Z85_KEY.fullmatch(secret):
         raise KeyFileError(f"{path}: the secret-key is not 40 Z85 characters")
     return public, secret
 

@@ -21,7 +21,7 @@ def split_instance(argv: Sequence[str]) -> list[str]:
     """The first `tick-0` or `tick:0` argument → `tick 0`; everything else unchanged."""
     out = list(argv)
     for i, arg in enumerate(out):
-        if match := INSTANCE.match(arg):
+        if match := INSTANCE.fullmatch(arg):
             out[i : i + 1] = [match.group(1), match.group(2)]
             break
     return out

@@ -86,6 +86,7 @@ def test_bad_names_settings_and_files_are_refused_before_anything_starts(tmp_pat
     for args, message in (
         (["../up", data], "run name"),
         ([".hidden", data], "run name"),
+        (["ok\n", data], "run name"),  # `$` alone would let a trailing newline into a folder's name
         (["ok", str(tmp_path / "absent.csv")], "no such file"),
         (["ok", data, "--set", "tick=1"], "CHANNEL.KEY=VALUE"),
         (["ok", data, "--set", "tick.no_such_rule=1"], "no_such_rule"),

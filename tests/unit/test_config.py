@@ -37,6 +37,12 @@ def test_errors_name_the_key(tmp_path: Path) -> None:
     path.write_text("[channels.fmv.rules]\nconfidence_min = 2\n")
     with pytest.raises(ConfigError, match=r"<= 1.*channels\.fmv\.rules\.confidence_min"):
         load_config(str(path), env={})
+    path.write_text('[journal]\nrun = "a\\n"\n')  # a pattern's `$` alone lets a trailing newline through
+    with pytest.raises(ConfigError, match=r"journal\.run"):
+        load_config(str(path), env={})
+    path.write_text('[web]\nlisten = "127.0.0.1:8090\\n"\n')
+    with pytest.raises(ConfigError, match=r"web\.listen"):
+        load_config(str(path), env={})
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(str(tmp_path / "missing.toml"), env={})
 

@@ -45,3 +45,7 @@ def test_tickers_match_exactly_once_each() -> None:
     assert build_query(tickers=["AAPL", "AAPL", " MSFT ", "brk.a"]).tickers == ("AAPL", "MSFT", "brk.a")
     with pytest.raises(QueryError, match="at most 100"):
         build_query(tickers=[f"T{i}" for i in range(101)])
+    with pytest.raises(QueryError, match="unknown ticker"):
+        build_query(tickers=["A B"])
+    with pytest.raises(QueryError, match="run"):
+        build_query(run="r1\n")  # the whole value matches, not up to a trailing newline

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 
 from router.validation import decode_frame
-from tickmesh.schema import Bar, FairMarketValue, Mark, Trade, encoder
+from tickmesh.boundary import Rejection, decode
+from tickmesh.schema import Bar, FairMarketValue, High, Mark, Trade, encoder, event_decoder
 
 NOW = 1_732_431_234_567_000_000
 MAX = 1 << 20
@@ -56,3 +58,19 @@ def test_good_records_around_a_bad_one_survive() -> None:
     frame = b"\x93" + encoder.encode(good[0]) + raw(["T", "X", -1.0, 1, NOW]) + encoder.encode(good[1])
     items, rejections = decode_frame(frame, MAX)
     assert items == good and [r.reason for r in rejections] == ["bad_price"]
+
+
+@pytest.mark.parametrize("ticker", ["AAPL\n", "\nAAPL", "AA\nPL", "AAPL\r", "AAPL "])
+def test_a_ticker_matches_the_pattern_whole(ticker: str) -> None:
+    """`$` matches before a trailing newline: the pattern is applied to the whole ticker, in records
+    of every channel and in events (the aggregator takes events from a socket too)."""
+    assert reasons(raw([["T", ticker, 1.0, 1, NOW]])) == [("bad_ticker", "tick")]
+    assert reasons(raw([["B", ticker, 1, 2, 0.5, 1.5, 1, NOW - 60_000_000_000, NOW]])) == [("bad_ticker", "ohlcv")]
+    assert reasons(raw([["F", ticker, 1.0, NOW]])) == [("bad_ticker", "fmv")]
+    event = High("tick-high-AAPL-1", "AAPL", "tick", 1, NOW, 1.0, 0, NOW, NOW)
+    assert decode(event_decoder, encoder.encode(event)) == event
+    bad = msgspec.structs.asdict(event) | {"kind": "high", "ticker": ticker}
+    rejection = decode(event_decoder, msgspec.msgpack.encode(bad))
+    assert isinstance(rejection, Rejection) and "at `$.ticker`" in rejection.detail
+    with pytest.raises(ValueError, match="matching regex"):
+        High("tick-high-X-1", ticker, "tick", 1, NOW, 1.0, 0, NOW, NOW)
