@@ -42,7 +42,7 @@ def test_one_statefulset_per_channel_a_pod_per_shard_each_with_its_own_volume(tm
         assert s["spec"]["replicas"] == config.channel(channel).shards
         assert [v["metadata"]["name"] for v in s["spec"]["volumeClaimTemplates"]] == ["state"]
         assert container(f"tickmesh-{channel}")["command"] == ["tickmesh-shard"]
-    assert set(SETS) == {f"tickmesh-{n}" for n in ("router", "aggregator", "control", *CHANNELS)}
+    assert set(SETS) == {f"tickmesh-{n}" for n in ("router", "aggregator", "control", "journal", *CHANNELS)}
 
 
 @pytest.mark.parametrize("name", sorted(SETS))
@@ -79,6 +79,7 @@ def test_the_manifests_containers_come_up_and_deliver_events(tmp_path: Path) -> 
                 poll_until(partial(passes, probe, cluster, pod), 30, what=f"{pod}'s probe {probe}")
         check_processes_report(cluster)
         check_events_flow(cluster)
+        check_journaled(cluster)
     finally:
         cluster.stop()
     codes = {name: proc.returncode for name, proc in cluster.procs.items()}
@@ -100,7 +101,8 @@ def check_processes_report(cluster: Cluster) -> None:
     """`tickmesh-admin metrics` in the control pod lists every process live (its token is in the pod's state)."""
     env = dict(os.environ, TICKMESH_CONFIG=str(cluster.config_file))
     env["TICKMESH_STATE_DIR"] = str(cluster.root / "tickmesh-control-0" / "state")
-    wanted = {"router", "aggregator", *(f"worker.{ch}.{s}" for ch, n in cluster.shards.items() for s in range(n))}
+    shards = (f"worker.{ch}.{s}" for ch, n in cluster.shards.items() for s in range(n))
+    wanted = {"router", "aggregator", "journal", *shards}
 
     def all_live() -> bool:
         admin = [str(cluster.bin_dir / "tickmesh-admin"), "--json", "metrics"]
@@ -131,3 +133,18 @@ def check_events_flow(cluster: Cluster) -> None:
         sub.sub.close(0)
         sub_ctx.destroy(linger=0)
         feed_ctx.destroy(linger=0)
+
+
+def check_journaled(cluster: Cluster) -> None:
+    """`tickmesh-events query` in the journal pod finds the high check_events_flow saw published."""
+    env = dict(os.environ, TICKMESH_CONFIG=str(cluster.config_file))
+    env["TICKMESH_STATE_DIR"] = str(cluster.root / "tickmesh-journal-0" / "state")
+    query = [str(cluster.bin_dir / "tickmesh-events"), "query", "--ticker", "AAPL", "--kind", "high", "--json"]
+
+    def stored() -> list[dict[str, Any]]:
+        done = subprocess.run(query, env=env, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+    rows = poll_until(stored, 15, interval=0.2, what="the journal to store AAPL's high")
+    assert {row["ticker"] for row in rows} == {"AAPL"}
