@@ -26,6 +26,7 @@ HOUSEKEEPING_S = 5.0  # stats (rows, bytes, oldest) and one retention pass this 
 REOPEN_S = 1.0  # a store that failed is opened again after this
 TRIM_CHUNK = 10_000  # rows deleted per retention pass: deletes never stall the writer for long
 DAY_NS = 86_400 * 1_000_000_000
+SILENT_HEARTBEATS = 3  # the aggregator's heartbeats missed before the journal is not ready
 MAX_PENDING_BATCHES = 4  # received rows kept while the writer is busy, in batches; then receiving waits for it
 
 
@@ -57,7 +58,7 @@ class Journal:
                 time.sleep(0.1)
             else:
                 self._turn()
-            self.stop.health.ready("" if self.open else "the journal store is not open")
+            self.stop.health.ready(self._not_ready())
             self.bus.receive(self.config)  # keeps the config SUB drained; the journal has no live settings
             self.metrics.gauges["journal.lag"] = float(self.reader.lag(self.written))
             self.bus.report()
@@ -68,6 +69,17 @@ class Journal:
                 self._settle(wait=True)
         self.close()
         return 0
+
+    def _not_ready(self) -> str:
+        """Why /readyz fails: the store is not open, or nothing came from the aggregator (a publication or
+        its heartbeat, each heartbeat_s) for SILENT_HEARTBEATS of them: gone, or refusing our CURVE key."""
+        if not self.open:
+            return "the journal store is not open"
+        if not self.reader.heard:
+            return "nothing heard from the aggregator yet (no publication or heartbeat)"
+        if time.monotonic() - self.reader.heard > SILENT_HEARTBEATS * self.config.aggregator.heartbeat_s:
+            return f"the aggregator not heard (no publication or heartbeat) for {SILENT_HEARTBEATS} heartbeats"
+        return ""
 
     def _turn(self) -> None:
         """Receive; collect a finished write; hand the writer what is due; housekeeping when it is idle."""

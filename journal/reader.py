@@ -47,6 +47,7 @@ class Reader:
         self.pending: list[Entry] = []  # in seq order
         self.need_fill = True
         self.next_try = 0.0
+        self.heard = 0.0  # monotonic time of the last publication or heartbeat (0: none yet)
 
     def resume(self, position: tuple[int, int] | None) -> None:
         """Start (again) after `position`, the last one written; None: a new journal, from what the ring holds."""
@@ -86,6 +87,7 @@ class Reader:
         if isinstance(message, Rejection):
             self._undecodable(message)
             return
+        self.heard = time.monotonic()
         if message.epoch != self.epoch:
             self.need_fill = True  # a new epoch: read it from the ring, from its start
             return

@@ -1,4 +1,5 @@
-"""--health: every mesh process answers GET /livez and /readyz; a stopped worker fails its own and the router's."""
+"""--health: every mesh process answers GET /livez and /readyz; a stopped worker fails its own and the router's,
+a stopped aggregator the journal's."""
 
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ def probe(port: int, path: str) -> int:
         return exc.code
     except OSError:
         return 0
+
+
+def body(port: int, path: str) -> str:
+    """The text of the answer to GET path (a 503's reason too)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as reply:
+            return str(reply.read().decode())
+    except urllib.error.HTTPError as exc:
+        return str(exc.read().decode())
 
 
 def all_answer(ports: dict[str, int], path: str, code: int) -> bool:
@@ -65,3 +75,12 @@ def test_probes_answer_in_a_healthy_mesh_and_a_stopped_worker_fails_its_own_and_
         os.kill(victim, signal.SIGCONT)
     poll_until(lambda: probe(ports["worker.tick.0"], "/livez") == 200, 10, what="the worker's /livez again")
     poll_until(lambda: all_answer(ports, "/readyz", 200), 15, what="every /readyz 200 again")
+
+    aggregator = mesh.procs["aggregator"].pid  # the journal hears it each heartbeat (0.2 s here), or is not ready
+    os.kill(aggregator, signal.SIGSTOP)
+    try:
+        poll_until(lambda: probe(ports["journal"], "/readyz") == 503, 10, what="the journal's /readyz 503")
+        assert "aggregator not heard" in body(ports["journal"], "/readyz")
+    finally:
+        os.kill(aggregator, signal.SIGCONT)
+    poll_until(lambda: probe(ports["journal"], "/readyz") == 200, 10, what="the journal's /readyz 200 again")
