@@ -19,6 +19,7 @@ import msgspec
 import psutil
 import zmq
 
+from tickmesh import meshrun
 from tickmesh.bus import Status, status_decoder
 from tickmesh.config import CHANNELS, Config, load_config, to_toml
 from tickmesh.endpoints import Endpoints
@@ -37,14 +38,7 @@ class StageError(RuntimeError):
 
 def poll_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
     """Call `check` until it returns something truthy; StageError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise StageError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    return meshrun.poll_until(check, timeout, what, interval, error=StageError)
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

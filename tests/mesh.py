@@ -19,6 +19,7 @@ import psutil
 import zmq
 
 from subscriber.client import Subscriber
+from tickmesh import meshrun
 from tickmesh.bus import Status, status_decoder
 from tickmesh.config import CHANNELS, Config, load_config, to_toml
 from tickmesh.curve import secure_context
@@ -35,14 +36,7 @@ def poll_until(
     check: Callable[[], T | None | Literal[False]], timeout: float = 10.0, interval: float = 0.02, what: str = ""
 ) -> T:
     """Call `check` until it returns something truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
-        time.sleep(interval)
+    return meshrun.poll_until(check, timeout, what or repr(check), interval, error=AssertionError)  # type: ignore[return-value]
 
 
 def start_honcho(folder: Path, out: IO[bytes]) -> subprocess.Popen[bytes]:

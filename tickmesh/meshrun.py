@@ -27,12 +27,15 @@ class MeshStopped(RuntimeError):
     """A process of the mesh ended while the mesh was still needed; the message names it and its exit code."""
 
 
-def poll_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Call `check` until it returns something truthy; TimeoutError naming `what` after `timeout` seconds."""
+def poll_until(
+    check: Callable[[], T], timeout: float, what: str, interval: float = 0.05, error: type[Exception] = TimeoutError
+) -> T:
+    """Call `check` until it returns something truthy; `error` naming `what` after `timeout` seconds.
+    (The bench fails with its StageError, the tests with AssertionError.)"""
     deadline = time.monotonic() + timeout
     while not (result := check()):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise error(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
     return result
 
