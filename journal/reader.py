@@ -71,6 +71,7 @@ class Reader:
             self._fill()
         if not self.sub.poll(timeout_ms):
             return
+        self.heard = time.monotonic()  # once per turn, not per message: something came from the aggregator
         recv, more = self.sub.recv, self.sub.get
         for _ in range(DRAIN_LIMIT):
             try:
@@ -87,7 +88,6 @@ class Reader:
         if isinstance(message, Rejection):
             self._undecodable(message)
             return
-        self.heard = time.monotonic()
         if message.epoch != self.epoch:
             self.need_fill = True  # a new epoch: read it from the ring, from its start
             return
