@@ -42,19 +42,29 @@ Direction = Literal["up", "down"]
 
 
 KNOWN_TICKERS_MAX = 200_000  # tickers remembered as checked; past it, new ones are checked each time
-_known_tickers: set[str] = set()
+_known_tickers: dict[str, str] = {}  # each ticker checked, to the first string of it checked
 _ticker_match = re.compile(TICKER_PATTERN).fullmatch
 
 
-def check_ticker(ticker: str, at: str = "$[1]") -> None:
-    """A ticker matches TICKER_PATTERN, all of it, else ValueError (worded as msgspec's own, with the
-    field's place `at`: a record's position, so a rejection names `ticker`)."""
-    if ticker in _known_tickers:
-        return
+def check_ticker(ticker: str, at: str = "$[1]") -> str:
+    """The process's one string of `ticker` if it matches TICKER_PATTERN, all of it, else ValueError
+    (worded as msgspec's own, with the field's place `at`: a record's position, so a rejection
+    names `ticker`).
+
+    Decoding makes a new string per record. A table or set a process keeps by ticker (a detector's
+    states, its tickers touched since the last checkpoint) takes the string this returns, so it
+    never keeps a decoded record's copy alive: a shard's checkpoint interval kept one per ticker
+    it touched, and once freed they left pymalloc pools empty between the states (docs/benchmarks.md).
+    """
+    try:
+        return _known_tickers[ticker]  # (a try costs nothing in 3.11; .get() was 20 ns a record more)
+    except KeyError:
+        pass
     if _ticker_match(ticker) is None:
         raise ValueError(f"Expected `str` matching regex {TICKER_PATTERN!r} - at `{at}`")
     if len(_known_tickers) < KNOWN_TICKERS_MAX:
-        _known_tickers.add(ticker)
+        _known_tickers[ticker] = ticker
+    return ticker
 
 
 class Trade(Struct, tag="T", array_like=True, frozen=True, omit_defaults=True, gc=False):

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import msgspec
 
 from tickmesh.config import ChannelConfig, FmvRules
-from tickmesh.schema import Event, FairMarketValue, FmvDeviation, Record, event_id
+from tickmesh.schema import Event, FairMarketValue, FmvDeviation, Record, check_ticker, event_id
 from workers import snapshot
 
 EPS = 1e-9  # within EPS of a threshold counts as on it: decimal prices meet binary floats
@@ -50,8 +50,9 @@ class FmvDetector:
         last = self.last.get(record.ticker)
         if last is not None and last[1] == side and t - last[0] < self.cooldown_ns:
             return []
-        self.last[record.ticker] = (t, side)
-        self.dirty.add(record.ticker)
+        ticker = check_ticker(record.ticker)  # the process's one string of it, not this record's
+        self.last[ticker] = (t, side)
+        self.dirty.add(ticker)
         return [
             FmvDeviation(
                 event_id("fmv", "fmv_deviation", record.ticker, t),
@@ -95,7 +96,7 @@ class FmvDetector:
             version, ignored = _header.decode(header)
             if version != SNAPSHOT_VERSION:
                 raise ValueError(f"version {version}")
-            last = {ticker: _row.decode(row) for ticker, row in rows}
+            last = {check_ticker(ticker): _row.decode(row) for ticker, row in rows}
         except Exception as exc:  # the decode boundary: whatever is wrong, nothing changes
             raise ValueError(f"not an fmv detector snapshot of version {SNAPSHOT_VERSION}: {exc}") from None
         self.last, self.ignored = last, {**self.ignored, **ignored}

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import msgspec
 
 from tickmesh.config import ChannelConfig, OhlcvRules
-from tickmesh.schema import Bar, BigMove, Event, High, Low, Record, Trend, VolumeSurge, event_id
+from tickmesh.schema import Bar, BigMove, Event, High, Low, Record, Trend, VolumeSurge, check_ticker, event_id
 from workers import snapshot
 
 EPS = 1e-9  # within EPS of a threshold counts as on it: decimal prices meet binary floats
@@ -78,14 +78,16 @@ class OhlcvDetector:
     def process(self, record: Record, record_seq: int, ingest_ns: int, detected_ns: int) -> list[Event]:
         if type(record) is not Bar or not self.rules.enabled:
             return []
-        self.dirty.add(record.ticker)
-        st = self.states.get(record.ticker)
+        ticker = record.ticker
+        if ticker not in self.dirty:  # its first bar since the last checkpoint
+            self.dirty.add(check_ticker(ticker))  # the process's one string of it, not this record's
+        st = self.states.get(ticker)
         if st is not None and record.end <= st.end:
             self.ignored["out_of_order"] += 1
             return []
         if st is None or record.start - st.end > self.rules.session_gap_bars * (record.end - record.start):
             # a new ticker, or a new session: windows of an earlier session never judge this one's bars
-            st = self.states[record.ticker] = OhlcvState(self.rules.volume_window, self.rules.trend_bars)
+            st = self.states[check_ticker(ticker)] = OhlcvState(self.rules.volume_window, self.rules.trend_bars)
         st.end = record.end
         env = (record_seq, ingest_ns, detected_ns)
         o, c = record.open, record.close
@@ -209,7 +211,7 @@ class OhlcvDetector:
             states = {}
             for ticker, row in rows:
                 end, bars, nvol, vols, closes, run, done = _row.decode(row)
-                st = states[ticker] = OhlcvState.__new__(OhlcvState)
+                st = states[check_ticker(ticker)] = OhlcvState.__new__(OhlcvState)
                 st.end, st.bars, st.nvol, st.vols, st.closes = end, bars, nvol, array("d", vols), array("d", closes)
                 st.run, st.done = run, done
                 if not (st.vols and st.closes and 0 <= nvol <= len(st.vols) and abs(run) <= bars + 1):

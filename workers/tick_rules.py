@@ -7,7 +7,7 @@ from array import array
 from collections.abc import Iterable
 
 from tickmesh.config import ChannelConfig, TickRules
-from tickmesh.schema import Event, High, Low, Record, Trade
+from tickmesh.schema import Event, High, Low, Record, Trade, check_ticker
 from workers import snapshot, tick_rows
 from workers.tick_state import (
     CV,
@@ -107,8 +107,10 @@ class TickDetector(TrendWindows, SurgeWindows):
     def process(self, record: Record, record_seq: int, ingest_ns: int, detected_ns: int) -> list[Event]:
         if type(record) is not Trade or not self.enabled:
             return []
-        self.dirty.add(record.ticker)
-        st = self.states.get(record.ticker)
+        ticker = record.ticker
+        if ticker not in self.dirty:  # its first trade since the last checkpoint
+            self.dirty.add(check_ticker(ticker))  # the process's one string of it, not this record's
+        st = self.states.get(ticker)
         if st is None:
             return self._locate(None, record, record_seq, ingest_ns, detected_ns)
         r = record.timestamp - st.day
@@ -134,7 +136,7 @@ class TickDetector(TrendWindows, SurgeWindows):
             self.ignored["previous_session"] += 1
             return []
         if st is None or st.day < day:
-            st = self.states[tr.ticker] = new_state(self._day(day), t - day, tr.price, self.size)
+            st = self.states[check_ticker(tr.ticker)] = new_state(self._day(day), t - day, tr.price, self.size)
             if tr.sequence is not None:
                 st.a[QSEQ] = tr.sequence
         return self._slow(st, tr, t - day, *env)
@@ -256,7 +258,7 @@ class TickDetector(TrendWindows, SurgeWindows):
             shape = (self.tcap, self.cw, self.nv, self.scap) if same else None
             states = {}
             for ticker, row in rows:
-                st = states[ticker] = tick_rows.read_row(head.v, row, shape)
+                st = states[check_ticker(ticker)] = tick_rows.read_row(head.v, row, shape)
                 if same:
                     tick_rows.check(st, self.size, self.tcap, self.cw, self.scap)
         except Exception as exc:  # the decode boundary: whatever is wrong, nothing changes

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
-from tickmesh.config import TickChannel
-from tickmesh.schema import High, Trade
+from tickmesh.config import Config, TickChannel
+from tickmesh.schema import High, Trade, worker_input_decoder
 from workers import store as store_module
-from workers.snapshot import export_changes
+from workers.detectors import make_detector
+from workers.snapshot import export_changes, snapshot
 from workers.store import Job, Position, Store, StoreLocked, Unreadable, store_path
 from workers.tick_rules import TickDetector
 
@@ -140,3 +143,37 @@ def test_a_checkpoint_of_many_rows_gives_their_memory_back_once_written(
     assert written(store) == [[Position(1, 3)]]
     store.close()
     assert releases == [0]
+
+
+# a record of each channel that changes its detector's state (the FMV one is a deviation), and
+# where its times are
+MOVING: dict[str, tuple[list[Any], list[int]]] = {
+    "tick": (["T", "", 100.0, 10, T0], [4]),
+    "ohlcv": (["B", "", 100.0, 101.0, 99.0, 101.0, 10, T0, T0 + 60 * S], [7, 8]),
+    "fmv": (["F", "", 110.0, T0, 100.0], [3]),
+}
+
+
+@pytest.mark.parametrize("name", ["tick", "ohlcv", "fmv"])
+def test_what_a_detector_keeps_by_ticker_holds_one_string_of_it(name: str) -> None:
+    """Decoding makes a new string per record: the tickers touched since the last checkpoint, and
+    the states' keys, are the process's one string of the ticker (tickmesh.schema.check_ticker),
+    not a decoded record's copy kept alive until the checkpoint, or for good."""
+    det: Any = make_detector(name, Config().channel(name))  # (its tables differ by channel)
+    record, times = MOVING[name]
+    record = [record[0], "".join(["SH", name.upper()]), *record[2:]]  # made at run time: not an interned literal
+    for k in range(2):  # the second as a shard's next batch, after a checkpoint
+        batch = msgspec.msgpack.encode(("batch", name, 0, 1, k, k, [0], [record]))
+        det.process(worker_input_decoder.decode(batch).records[0], k, 0, 0)
+        (touched,) = det.dirty
+        export_changes(det)
+        for i in times:
+            record[i] += 3_600 * S
+    (kept,) = det.last if name == "fmv" else det.states
+    assert touched is kept
+    restored: Any = make_detector(name, Config().channel(name))
+    restored.restore(snapshot(det))
+    (kept_again,) = restored.last if name == "fmv" else restored.states
+    assert kept_again is kept  # restored rows are keyed by it too, checked:
+    with pytest.raises(ValueError, match="snapshot"):
+        restored.restore_rows(det.header(), [(f"{kept}\n", det.row(kept))])

@@ -116,7 +116,7 @@ def test_a_row_whose_ring_pointers_do_not_fit_is_refused(field: int) -> None:
 
 
 def test_the_state_bench_reports_the_budget(capsys: pytest.CaptureFixture[str]) -> None:
-    for i in range(300):  # the process's set of checked tickers, grown by earlier tests, must not grow here:
+    for i in range(300):  # the process's table of checked tickers, grown by earlier tests, must not grow here:
         check_ticker(f"T{i:06d}")  # at 200 symbols one resize of it would add hundreds of bytes to each
     assert state_bench.main(["--symbols", "200,300"]) == 0
     out = json.loads(capsys.readouterr().out)
