@@ -4,10 +4,10 @@ A TickDetector (default rules) gets the memory part's warm-up history
 (`bench.workload.warm_history`: 140 trades per symbol, a trade in every trend
 bucket and surge slot) for the first symbol count, then for the rest; the
 figures are the process's RSS growth per symbol (allocator overhead included)
-and the detector's own bytes per symbol by tracemalloc (within the first count), plus
-the size of one warm ticker's arrays and checkpoint row. Unlike the mesh's
-memory part it holds no queues or buffers, so it gives the same figures on a
-busy host. `--cpu` reports instead the detector's CPU ns per record on three
+and the detector's own bytes per symbol by tracemalloc (within the first count),
+plus the size of one warm ticker's state (the object, its two ring arrays) and
+of its checkpoint row. Unlike the mesh's memory part it holds no queues or
+buffers, so it gives the same figures on a busy host. `--cpu` reports instead the detector's CPU ns per record on three
 streams: the warm-up history (every trade starts a trend bucket or a surge
 slot), trades that each start a surge slot, and trades 25 to a slot (mostly the
 hot path). `--through batches` or `--through store` reports instead the RSS per
@@ -72,7 +72,7 @@ def measure(small: int, large: int) -> dict[str, Any]:
         f"rss_bytes_per_symbol_first_{small}": round((at_small - idle) / small),
         f"rss_bytes_per_symbol_{small}_to_{large}": round((at_large - at_small) / (large - small)),
         "traced_bytes_per_symbol": round(traced),
-        "warm_symbol_arrays": {k: sys.getsizeof(getattr(st, k)) for k in ("a", "tr", "sr")},
+        "warm_symbol_arrays": {"state": sys.getsizeof(st), "tr": sys.getsizeof(st.tr), "sr": sys.getsizeof(st.sr)},
         "row_bytes": len(det.row("T000000") or b""),
     }
 

@@ -26,8 +26,8 @@ class OhlcvState:
         self.end = 0  # the end of the last bar applied
         self.bars = 0  # bars applied so far
         self.nvol = 0  # volumes held (up to the window)
-        self.vols = array("d", bytes(8 * volume_window))  # the last volumes, slot bars % window
-        self.closes = array("d", bytes(8 * trend_bars))  # the last closes, slot bars % trend_bars
+        self.vols = array("d", [0.0] * volume_window)  # the last volumes, slot bars % window
+        self.closes = array("d", [0.0] * trend_bars)  # the last closes, slot bars % trend_bars
         self.run = 0  # closes in the current strict run, signed by its direction (+up, -down)
         self.done = False  # the current run already produced its trend
 
@@ -43,7 +43,7 @@ class OhlcvState:
 
 def _resized(ring: array[float], count: int, size: int) -> array[float]:
     old = len(ring)
-    out = array("d", bytes(8 * size))
+    out = array("d", [0.0] * size)  # (from a list: no spare room)
     for k in range(max(0, count - min(old, size)), count):
         out[k % size] = ring[k % old]
     return out
@@ -212,7 +212,8 @@ class OhlcvDetector:
             for ticker, row in rows:
                 end, bars, nvol, vols, closes, run, done = _row.decode(row)
                 st = states[check_ticker(ticker)] = OhlcvState.__new__(OhlcvState)
-                st.end, st.bars, st.nvol, st.vols, st.closes = end, bars, nvol, array("d", vols), array("d", closes)
+                st.end, st.bars, st.nvol = end, bars, nvol
+                st.vols, st.closes = snapshot.array_of("d", vols), snapshot.array_of("d", closes)
                 st.run, st.done = run, done
                 if not (st.vols and st.closes and 0 <= nvol <= len(st.vols) and abs(run) <= bars + 1):
                     raise ValueError(f"bad state for {ticker}")

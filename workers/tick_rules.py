@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Iterable
 
 from tickmesh.config import ChannelConfig, TickRules
@@ -12,7 +11,6 @@ from workers import snapshot, tick_rows
 from workers.tick_state import (
     CV,
     DAY_NS,
-    FIRST,
     HI,
     HIC,
     HIT,
@@ -87,21 +85,19 @@ class TickDetector(TrendWindows, SurgeWindows):
         self.surge_cd_ns = round(rules.surge_cooldown_s * 1e9)
         layout = (self.bucket_ns, self.tcap, *self.spans, self.nv, self.lookback_ns, self.slot_ns)
         relayout, self.layout = layout != self.layout and bool(self.layout), layout
+        if relayout:
+            self.states = {ticker: reset_windows(st, self.size) for ticker, st in self.states.items()}
         for st in self.states.values():
-            if relayout:
-                reset_windows(st, self.size)
-                st.a[FIRST] = st.a[LAST]  # the trend's history restarts with its windows
             self._refresh(st)
         if relayout:
             self.dirty.update(self.states)
 
     def _refresh(self, st: TickState) -> None:
         """Recompute a state's cached filters and gates after a rule change or a restore."""
-        a = st.a
-        if a[TB] >= 0:
+        if st[TB] >= 0:
             self._trend_filter(st)
         self._surge_filter(st)
-        self._rearm(a, a[LAST])
+        self._rearm(st, st[LAST])
 
     # -- the hot path ------------------------------------------------------------------
     def process(self, record: Record, record_seq: int, ingest_ns: int, detected_ns: int) -> list[Event]:
@@ -114,18 +110,17 @@ class TickDetector(TrendWindows, SurgeWindows):
         if st is None:
             return self._locate(None, record, record_seq, ingest_ns, detected_ns)
         r = record.timestamp - st.day
-        a = st.a
         q = record.sequence
         if q is not None and 0 <= r < DAY_NS:  # idempotent replays: a source sequence applies once
-            if q <= a[QSEQ]:
+            if q <= st[QSEQ]:
                 self.ignored["duplicate_sequence"] += 1
                 return []
-            a[QSEQ] = q
+            st[QSEQ] = q
         price = record.price
-        if r >= a[0] or price > a[1] or price < a[2] or r < 0:  # WAKE, PMAX, PMIN, an older session
+        if r >= st[0] or price > st[1] or price < st[2] or r < 0:  # WAKE, PMAX, PMIN, an older session
             return self._slow(st, record, r, record_seq, ingest_ns, detected_ns)
-        a[3] += 1.0  # N
-        a[4] += record.size  # CV
+        st[3] += 1.0  # N
+        st[4] += record.size  # CV
         return []
 
     def _locate(self, st: TickState | None, tr: Trade, *env: int) -> list[Event]:
@@ -138,7 +133,7 @@ class TickDetector(TrendWindows, SurgeWindows):
         if st is None or st.day < day:
             st = self.states[check_ticker(tr.ticker)] = new_state(self._day(day), t - day, tr.price, self.size)
             if tr.sequence is not None:
-                st.a[QSEQ] = tr.sequence
+                st[QSEQ] = tr.sequence
         return self._slow(st, tr, t - day, *env)
 
     def _day(self, day: int) -> int:
@@ -151,84 +146,84 @@ class TickDetector(TrendWindows, SurgeWindows):
         """Every rule, in order, for a trade that may fire one or move a window."""
         if r < 0 or r >= DAY_NS:
             return self._locate(st, tr, *env)
-        a, price = st.a, tr.price
-        if a[LAST] <= r < a[WAKE2] and a[PMIN] < price < a[PMAX]:
+        price = tr.price
+        if st[LAST] <= r < st[WAKE2] and st[PMIN] < price < st[PMAX]:
             self._next_slot(st, tr, r)  # only a slot ends: the most common reason to be here
             return []
-        if r < a[LAST]:
-            r = int(a[LAST])  # a late trade never moves a window back
-        a[LAST] = r
+        if r < st[LAST]:
+            r = int(st[LAST])  # a late trade never moves a window back
+        st[LAST] = r
         events: list[Event] = []
-        if price > a[HI]:
-            a[HI] = price
-            if r - a[HIT] >= self.cooldown_ns and self.rules.high_low_enabled:
-                self._high(a, tr, r, events, env)
-        elif price < a[LO]:
-            a[LO] = price
-            if r - a[LOT] >= self.cooldown_ns and self.rules.high_low_enabled:
-                self._low(a, tr, r, events, env)
-        if r >= (a[TB] + 1.0) * self.bucket_ns:
+        if price > st[HI]:
+            st[HI] = price
+            if r - st[HIT] >= self.cooldown_ns and self.rules.high_low_enabled:
+                self._high(st, tr, r, events, env)
+        elif price < st[LO]:
+            st[LO] = price
+            if r - st[LOT] >= self.cooldown_ns and self.rules.high_low_enabled:
+                self._low(st, tr, r, events, env)
+        if r >= (st[TB] + 1.0) * self.bucket_ns:
             self._roll(st, r, price)
-        a[N] += 1.0
-        a[CV] += tr.size
-        if r >= a[SS_END]:
+        st[N] += 1.0
+        st[CV] += tr.size
+        if r >= st[SS_END]:
             self._slot(st, r, price)
-        if price >= a[TUP] or price <= a[TDN]:
-            up, down = self.trend_gates(a)
-            if r >= (up if price >= a[TUP] else down):
+        if price >= st[TUP] or price <= st[TDN]:
+            up, down = self.trend_gates(st)
+            if r >= (up if price >= st[TUP] else down):
                 self._trend(st, tr, r, events, env)
-        if (price >= a[SUP] or price <= a[SDN]) and r >= a[SLAST] + self.surge_cd_ns:
+        if (price >= st[SUP] or price <= st[SDN]) and r >= st[SLAST] + self.surge_cd_ns:
             self._surge(st, tr, r, events, env)
-        self._rearm(a, r)
+        self._rearm(st, r)
         return events
 
-    def _rearm(self, a: array[float], r: float) -> None:
+    def _rearm(self, st: TickState, r: float) -> None:
         """The next time and the price range beyond which a trade needs the slow path."""
-        wake, pmax, pmin = (a[TB] + 1.0) * self.bucket_ns, a[HI], a[LO]  # the end of bucket TB
+        wake, pmax, pmin = (st[TB] + 1.0) * self.bucket_ns, st[HI], st[LO]  # the end of bucket TB
         if wake > DAY_NS:
             wake = DAY_NS
-        up, down = self.trend_gates(a)
+        up, down = self.trend_gates(st)
         if r < up:
             wake = up if up < wake else wake
-        elif a[TUP] < pmax:
-            pmax = a[TUP]
+        elif st[TUP] < pmax:
+            pmax = st[TUP]
         if r < down:
             wake = down if down < wake else wake
-        elif a[TDN] > pmin:
-            pmin = a[TDN]
-        gate = self.surge_gate(a)
+        elif st[TDN] > pmin:
+            pmin = st[TDN]
+        gate = self.surge_gate(st)
         if r < gate:
             wake = gate if gate < wake else wake
         else:
-            pmax = a[SUP] if a[SUP] < pmax else pmax
-            pmin = a[SDN] if a[SDN] > pmin else pmin
-        a[WAKE2], a[PMAX], a[PMIN] = wake, pmax, pmin
-        a[WAKE] = a[SS_END] if a[SS_END] < wake else wake
+            pmax = st[SUP] if st[SUP] < pmax else pmax
+            pmin = st[SDN] if st[SDN] > pmin else pmin
+        st[WAKE2], st[PMAX], st[PMIN] = wake, pmax, pmin
+        st[WAKE] = st[SS_END] if st[SS_END] < wake else wake
 
     # -- high / low ------------------------------------------------------------------------
-    def _high(self, a: array[float], tr: Trade, r: int, out: list[Event], env: tuple[int, ...]) -> None:
-        ref, bands = a[RHI], self.bands
+    def _high(self, st: TickState, tr: Trade, r: int, out: list[Event], env: tuple[int, ...]) -> None:
+        ref, bands = st[RHI], self.bands
         i = bands.band(tr.price)
         if passes(tr.price - ref, ref, bands.hl_pct[i], bands.hl_usd[i]):
-            a[RHI], a[HIT], a[HIC] = tr.price, r, a[HIC] + 1
+            st[RHI], st[HIT], st[HIC] = tr.price, r, st[HIC] + 1
             out.append(
                 High(
                     *self._envelope("high", tr, env),
                     previous=ref,
-                    count=int(a[HIC]),
+                    count=int(st[HIC]),
                 )
             )
 
-    def _low(self, a: array[float], tr: Trade, r: int, out: list[Event], env: tuple[int, ...]) -> None:
-        ref, bands = a[RLO], self.bands
+    def _low(self, st: TickState, tr: Trade, r: int, out: list[Event], env: tuple[int, ...]) -> None:
+        ref, bands = st[RLO], self.bands
         i = bands.band(tr.price)
         if passes(ref - tr.price, ref, bands.hl_pct[i], bands.hl_usd[i]):
-            a[RLO], a[LOT], a[LOC] = tr.price, r, a[LOC] + 1
+            st[RLO], st[LOT], st[LOC] = tr.price, r, st[LOC] + 1
             out.append(
                 Low(
                     *self._envelope("low", tr, env),
                     previous=ref,
-                    count=int(a[LOC]),
+                    count=int(st[LOC]),
                 )
             )
 
@@ -265,11 +260,10 @@ class TickDetector(TrendWindows, SurgeWindows):
             raise ValueError(f"not a tick detector snapshot of version {tick_rows.VERSION}: {exc}") from None
         if head.offset != self.offset_ns:
             states = {}  # sessions of another session_start_s: start afresh, as configure does
+        if not same:
+            states = {ticker: reset_windows(st, self.size) for ticker, st in states.items()}
         for st in states.values():
             st.day = self._day(st.day)
-            if not same:
-                reset_windows(st, self.size)
-                st.a[FIRST] = st.a[LAST]
             self._refresh(st)
         self.states, self.ignored = states, {**self.ignored, **head.ignored}
         # rows of an older version are all written again at the next checkpoint: the header will

@@ -6,8 +6,6 @@ import math
 from array import array
 from typing import Any
 
-import msgspec
-
 from tickmesh.config import TickRules
 from tickmesh.schema import Trade
 
@@ -15,20 +13,23 @@ DAY_NS = 86_400 * 1_000_000_000
 EPS = 1e-9  # within EPS of a threshold counts as on it: decimal prices meet binary floats
 INF = math.inf
 NEVER = -1e18  # the time of "no event yet": every cooldown has passed
-# A ticker's scalars live in one float array (one allocation, contiguous, nothing boxed); times
-# in it are ns since the session start, exact in a float. While a trade is before WAKE and
-# strictly inside (PMIN, PMAX) no rule can fire and no window moves: the hot path only counts it.
+# A ticker's state is itself one float array (one allocation, contiguous, nothing boxed) of its
+# scalars; times in it are ns since the session start, exact in a float. While a trade is before WAKE
+# and strictly inside (PMIN, PMAX) no rule can fire and no window moves: the hot path only counts it.
 # N counts the trades of the current trend bucket TB (the buckets before it are counted in the
 # trend ring array, below). After the scalars the same array holds the volume ring, indexed by
 # trend bucket (bucket % size): the session's cumulative volume before each of the last
-# volume-window buckets. TB, P1, P2, P3 are buckets. Nothing is kept that a few operations on the
-# rest give: the end of bucket TB, when a trend or a surge may fire again (see TickDetector.gates).
+# volume-window buckets, BEFORE for a bucket before the windows' first. TB, P1, P2, P3 are buckets.
+# Nothing is kept that a few operations on the rest give: the end of bucket TB, when a trend or a
+# surge may fire again (trend_gates, surge_gate: workers/tick_windows.py), the volume window's
+# first bucket (its first entry not BEFORE). The trend's direction is the state's `tdir`.
 # fmt: off
 (WAKE, PMAX, PMIN, N, CV,
  LAST, FIRST, HI, LO, RHI, RLO, HIT, LOT, HIC, LOC,
- TB, P1, P2, P3, TUP, TDN, TDIR, TLAST, VFIRST,
- SS_END, SH, SO, SELIG, RMIN, RMAX, SUP, SDN, SLAST, WAKE2, QSEQ, PB, NFIELDS) = range(37)
+ TB, P1, P2, P3, TUP, TDN, TLAST,
+ SS_END, SH, SO, SELIG, RMIN, RMAX, SUP, SDN, SLAST, WAKE2, QSEQ, PB, NFIELDS) = range(35)
 # fmt: on
+BEFORE = -1.0  # a volume ring entry of a bucket before the windows' first (no cumulative volume is negative)
 # The trend ring array `tr` holds, at bucket % cap for its `cap` buckets, the first price of
 # each bucket, in ten-thousandths (ticks) while every price written to it is a whole number of them:
 # int16 ticks - PB while they span less than 2**16 (PB re-centred as needed), else int32 ticks; a
@@ -79,45 +80,58 @@ def passes(move: float, ref: float, pct: float, usd: float) -> bool:
     return move > 0.0 and (move >= usd - EPS or move / ref * 100.0 >= pct - EPS)
 
 
-class TickState(msgspec.Struct, gc=False):
-    """One ticker's session: its day start, scalars and volume ring, trend ring array, surge ring.
+class TickState(array):  # type: ignore[type-arg]
+    """One ticker's session: the float array of its scalars and volume ring (indexes above) that
+    also holds its day start, trend ring array, surge ring and last trend's direction.
 
-    `a` holds the scalars (indexes above) and, after them, the volume ring; `tr` the first price of
-    each trend bucket and the trade counts of window 1 (see TICKS), empty until the first bucket;
-    `sr` holds (time, price, cumulative volume after it) of the first trade of each surge slot (see
-    STRIDE). Not tracked by the garbage collector (16 bytes less): it refers to no container.
+    `tr` holds the first price of each trend bucket and the trade counts of window 1 (see TICKS),
+    empty until the first bucket; `sr` holds (time, price, cumulative volume after it) of the first
+    trade of each surge slot (see STRIDE); `tdir` is 1 or -1 (up, down), 0 before the first trend.
+    One object, not a record of four: the array with four slots takes 112 bytes where a Struct and
+    the scalars' own array took 48 + 80 (docs/benchmarks.md). Build it with `state` (exact size).
     """
 
+    __slots__ = ("day", "tr", "sr", "tdir")
     day: int
-    a: array[float]
     tr: array[Any]
     sr: array[Any]
+    tdir: int
+
+
+def state(day: int, values: list[float] | array[float], tr: array[Any], sr: array[Any], tdir: int) -> TickState:
+    """A state of exactly these values (built from a list or an array, it has no spare room)."""
+    st = TickState("d", values)
+    st.day, st.tr, st.sr, st.tdir = day, tr, sr, tdir
+    return st
 
 
 def new_state(day: int, r: int, price: float, size: int) -> TickState:
-    """The state of a ticker's first trade of a session (at r ns after `day`); `a` has `size` slots."""
-    a = array("d", bytes(8 * NFIELDS))
+    """The state of a ticker's first trade of a session (at r ns after `day`); `size` slots."""
+    a = [0.0] * NFIELDS
     a[LAST] = a[FIRST] = r
     a[HI] = a[LO] = a[RHI] = a[RLO] = price
     a[HIT] = a[LOT] = a[TLAST] = a[SLAST] = NEVER
     a[QSEQ] = -1.0  # the highest source sequence applied this session (exact in a float below 2**53)
-    st = TickState(day, a, array("h"), array("q"))
-    reset_windows(st, size)
-    return st
+    return _empty_windows(day, a, 0, size)
 
 
-def reset_windows(st: TickState, size: int) -> None:
-    """Empty the trend, volume and surge windows (a new session, or their layout changed); the
-    scalars stay, in an array of `size` slots."""
-    head = st.a[:NFIELDS].tolist()
-    a = st.a = array("d", head + [0.0] * (size - len(head)))  # no spare room
-    st.tr, st.sr = array("h"), array("q")
+def reset_windows(st: TickState, size: int) -> TickState:
+    """The state with its trend, volume and surge windows empty (their layout changed, or they were
+    saved by an older version) and the trend's history restarting with them; the other scalars
+    stay, in `size` slots. A new object: an array resized in place keeps spare room."""
+    a = st[:NFIELDS].tolist()
+    a[FIRST] = a[LAST]
+    return _empty_windows(st.day, a, st.tdir, size)
+
+
+def _empty_windows(day: int, a: list[float], tdir: int, size: int) -> TickState:
     a[WAKE] = a[WAKE2] = a[SS_END] = NEVER
     a[PMAX], a[PMIN] = -INF, INF
-    a[TB] = a[VFIRST] = -1
+    a[TB] = -1
     a[N] = a[P1] = a[P2] = a[P3] = a[SH] = a[SO] = 0.0
     a[TUP] = a[SUP] = a[SELIG] = a[RMIN] = INF
     a[TDN] = a[SDN] = a[RMAX] = -INF
+    return state(day, a + [BEFORE] * (size - NFIELDS), array("h"), array("q"), tdir)
 
 
 def new_ring(cap: int, counted: int) -> array[int]:
@@ -127,7 +141,7 @@ def new_ring(cap: int, counted: int) -> array[int]:
 
 def ring_value(st: TickState, price: float, cap: int) -> tuple[array[Any], float]:
     """`price` as the trend ring stores it, once the ring can hold it exactly (re-centred or widened)."""
-    tr, a = st.tr, st.a
+    tr, a = st.tr, st
     if tr.typecode == "d":
         return tr, price
     k = round(price * TICKS)
@@ -168,7 +182,7 @@ def count_put(st: TickState, cap: int, i: int, n: int) -> None:
     """Trade count `n` at count position `i` of the trend ring array, widened first if it must be."""
     tr = st.tr
     if n > COUNT_MAX[tr.typecode]:
-        tr = st.tr = widen(tr, st.a, "i" if n <= COUNT_MAX["i"] else "d", cap)
+        tr = st.tr = widen(tr, st, "i" if n <= COUNT_MAX["i"] else "d", cap)
     tr[cap + i] = n
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from tickmesh.config import TickRules
 from tickmesh.schema import Event, Source, Surge, Trade, Trend, event_id
 from workers.tick_state import (
+    BEFORE,
     COUNT_MAX,
     CV,
     EMPTY,
@@ -33,12 +34,10 @@ from workers.tick_state import (
     SS_END,
     SUP,
     TB,
-    TDIR,
     TDN,
     TICKS,
     TLAST,
     TUP,
-    VFIRST,
     WAKE,
     WAKE2,
     Bands,
@@ -91,41 +90,39 @@ class TrendWindows(TickRuleBase):
     def _roll(self, st: TickState, r: int, price: float) -> None:
         """A trade in a new bucket: record the volume before it, append its price, count the trades
         of the bucket that ended, move the window pointers, refresh the filter."""
-        a, nv = st.a, self.nv
-        b, last = r // self.bucket_ns, int(a[TB])
-        a[TB] = b
-        if a[VFIRST] < 0:
-            a[VFIRST] = b
+        nv = self.nv
+        b, last = r // self.bucket_ns, int(st[TB])
+        st[TB] = b
         if b == last + 1:  # the common case: the next bucket
-            a[NFIELDS + b % nv] = a[CV]
-        else:  # buckets without trades share the next one's volume
-            cv = a[CV]
-            for x in range(max(last + 1, b - nv + 1), b + 1):
-                a[NFIELDS + x % nv] = cv
+            st[NFIELDS + b % nv] = st[CV]
+        else:  # buckets without trades share the next one's volume (those before the first: BEFORE)
+            cv = st[CV]
+            for x in range(max(last + 1 if last >= 0 else b, b - nv + 1), b + 1):
+                st[NFIELDS + x % nv] = cv
         tr = self._append(st, last, b, price)
         self._count(st, last, b)
         (s1, s2, s3), cap, empty = self.spans, self.tcap, EMPTY[tr.typecode]
-        p = int(a[P1])
+        p = int(st[P1])
         p = p if p > b - s1 else b - s1
         while tr[p % cap] == empty:  # the first bucket with trades inside the window
             p += 1
-        a[P1], p = p, int(a[P2])
+        st[P1], p = p, int(st[P2])
         p = p if p > b - s2 else b - s2
         while tr[p % cap] == empty:
             p += 1
-        a[P2], p = p, int(a[P3])
+        st[P2], p = p, int(st[P3])
         p = p if p > b - s3 else b - s3
         while tr[p % cap] == empty:
             p += 1
-        a[P3] = p
+        st[P3] = p
         self._trend_filter(st)
 
     def _append(self, st: TickState, last: int, b: int, price: float) -> array[Any]:
         """Bucket b's first price joins the trend ring (`last`, the newest bucket before it, or -1)."""
-        a, cap = st.a, self.tcap
+        cap = self.tcap
         if last < 0 or b - last >= cap:  # no bucket in the ring is inside a window any more: start over
             st.tr = new_ring(cap, self.cw)
-            a[P1] = a[P2] = a[P3] = b
+            st[P1] = st[P2] = st[P3] = b
             last = b - 1
         tr, value = ring_value(st, price, cap)
         if b != last + 1:
@@ -137,8 +134,8 @@ class TrendWindows(TickRuleBase):
 
     def _count(self, st: TickState, last: int, b: int) -> None:
         """Bucket `last` (or -1) ended with N trades, those up to b had none; N starts over for b."""
-        a, cap, cw = st.a, self.tcap, self.cw
-        n, a[N] = int(a[N]), 0.0
+        cap, cw = self.tcap, self.cw
+        n, st[N] = int(st[N]), 0.0
         if b == last + 1 and last >= 0 and n <= COUNT_MAX[st.tr.typecode]:  # the common case
             st.tr[cap + last % cw] = n
             return
@@ -150,37 +147,38 @@ class TrendWindows(TickRuleBase):
 
     def trades_in_window(self, st: TickState) -> float:
         """Trades from the oldest bucket with trades inside the smallest window to this trade."""
-        a, tr, cap, cw = st.a, st.tr, self.tcap, self.cw
-        p, b = int(a[P1]), int(a[TB])
+        tr, cap, cw = st.tr, self.tcap, self.cw
+        p, b = int(st[P1]), int(st[TB])
         if p == b:
-            return a[N]
+            return st[N]
         i, j = cap + p % cw, cap + b % cw  # buckets p to b - 1
-        return a[N] + (sum(tr[i:j]) if i < j else sum(tr[i:]) + sum(tr[cap:j]))
+        return st[N] + (sum(tr[i:j]) if i < j else sum(tr[i:]) + sum(tr[cap:j]))
 
     def _oldest(self, st: TickState) -> tuple[float, float, float]:
         """The oldest price inside each trend window."""
-        a, tr, cap = st.a, st.tr, self.tcap
-        pb, scale = a[PB], 1.0 if tr.typecode == "d" else TICKS
-        return ((tr[int(a[P1]) % cap] + pb) / scale, (tr[int(a[P2]) % cap] + pb) / scale,
-                (tr[int(a[P3]) % cap] + pb) / scale)  # fmt: skip
+        tr, cap = st.tr, self.tcap
+        pb, scale = st[PB], 1.0 if tr.typecode == "d" else TICKS
+        return ((tr[int(st[P1]) % cap] + pb) / scale, (tr[int(st[P2]) % cap] + pb) / scale,
+                (tr[int(st[P3]) % cap] + pb) / scale)  # fmt: skip
 
     def _trend_filter(self, st: TickState) -> None:
         """Prices beyond which the score may pass the threshold (the score is linear in the price)."""
         (q1, q2, q3), (w1, w2, w3) = self._oldest(st), self.weights
         k = 100.0 * (w1 / q1 + w2 / q2 + w3 / q3)
         c = 100.0 * (w1 + w2 + w3)
-        thr, a = self.rules.trend_threshold, st.a
+        thr = self.rules.trend_threshold
         if not self.rules.trend_enabled or k <= 0.0:
-            a[TUP], a[TDN] = INF, -INF
+            st[TUP], st[TDN] = INF, -INF
         else:  # generous margins: the exact score decides in _trend
-            a[TUP] = (c + thr) / k * (1.0 - 1e-7) - 1e-8
-            a[TDN] = (c - thr) / k * (1.0 + 1e-7) + 1e-8
+            st[TUP] = (c + thr) / k * (1.0 - 1e-7) - 1e-8
+            st[TDN] = (c - thr) / k * (1.0 + 1e-7) + 1e-8
 
-    def trend_gates(self, a: array[float]) -> tuple[float, float]:
+    def trend_gates(self, st: TickState) -> tuple[float, float]:
         """Earliest times an up / down trend may fire: history, and the interval unless it flips."""
-        start = a[FIRST] + self.history_ns
-        again = max(start, a[TLAST] + self.interval_ns)
-        return (again if a[TDIR] == 1 else start), (again if a[TDIR] == -1 else start)
+        start = st[FIRST] + self.history_ns
+        again = max(start, st[TLAST] + self.interval_ns)
+        tdir = st.tdir
+        return (again if tdir == 1 else start), (again if tdir == -1 else start)
 
     def score(self, st: TickState, price: float) -> float:
         """The weighted score at `price` (0.3 w180 + 0.4 w360 + 0.3 w600 by default; 1 % = 1.0)."""
@@ -188,16 +186,16 @@ class TrendWindows(TickRuleBase):
         return w1 * ((price - q1) / q1 * 100.0) + w2 * ((price - q2) / q2 * 100.0) + w3 * ((price - q3) / q3 * 100.0)
 
     def _trend(self, st: TickState, tr: Trade, r: int, out: list[Event], env: tuple[int, ...]) -> None:
-        a, rules = st.a, self.rules
+        rules = self.rules
         if self.trades_in_window(st) < rules.trend_min_trades:
             return
         score = self.score(st, tr.price)
         if abs(score) < rules.trend_threshold - EPS or score == 0.0:
             return
         up = score > 0.0
-        if r < self.trend_gates(a)[0 if up else 1]:
+        if r < self.trend_gates(st)[0 if up else 1]:
             return
-        a[TDIR], a[TLAST] = (1 if up else -1), r
+        st.tdir, st[TLAST] = (1 if up else -1), r
         strong = abs(score) >= rules.trend_strong - EPS
         out.append(
             Trend(
@@ -214,74 +212,73 @@ class SurgeWindows(TickRuleBase):
 
     def _next_slot(self, st: TickState, tr: Trade, r: int) -> None:
         """A trade that only starts a slot: count it, append it, narrow the filter to cover it."""
-        a = st.a
-        a[LAST] = r
-        a[N] += 1.0
-        a[CV] += tr.size
+        st[LAST] = r
+        st[N] += 1.0
+        st[CV] += tr.size
         self._slot(st, r, tr.price)
-        gate = self.surge_gate(a)
+        gate = self.surge_gate(st)
         if r >= gate:
-            if a[SUP] < a[PMAX]:
-                a[PMAX] = a[SUP]
-            if a[SDN] > a[PMIN]:
-                a[PMIN] = a[SDN]
-        elif gate < a[WAKE2]:
-            a[WAKE2] = gate
-        a[WAKE] = a[SS_END] if a[SS_END] < a[WAKE2] else a[WAKE2]
+            if st[SUP] < st[PMAX]:
+                st[PMAX] = st[SUP]
+            if st[SDN] > st[PMIN]:
+                st[PMIN] = st[SDN]
+        elif gate < st[WAKE2]:
+            st[WAKE2] = gate
+        st[WAKE] = st[SS_END] if st[SS_END] < st[WAKE2] else st[WAKE2]
 
-    def surge_gate(self, a: array[float]) -> float:
+    def surge_gate(self, st: TickState) -> float:
         """The earliest time a surge may fire: the cooldown since the last, and a baseline to exist."""
-        gate = a[SLAST] + self.surge_cd_ns
-        return gate if gate > a[SELIG] else a[SELIG]
+        gate = st[SLAST] + self.surge_cd_ns
+        return gate if gate > st[SELIG] else st[SELIG]
 
     def _slot(self, st: TickState, r: int, price: float) -> None:
         """The first trade of a slot joins the ring; the filter widens to cover it."""
-        a, sr, cap = st.a, st.sr, self.scap
-        head, cv = int(a[SH]), a[CV]
+        sr, cap = st.sr, self.scap
+        head, cv = int(st[SH]), st[CV]
         k, v, j = round(price * TICKS), int(cv), head % cap * 2
         if j < len(sr) and k / TICKS == price and v == cv and k <= MASK and not v >> 32 and sr.typecode == "q":
             sr[j], sr[j + 1] = r, k | v << 31  # the common case, inline: packed exactly (see surge_put)
         else:
             surge_put(st, head % cap, cap, r, price, cv)
-        if head - a[SO] >= cap:  # full: the oldest is older than any baseline from now on
-            a[SO] = head - cap + 1
-        a[SH] = head + 1
+        if head - st[SO] >= cap:  # full: the oldest is older than any baseline from now on
+            st[SO] = head - cap + 1
+        st[SH] = head + 1
         if head == 0:
-            a[SELIG] = r + self.lookback_ns  # no baseline before this
-        a[SS_END] = (r // self.slot_ns + 1) * self.slot_ns
-        if price < a[RMIN]:
-            a[RMIN] = price
-            a[SUP] = self._surge_up(price) if self.surge_on else INF
-        if price > a[RMAX]:
-            a[RMAX] = price
-            a[SDN] = self._surge_down(price) if self.surge_on else -INF
+            st[SELIG] = r + self.lookback_ns  # no baseline before this
+        st[SS_END] = (r // self.slot_ns + 1) * self.slot_ns
+        if price < st[RMIN]:
+            st[RMIN] = price
+            st[SUP] = self._surge_up(price) if self.surge_on else INF
+        if price > st[RMAX]:
+            st[RMAX] = price
+            st[SDN] = self._surge_down(price) if self.surge_on else -INF
 
     def _baseline(self, st: TickState, r: int) -> int:
         """The ring position of the baseline at `r` (the newest entry at least the lookback older),
         or -1; older entries are dropped, as no later trade can need them."""
-        a, sr, cap = st.a, st.sr, self.scap
+        sr, cap = st.sr, self.scap
         k = 2 if sr.typecode == "q" else 3  # STRIDE
-        cutoff, p, head = r - self.lookback_ns, int(a[SO]), int(a[SH])
+        cutoff, p, head = r - self.lookback_ns, int(st[SO]), int(st[SH])
         while p + 1 < head and sr[(p + 1) % cap * k] <= cutoff:
             p += 1
-        a[SO] = p
+        st[SO] = p
         return p if p < head and sr[p % cap * k] <= cutoff else -1
 
     def _surge_filter(self, st: TickState) -> None:
         """Prices beyond which a move may pass the gate from some ring entry (the baseline is one
         of them until the next check). The bounds grow with the base price, so the lowest and
         highest entries decide."""
-        a, sr, cap = st.a, st.sr, self.scap
-        live = range(int(a[SO]), int(a[SH]))
+        sr, cap = st.sr, self.scap
+        live = range(int(st[SO]), int(st[SH]))
         if sr.typecode == "q":  # min and max of the ticks: decoding is exact and keeps the order
             ticks = [sr[p % cap * 2 + 1] & MASK for p in live]
             prices = [min(ticks) / TICKS, max(ticks) / TICKS] if ticks else []
         else:
             prices = [sr[p % cap * 3 + 1] for p in live]
-        a[RMIN], a[RMAX] = (min(prices), max(prices)) if prices else (INF, -INF)
+        st[RMIN], st[RMAX] = (min(prices), max(prices)) if prices else (INF, -INF)
         on = self.surge_on and prices
-        a[SUP] = self._surge_up(a[RMIN]) if on else INF
-        a[SDN] = self._surge_down(a[RMAX]) if on else -INF
+        st[SUP] = self._surge_up(st[RMIN]) if on else INF
+        st[SDN] = self._surge_down(st[RMAX]) if on else -INF
 
     def _surge_up(self, base: float) -> float:
         """Below this price no move up from `base` passes the gate (with margins; past base's
@@ -300,24 +297,27 @@ class SurgeWindows(TickRuleBase):
 
     def volume_ratio(self, st: TickState, base_volume: float) -> float:
         """Volume after the baseline over the average lookback-long volume of the volume window."""
-        a = st.a
-        oldest = max(int(a[TB]) - self.nv + 1, int(a[VFIRST]))
-        start = a[NFIELDS + oldest % self.nv]  # the volume before the first trade from `oldest` on
-        average = (a[CV] - start) / ((a[TB] - oldest + 1) * self.bucket_ns / self.lookback_ns)
-        return (a[CV] - base_volume) / average if average > 0.0 else 0.0
+        nv = self.nv
+        tb = int(st[TB])
+        oldest = tb - nv + 1
+        while st[NFIELDS + oldest % nv] == BEFORE and oldest < tb:  # from the windows' first bucket
+            oldest += 1
+        start = st[NFIELDS + oldest % nv]  # the volume before the first trade from `oldest` on
+        average = (st[CV] - start) / ((tb - oldest + 1) * self.bucket_ns / self.lookback_ns)
+        return (st[CV] - base_volume) / average if average > 0.0 else 0.0
 
     def _surge(self, st: TickState, tr: Trade, r: int, out: list[Event], env: tuple[int, ...]) -> None:
         p = self._baseline(st, r)
         self._surge_filter(st)
         if p < 0:
             return
-        a, bands, i = st.a, self.bands, p % self.scap
+        bands, i = self.bands, p % self.scap
         base, base_volume = surge_price(st.sr, i), surge_volume(st.sr, i)
         move = tr.price - base
         band = bands.band(tr.price)
         if not passes(abs(move), base, bands.sg_pct[band], bands.sg_usd[band]):
             return
-        a[SLAST] = r
+        st[SLAST] = r
         out.append(
             Surge(
                 *self._envelope("surge", tr, env),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from array import array
 from typing import Any
 
 import pytest
@@ -225,6 +227,22 @@ def test_snapshot_round_trip() -> None:
     with pytest.raises(ValueError, match="snapshot"):
         second.restore(b"\x93\x01\x80\x81\xa1A\x97\x00\x00\x05\xc4\x00\xc4\x00\x00\xc2")  # empty windows
     assert len(second.states) == 1
+
+
+def test_windows_have_no_spare_room_live_resized_or_restored() -> None:
+    """Each window array holds its slots and no more (from bytes, an array keeps a sixteenth and
+    three slots spare: 48 bytes a ticker at the default sizes)."""
+
+    def spare(det: OhlcvDetector) -> list[int]:
+        st = det.states["AAA"]
+        return [sys.getsizeof(x) - sys.getsizeof(array("d", x.tolist())) for x in (st.vols, st.closes)]
+
+    first, second = detector(), detector()
+    run(first, [bar(100.0, 101.0, k) for k in range(1, 4)])
+    second.restore(first.snapshot())
+    assert spare(first) == spare(second) == [0, 0]
+    second.configure(OhlcvChannel(rules=OhlcvRules(volume_window=7)))
+    assert spare(second) == [0, 0]
 
 
 def test_a_gap_of_more_than_session_gap_bars_starts_the_windows_over() -> None:

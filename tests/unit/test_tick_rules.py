@@ -241,7 +241,7 @@ def test_late_trade_within_the_session_never_moves_windows_back() -> None:
     det = detector(**HIGH_LOW_ONLY)
     run(det, [trade(10.0, 0), trade(10.5, 10)])
     events = run(det, [trade(10.8, 5)])  # late; the cooldown counts from the newest time (10 s)
-    assert kinds(events) == [] and det.states["AAA"].a[5] == 10 * S  # LAST
+    assert kinds(events) == [] and det.states["AAA"][5] == 10 * S  # LAST
     assert kinds(run(det, [trade(10.9, 11)])) == ["high"]
 
 
@@ -403,7 +403,7 @@ def test_changing_a_window_layout_restarts_windows_only() -> None:
     det = detector()
     run(det, [*flat(300), trade(101.0, 300)])
     det.configure(TickChannel(rules=TickRules(trend_bucket_s=10)))
-    assert det.states["AAA"].tr.tolist() == [] and det.states["AAA"].a[7] == 101.0  # HI survives
+    assert det.states["AAA"].tr.tolist() == [] and det.states["AAA"][7] == 101.0  # HI survives
 
 
 def test_snapshot_round_trip_mid_stream() -> None:

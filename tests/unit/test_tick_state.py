@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import sys
-from array import array
 from pathlib import Path
 
 import msgspec
@@ -18,13 +17,14 @@ from tickmesh.schema import Trade, check_ticker
 from workers import tick_rows
 from workers.snapshot import export_changes
 from workers.tick_rules import TickDetector
-from workers.tick_state import HI, LAST, P1, PB, TB, TickState, surge_price, surge_volume
+from workers.tick_state import BEFORE, HI, LAST, P1, PB, TB, TickState, state, surge_price, surge_volume
 
 S = 1_000_000_000
 T0 = 1_700_006_400 * S + 14 * 3_600 * S  # 14:00 UTC, inside the day's session
 V3_SNAPSHOT = Path(__file__).with_name("data") / "tick_v3.snapshot"  # warm(det), written by the version-3 code
 V4_SNAPSHOT = Path(__file__).with_name("data") / "tick_v4.snapshot"  # warm(det), written by the version-4 code
 V4_MIXED = Path(__file__).with_name("data") / "tick_v4_mixed.snapshot"  # warm(det, "WARM"), then mixed()
+V5_MIXED = Path(__file__).with_name("data") / "tick_v5_mixed.snapshot"  # the same, by the version-5 code
 
 
 def walk(n: int, every_s: float, exact_until: int, vol: float = 0.004, seed: int = 7) -> list[Trade]:
@@ -56,7 +56,7 @@ def test_the_trend_ring_is_exact_in_every_encoding(vol: float, exact_until: int,
     det, events, bases = TickDetector(TickChannel(rules=rules)), [], set()
     for i, tr in enumerate(trades):
         events += det.process(tr, i, 0, 0)
-        bases.add(det.states["A"].a[PB])
+        bases.add(det.states["A"][PB])
     got = as_dicts(events)
     assert got == reference_tick(rules, trades)
     assert {e["kind"] for e in got} >= {"trend", "surge", "high", "low"}
@@ -70,17 +70,17 @@ def test_the_ring_goes_back_to_int16_when_its_windows_start_over() -> None:
     assert det.states["A"].tr.typecode == "d"
     run(det, [Trade("A", 101.25, 1.0, T0 + 2_000 * S)])  # more than trend_window3_s later
     st = det.states["A"]
-    assert st.tr.typecode == "h" and st.tr[int(st.a[TB]) % det.tcap] + st.a[PB] == 1_012_500
+    assert st.tr.typecode == "h" and st.tr[int(st[TB]) % det.tcap] + st[PB] == 1_012_500
 
 
 def test_a_warm_ticker_fits_its_budget() -> None:
     det = TickDetector(TickChannel())
     warm(det)
     st = det.states["A"]
-    arrays = sys.getsizeof(st.a) + sys.getsizeof(st.tr) + sys.getsizeof(st.sr)
+    size = sys.getsizeof(st) + sys.getsizeof(st.tr) + sys.getsizeof(st.sr)
     assert len(st.tr) == det.tcap + det.cw and len(st.sr) == 2 * det.scap  # every window full
     assert st.tr.typecode == "h" and st.sr.typecode == "q"
-    assert arrays <= 1_290  # scalars and volume ring 464, trend ring and counts 394, surge ring 432
+    assert size <= 1_306  # the state with its scalars and volume ring 480, trend ring and counts 394, surge ring 432
     assert len(det.row("A") or b"") <= 1_080
 
 
@@ -96,8 +96,8 @@ def test_a_version_2_row_keeps_the_session_and_restarts_the_windows() -> None:
     fresh = TickDetector(channel)
     fresh.restore_rows(header, [("A", row)])
     st = fresh.states["A"]
-    assert st.a[HI] == old.a[HI] and st.a[LAST] == old.a[LAST] and st.day == old.day
-    assert st.tr.tolist() == [] and st.sr.tolist() == [] and len(st.a) == fresh.size
+    assert st[HI] == old[HI] and st[LAST] == old[LAST] and st.day == old.day
+    assert st.tr.tolist() == [] and st.sr.tolist() == [] and len(st) == fresh.size
     later = [Trade("A", 100.2, 1.0, T0 + 700 * S), Trade("A", 99.5, 1.0, T0 + 701 * S)]
     events = run(fresh, later)
     assert len(events) == 2 and events == run(det, later)  # a high and a low against the kept session
@@ -108,8 +108,8 @@ def test_a_row_whose_ring_pointers_do_not_fit_is_refused(field: int) -> None:
     det = TickDetector(TickChannel())
     warm(det)
     st = det.states["A"]
-    bad = TickState(st.day, array("d", st.a), st.tr, st.sr)
-    bad.a[field] += 10_000
+    bad = state(st.day, st, st.tr, st.sr, st.tdir)
+    bad[field] += 10_000
     with pytest.raises(ValueError, match="snapshot"):
         det.restore_rows(det.header(), [("A", tick_rows.row(bad))])
     assert det.states["A"] is st
@@ -120,8 +120,8 @@ def test_the_state_bench_reports_the_budget(capsys: pytest.CaptureFixture[str]) 
         check_ticker(f"T{i:06d}")  # at 200 symbols one resize of it would add hundreds of bytes to each
     assert state_bench.main(["--symbols", "200,300"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert 1_000 < out["traced_bytes_per_symbol"] <= 2_300  # arrays, the TickState, its dict entry and key
-    assert sum(out["warm_symbol_arrays"].values()) <= 1_290 and out["row_bytes"] <= 1_080
+    assert 1_000 < out["traced_bytes_per_symbol"] <= 2_300  # the TickState and its arrays, its dict entry and key
+    assert sum(out["warm_symbol_arrays"].values()) <= 1_306 and out["row_bytes"] <= 1_080
 
 
 @pytest.mark.parametrize("path", ["batches", "store"])
@@ -193,7 +193,7 @@ def test_a_version_3_or_4_snapshot_restores_whole(snapshot: Path, form: str) -> 
     again.restore(det.snapshot())  # restored alike: a restore recomputes the cached gates
     st, new = old.states["A"], again.states["A"]
     assert st.sr.typecode == form and new.sr.typecode == "q"
-    assert (st.a, st.tr, st.day) == (new.a, new.tr, new.day)
+    assert (st, st.tdir, st.tr, st.day) == (new, new.tdir, new.tr, new.day)
     assert [(surge_price(st.sr, i), surge_volume(st.sr, i)) for i in range(det.scap)] == [
         (surge_price(new.sr, i), surge_volume(new.sr, i)) for i in range(det.scap)
     ]
@@ -211,7 +211,7 @@ def test_rows_of_an_older_version_are_written_again_at_the_next_checkpoint() -> 
     assert set(changes.rows) == {"A"} and tick_rows.read_header(changes.header).v == tick_rows.VERSION
     again = TickDetector(TickChannel())
     again.restore_rows(changes.header, [(t, r) for t, r in changes.rows.items() if r is not None])
-    assert again.states["A"].a == det.states["A"].a and again.states["A"].sr.typecode == "d"
+    assert again.states["A"] == det.states["A"] and again.states["A"].sr.typecode == "d"
     assert not export_changes(again).rows  # rows of this version: nothing to write again
 
 
@@ -241,19 +241,38 @@ def mixed() -> list[Trade]:
     return sorted(out, key=lambda t: t.timestamp)
 
 
-def test_a_version_4_snapshot_of_rings_in_every_phase_restores_whole() -> None:
-    """Filling, full, with gaps, as int32 and as doubles: each ticker restored from the version-4 code's
-    checkpoint has the state and gives the events of the same ticker fed by this code."""
+@pytest.mark.parametrize("snapshot", [V4_MIXED, V5_MIXED])
+def test_an_older_snapshot_of_rings_in_every_phase_restores_whole(snapshot: Path) -> None:
+    """Filling, full, with gaps, as int32 and as doubles: each ticker restored from the version-4 or
+    version-5 code's checkpoint has the state (the trend's direction, the volume ring's marks before
+    its first bucket) and gives the events of the same ticker fed by this code."""
     det, old, again = TickDetector(TickChannel()), TickDetector(TickChannel()), TickDetector(TickChannel())
     warm(det, "WARM")
     run(det, mixed())
-    old.restore(V4_MIXED.read_bytes())
+    old.restore(snapshot.read_bytes())
     again.restore(det.snapshot())
     assert set(old.states) == {"WARM", "FEW", "GAPS", "ODD", "WIDE"} == set(again.states)
     for ticker, st in old.states.items():
         new = again.states[ticker]
-        assert (st.day, st.a, st.tr, st.sr) == (new.day, new.a, new.tr, new.sr), ticker
+        assert (st.day, st, st.tdir, st.tr, st.sr) == (new.day, new, new.tdir, new.tr, new.sr), ticker
     later = [Trade(t, p, 400.0, T0 + 1_300 * S + k * S // 2) for k in range(30) for t, p in
              (("FEW", 10.5 + k / 20), ("GAPS", 21.5 - k / 10), ("ODD", 99.0 + k / 7), ("WIDE", 44.0 + k))]  # fmt: skip
+    assert old.states["ODD"].tdir == 1 and BEFORE in old.states["FEW"]
     events = run(old, later)
     assert events == run(again, later) and len(events) > 10
+
+
+def test_a_restored_state_takes_the_bytes_of_a_live_one() -> None:
+    """Rows are read into arrays without spare room: a restart does not grow the state of a ticker
+    (a surge ring still filling has room to grow in the live one)."""
+    det, again = TickDetector(TickChannel()), TickDetector(TickChannel())
+    warm(det, "WARM")
+    run(det, mixed())
+    again.restore(det.snapshot())
+
+    def sizes(st: TickState) -> list[int]:
+        return [sys.getsizeof(x) for x in (st, st.tr, st.sr)]
+
+    assert sizes(again.states["WARM"]) == sizes(det.states["WARM"]) == [480, 394, 432]
+    for ticker, st in det.states.items():
+        assert all(a <= b for a, b in zip(sizes(again.states[ticker]), sizes(st), strict=True)), ticker
