@@ -215,11 +215,13 @@ def test_an_unreadable_or_older_shard_store_means_a_fresh_start_and_a_count_neve
 
 
 V4_STORE = Path(__file__).with_name("data") / "tick-0.v4.db"  # a tick shard's store, written by the version-4 code
+V5_STORE = V4_STORE.with_name("tick-0.v5.db")  # the same, restored and checkpointed by the version-5 code (7b2e11b)
 V4_T0 = 1_767_225_600 * S + 15 * 3_600 * S  # its trades: UPG every 5 s from here (40), 27 highs up to 70.25
 
 
-def test_a_tick_store_of_the_previous_version_keeps_every_session_after_the_upgrade(
-    mesh_factory: Callable[..., Mesh],
+@pytest.mark.parametrize("old_store", [V4_STORE, V5_STORE], ids=["v4", "v5"])
+def test_a_tick_store_of_an_older_version_keeps_every_session_after_the_upgrade(
+    mesh_factory: Callable[..., Mesh], old_store: Path
 ) -> None:
     """The upgrade reads the old rows (no store moved aside), the sessions go on where they were, and
     the next checkpoint writes them in the current version."""
@@ -227,7 +229,7 @@ def test_a_tick_store_of_the_previous_version_keeps_every_session_after_the_upgr
     state = mesh.dir / ".tickmesh" / "state"
     state.mkdir(parents=True)
     store = state / "tick-0.db"
-    store.write_bytes(V4_STORE.read_bytes())
+    store.write_bytes(old_store.read_bytes())
     mesh.start()
     sub = mesh.subscriber()
     mesh.push([Trade("UPG", 75.0, 100, V4_T0 + 200 * S)])
