@@ -12,10 +12,9 @@ from workers.snapshot import array_of
 from workers.tick_state import (
     BEFORE,
     EMPTY,
+    LAST,
     MASK,
     NFIELDS,
-    P1,
-    P2,
     P3,
     PB,
     SH,
@@ -29,7 +28,7 @@ from workers.tick_state import (
     state,
 )
 
-VERSION = 6  # 6: one object per ticker, the trend's direction beside the scalars; 5: counts after the trend ring
+VERSION = 6  # 6: one object per ticker, the trend's direction beside fewer scalars; 5: counts after the trend ring
 CENTRED = 5  # read too, whole: the direction and the volume window's first bucket among the scalars
 PACKED = 4  # read too, whole: the count ring after the scalars (the session's count before each bucket)
 DOUBLES = 3  # read too, whole: that, and the surge ring as doubles (its wide form)
@@ -160,9 +159,10 @@ def _fewer_slots(st: TickState, scap: int) -> None:
     st[SO] = max(st[SO], head - scap)
 
 
-def check(st: TickState, size: int, cap: int, cw: int, scap: int) -> None:
-    """ValueError unless a state read for this very layout fits it: sizes, the window pointers on
-    buckets with trades inside the ring, prices and counts."""
+def check(st: TickState, size: int, cap: int, cw: int, scap: int, bucket_ns: int) -> None:
+    """ValueError unless a state read for this very layout fits it: sizes, the newest trend bucket
+    (the last trade's, with trades: so every window's scan for its first bucket with trades ends)
+    and the largest window's first (inside the ring, with trades), prices and counts."""
     tr, sr = st.tr, st.sr
     k = STRIDE[sr.typecode]
     if len(st) != size or len(tr) not in (0, cap + cw) or len(sr) % k or len(sr) > k * scap:
@@ -172,13 +172,14 @@ def check(st: TickState, size: int, cap: int, cw: int, scap: int) -> None:
     if sr.typecode == "q" and any(t < 0 or w < 0 or not w & MASK for t, w in zip(sr[::2], sr[1::2], strict=True)):
         raise ValueError("bad surge ring entries")
     if not tr:
+        if st[TB] >= 0:
+            raise ValueError("trend buckets without a trend ring")
         return
-    newest = st[TB]
-    if not (newest - cap < st[P3] <= st[P2] <= st[P1] <= newest):
-        raise ValueError("bad trend window pointers")
-    empty, pb = EMPTY[tr.typecode], st[PB]
-    if any(tr[int(st[k]) % cap] == empty for k in (P1, P2, P3, TB)):
-        raise ValueError("trend window pointers on empty buckets")
+    b, p, empty, pb = int(st[TB]), int(st[P3]), EMPTY[tr.typecode], st[PB]
+    if b != st[LAST] // bucket_ns or tr[b % cap] == empty:
+        raise ValueError("bad newest trend bucket")
+    if not (b - cap < p <= b and p == st[P3]) or tr[p % cap] == empty:
+        raise ValueError("bad first trend bucket")
     if not (0 <= pb < 0x7FFFFFFF and pb == int(pb) and (pb == 0 or tr.typecode == "h")):
         raise ValueError("bad trend ring base")
     scale = 1.0 if tr.typecode == "d" else TICKS

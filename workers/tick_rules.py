@@ -255,7 +255,7 @@ class TickDetector(TrendWindows, SurgeWindows):
             for ticker, row in rows:
                 st = states[check_ticker(ticker)] = tick_rows.read_row(head.v, row, shape)
                 if same:
-                    tick_rows.check(st, self.size, self.tcap, self.cw, self.scap)
+                    tick_rows.check(st, self.size, self.tcap, self.cw, self.scap, self.bucket_ns)
         except Exception as exc:  # the decode boundary: whatever is wrong, nothing changes
             raise ValueError(f"not a tick detector snapshot of version {tick_rows.VERSION}: {exc}") from None
         if head.offset != self.offset_ns:

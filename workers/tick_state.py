@@ -19,15 +19,17 @@ NEVER = -1e18  # the time of "no event yet": every cooldown has passed
 # N counts the trades of the current trend bucket TB (the buckets before it are counted in the
 # trend ring array, below). After the scalars the same array holds the volume ring, indexed by
 # trend bucket (bucket % size): the session's cumulative volume before each of the last
-# volume-window buckets, BEFORE for a bucket before the windows' first. TB, P1, P2, P3 are buckets.
-# Nothing is kept that a few operations on the rest give: the end of bucket TB, when a trend or a
-# surge may fire again (trend_gates, surge_gate: workers/tick_windows.py), the volume window's
-# first bucket (its first entry not BEFORE). The trend's direction is the state's `tdir`.
+# volume-window buckets, BEFORE for a bucket before the windows' first. TB and P3 (the first bucket
+# with trades in the largest trend window) are buckets. Nothing is kept that a few operations on
+# the rest give: the end of bucket TB, when a trend or a surge may fire again (trend_gates,
+# surge_gate: workers/tick_windows.py), the smaller windows' first buckets with trades (the ring's
+# first entry not EMPTY from the window's start or P3), the volume window's first bucket (its
+# first entry not BEFORE). The trend's direction is the state's `tdir`.
 # fmt: off
 (WAKE, PMAX, PMIN, N, CV,
  LAST, FIRST, HI, LO, RHI, RLO, HIT, LOT, HIC, LOC,
- TB, P1, P2, P3, TUP, TDN, TLAST,
- SS_END, SH, SO, SELIG, RMIN, RMAX, SUP, SDN, SLAST, WAKE2, QSEQ, PB, NFIELDS) = range(35)
+ TB, P3, TUP, TDN, TLAST,
+ SS_END, SH, SO, RMIN, RMAX, SUP, SDN, SLAST, WAKE2, QSEQ, PB, NFIELDS) = range(32)
 # fmt: on
 BEFORE = -1.0  # a volume ring entry of a bucket before the windows' first (no cumulative volume is negative)
 # The trend ring array `tr` holds, at bucket % cap for its `cap` buckets, the first price of
@@ -128,8 +130,8 @@ def _empty_windows(day: int, a: list[float], tdir: int, size: int) -> TickState:
     a[WAKE] = a[WAKE2] = a[SS_END] = NEVER
     a[PMAX], a[PMIN] = -INF, INF
     a[TB] = -1
-    a[N] = a[P1] = a[P2] = a[P3] = a[SH] = a[SO] = 0.0
-    a[TUP] = a[SUP] = a[SELIG] = a[RMIN] = INF
+    a[N] = a[P3] = a[SH] = a[SO] = 0.0
+    a[TUP] = a[SUP] = a[RMIN] = INF
     a[TDN] = a[SDN] = a[RMAX] = -INF
     return state(day, a + [BEFORE] * (size - NFIELDS), array("h"), array("q"), tdir)
 

@@ -18,8 +18,6 @@ from workers.tick_state import (
     LAST,
     MASK,
     NFIELDS,
-    P1,
-    P2,
     P3,
     PB,
     PMAX,
@@ -27,7 +25,6 @@ from workers.tick_state import (
     RMAX,
     RMIN,
     SDN,
-    SELIG,
     SH,
     SLAST,
     SO,
@@ -89,7 +86,7 @@ class TrendWindows(TickRuleBase):
 
     def _roll(self, st: TickState, r: int, price: float) -> None:
         """A trade in a new bucket: record the volume before it, append its price, count the trades
-        of the bucket that ended, move the window pointers, refresh the filter."""
+        of the bucket that ended, move the largest window's first bucket, refresh the filter."""
         nv = self.nv
         b, last = r // self.bucket_ns, int(st[TB])
         st[TB] = b
@@ -101,18 +98,9 @@ class TrendWindows(TickRuleBase):
                 st[NFIELDS + x % nv] = cv
         tr = self._append(st, last, b, price)
         self._count(st, last, b)
-        (s1, s2, s3), cap, empty = self.spans, self.tcap, EMPTY[tr.typecode]
-        p = int(st[P1])
-        p = p if p > b - s1 else b - s1
-        while tr[p % cap] == empty:  # the first bucket with trades inside the window
-            p += 1
-        st[P1], p = p, int(st[P2])
-        p = p if p > b - s2 else b - s2
-        while tr[p % cap] == empty:
-            p += 1
-        st[P2], p = p, int(st[P3])
-        p = p if p > b - s3 else b - s3
-        while tr[p % cap] == empty:
+        p, cap, empty = int(st[P3]), self.tcap, EMPTY[tr.typecode]
+        p = p if p > b - self.spans[2] else b - self.spans[2]
+        while tr[p % cap] == empty:  # the first bucket with trades inside the largest window
             p += 1
         st[P3] = p
         self._trend_filter(st)
@@ -122,7 +110,7 @@ class TrendWindows(TickRuleBase):
         cap = self.tcap
         if last < 0 or b - last >= cap:  # no bucket in the ring is inside a window any more: start over
             st.tr = new_ring(cap, self.cw)
-            st[P1] = st[P2] = st[P3] = b
+            st[P3] = b
             last = b - 1
         tr, value = ring_value(st, price, cap)
         if b != last + 1:
@@ -145,10 +133,18 @@ class TrendWindows(TickRuleBase):
         for x in range(max(last + 1, b - cw), b):
             tr[cap + x % cw] = 0
 
+    def _first(self, st: TickState, tr: array[Any], b: int, span: int) -> int:
+        """The first bucket with trades of the window of `span` buckets up to bucket b (b has them):
+        from its start, or from the largest window's first (P3), whichever is later."""
+        p, cap, empty = max(b - span, int(st[P3])), self.tcap, EMPTY[tr.typecode]
+        while tr[p % cap] == empty:
+            p += 1
+        return p
+
     def trades_in_window(self, st: TickState) -> float:
         """Trades from the oldest bucket with trades inside the smallest window to this trade."""
-        tr, cap, cw = st.tr, self.tcap, self.cw
-        p, b = int(st[P1]), int(st[TB])
+        tr, cap, cw, b = st.tr, self.tcap, self.cw, int(st[TB])
+        p = self._first(st, tr, b, self.spans[0])
         if p == b:
             return st[N]
         i, j = cap + p % cw, cap + b % cw  # buckets p to b - 1
@@ -156,10 +152,16 @@ class TrendWindows(TickRuleBase):
 
     def _oldest(self, st: TickState) -> tuple[float, float, float]:
         """The oldest price inside each trend window."""
-        tr, cap = st.tr, self.tcap
+        tr, cap, b, p3 = st.tr, self.tcap, int(st[TB]), int(st[P3])
+        (s1, s2, _), empty = self.spans, EMPTY[tr.typecode]
+        p2 = b - s2 if b - s2 > p3 else p3  # (_first, inline: this runs at every new bucket)
+        while tr[p2 % cap] == empty:
+            p2 += 1
+        p1 = b - s1 if b - s1 > p2 else p2
+        while tr[p1 % cap] == empty:
+            p1 += 1
         pb, scale = st[PB], 1.0 if tr.typecode == "d" else TICKS
-        return ((tr[int(st[P1]) % cap] + pb) / scale, (tr[int(st[P2]) % cap] + pb) / scale,
-                (tr[int(st[P3]) % cap] + pb) / scale)  # fmt: skip
+        return (tr[p1 % cap] + pb) / scale, (tr[p2 % cap] + pb) / scale, (tr[p3 % cap] + pb) / scale
 
     def _trend_filter(self, st: TickState) -> None:
         """Prices beyond which the score may pass the threshold (the score is linear in the price)."""
@@ -227,9 +229,9 @@ class SurgeWindows(TickRuleBase):
         st[WAKE] = st[SS_END] if st[SS_END] < st[WAKE2] else st[WAKE2]
 
     def surge_gate(self, st: TickState) -> float:
-        """The earliest time a surge may fire: the cooldown since the last, and a baseline to exist."""
-        gate = st[SLAST] + self.surge_cd_ns
-        return gate if gate > st[SELIG] else st[SELIG]
+        """The earliest time a surge may fire: the cooldown since the last (with no baseline yet, the
+        surge check finds none)."""
+        return st[SLAST] + self.surge_cd_ns
 
     def _slot(self, st: TickState, r: int, price: float) -> None:
         """The first trade of a slot joins the ring; the filter widens to cover it."""
@@ -243,8 +245,6 @@ class SurgeWindows(TickRuleBase):
         if head - st[SO] >= cap:  # full: the oldest is older than any baseline from now on
             st[SO] = head - cap + 1
         st[SH] = head + 1
-        if head == 0:
-            st[SELIG] = r + self.lookback_ns  # no baseline before this
         st[SS_END] = (r // self.slot_ns + 1) * self.slot_ns
         if price < st[RMIN]:
             st[RMIN] = price

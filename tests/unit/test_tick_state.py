@@ -17,7 +17,7 @@ from tickmesh.schema import Trade, check_ticker
 from workers import tick_rows
 from workers.snapshot import export_changes
 from workers.tick_rules import TickDetector
-from workers.tick_state import BEFORE, HI, LAST, P1, PB, TB, TickState, state, surge_price, surge_volume
+from workers.tick_state import BEFORE, HI, LAST, P3, PB, TB, TickState, state, surge_price, surge_volume
 
 S = 1_000_000_000
 T0 = 1_700_006_400 * S + 14 * 3_600 * S  # 14:00 UTC, inside the day's session
@@ -80,7 +80,7 @@ def test_a_warm_ticker_fits_its_budget() -> None:
     size = sys.getsizeof(st) + sys.getsizeof(st.tr) + sys.getsizeof(st.sr)
     assert len(st.tr) == det.tcap + det.cw and len(st.sr) == 2 * det.scap  # every window full
     assert st.tr.typecode == "h" and st.sr.typecode == "q"
-    assert size <= 1_306  # the state with its scalars and volume ring 480, trend ring and counts 394, surge ring 432
+    assert size <= 1_282  # the state with its scalars and volume ring 456, trend ring and counts 394, surge ring 432
     assert len(det.row("A") or b"") <= 1_080
 
 
@@ -103,13 +103,15 @@ def test_a_version_2_row_keeps_the_session_and_restarts_the_windows() -> None:
     assert len(events) == 2 and events == run(det, later)  # a high and a low against the kept session
 
 
-@pytest.mark.parametrize("field", [P1, TB])
-def test_a_row_whose_ring_pointers_do_not_fit_is_refused(field: int) -> None:
+@pytest.mark.parametrize(("field", "change"), [(TB, 10_000), (LAST, 1_000 * S), (P3, -200), (PB, 0.5)])
+def test_a_row_whose_trend_ring_does_not_fit_is_refused(field: int, change: float) -> None:
+    """The newest bucket must be the last trade's, with trades (each window's first is found by a
+    scan that ends there), the largest window's first inside the ring, its base whole ticks."""
     det = TickDetector(TickChannel())
     warm(det)
     st = det.states["A"]
     bad = state(st.day, st, st.tr, st.sr, st.tdir)
-    bad[field] += 10_000
+    bad[field] += change
     with pytest.raises(ValueError, match="snapshot"):
         det.restore_rows(det.header(), [("A", tick_rows.row(bad))])
     assert det.states["A"] is st
@@ -121,7 +123,7 @@ def test_the_state_bench_reports_the_budget(capsys: pytest.CaptureFixture[str]) 
     assert state_bench.main(["--symbols", "200,300"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert 1_000 < out["traced_bytes_per_symbol"] <= 2_300  # the TickState and its arrays, its dict entry and key
-    assert sum(out["warm_symbol_arrays"].values()) <= 1_306 and out["row_bytes"] <= 1_080
+    assert sum(out["warm_symbol_arrays"].values()) <= 1_282 and out["row_bytes"] <= 1_080
 
 
 @pytest.mark.parametrize("path", ["batches", "store"])
@@ -273,6 +275,6 @@ def test_a_restored_state_takes_the_bytes_of_a_live_one() -> None:
     def sizes(st: TickState) -> list[int]:
         return [sys.getsizeof(x) for x in (st, st.tr, st.sr)]
 
-    assert sizes(again.states["WARM"]) == sizes(det.states["WARM"]) == [480, 394, 432]
+    assert sizes(again.states["WARM"]) == sizes(det.states["WARM"]) == [456, 394, 432]
     for ticker, st in det.states.items():
         assert all(a <= b for a, b in zip(sizes(again.states[ticker]), sizes(st), strict=True)), ticker
