@@ -29,7 +29,7 @@ NEVER = -1e18  # the time of "no event yet": every cooldown has passed
 (WAKE, PMAX, PMIN, N, CV,
  LAST, FIRST, HI, LO, RHI, RLO, HIT, LOT, HIC, LOC,
  TB, P3, TUP, TDN, TLAST,
- SS_END, SH, SO, RMIN, RMAX, SUP, SDN, SLAST, WAKE2, QSEQ, PB, NFIELDS) = range(32)
+ SS_END, SH, SO, SELIG, RMIN, RMAX, SUP, SDN, SLAST, WAKE2, QSEQ, PB, NFIELDS) = range(33)
 # fmt: on
 BEFORE = -1.0  # a volume ring entry of a bucket before the windows' first (no cumulative volume is negative)
 # The trend ring array `tr` holds, at bucket % cap for its `cap` buckets, the first price of
@@ -131,7 +131,7 @@ def _empty_windows(day: int, a: list[float], tdir: int, size: int) -> TickState:
     a[PMAX], a[PMIN] = -INF, INF
     a[TB] = -1
     a[N] = a[P3] = a[SH] = a[SO] = 0.0
-    a[TUP] = a[SUP] = a[RMIN] = INF
+    a[TUP] = a[SUP] = a[SELIG] = a[RMIN] = INF
     a[TDN] = a[SDN] = a[RMAX] = -INF
     return state(day, a + [BEFORE] * (size - NFIELDS), array("h"), array("q"), tdir)
 

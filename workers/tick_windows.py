@@ -25,6 +25,7 @@ from workers.tick_state import (
     RMAX,
     RMIN,
     SDN,
+    SELIG,
     SH,
     SLAST,
     SO,
@@ -229,9 +230,9 @@ class SurgeWindows(TickRuleBase):
         st[WAKE] = st[SS_END] if st[SS_END] < st[WAKE2] else st[WAKE2]
 
     def surge_gate(self, st: TickState) -> float:
-        """The earliest time a surge may fire: the cooldown since the last (with no baseline yet, the
-        surge check finds none)."""
-        return st[SLAST] + self.surge_cd_ns
+        """The earliest time a surge may fire: the cooldown since the last, and a baseline to exist."""
+        gate = st[SLAST] + self.surge_cd_ns
+        return gate if gate > st[SELIG] else st[SELIG]
 
     def _slot(self, st: TickState, r: int, price: float) -> None:
         """The first trade of a slot joins the ring; the filter widens to cover it."""
@@ -245,6 +246,8 @@ class SurgeWindows(TickRuleBase):
         if head - st[SO] >= cap:  # full: the oldest is older than any baseline from now on
             st[SO] = head - cap + 1
         st[SH] = head + 1
+        if head == 0:
+            st[SELIG] = r + self.lookback_ns  # no baseline before this
         st[SS_END] = (r // self.slot_ns + 1) * self.slot_ns
         if price < st[RMIN]:
             st[RMIN] = price
