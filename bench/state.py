@@ -7,13 +7,14 @@ figures are the process's RSS growth per symbol (allocator overhead included)
 and the detector's own bytes per symbol by tracemalloc (within the first count),
 plus the size of one warm ticker's state (the object, its two ring arrays) and
 of its checkpoint row. Unlike the mesh's memory part it holds no queues or
-buffers, so it gives the same figures on a busy host. `--cpu` reports instead the detector's CPU ns per record on three
-streams: the warm-up history (every trade starts a trend bucket or a surge
-slot), trades that each start a surge slot, and trades 25 to a slot (mostly the
-hot path). `--through batches` or `--through store` reports instead the RSS per
-symbol of the shard's own path in one process: the same history decoded from
-stream batches as a shard decodes them, and with a checkpoint to a real store
-every second (after the last, memory is given back as the shard does).
+buffers, so it gives the same figures on a busy host. `--cpu` reports instead
+the detector's CPU ns per record on three streams: the warm-up history (every
+trade starts a trend bucket or a surge slot), trades that each start a surge
+slot, and trades 25 to a slot (mostly the hot path). `--through batches` or
+`--through store` reports instead the RSS per symbol of the shard's own path
+in one process: the same history decoded from stream batches as a shard
+decodes them, and with a checkpoint to a real store every second (after the
+last, memory is given back as the shard does).
 Figures: docs/benchmarks.md.
 """
 

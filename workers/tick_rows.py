@@ -29,7 +29,7 @@ from workers.tick_state import (
 )
 
 VERSION = 6  # 6: one object per ticker, the trend's direction beside fewer scalars; 5: counts after the trend ring
-CENTRED = 5  # read too, whole: the direction and the volume window's first bucket among the scalars
+CENTRED = 5  # read too, whole: the direction, the volume window's first bucket, P1 and P2 among the scalars
 PACKED = 4  # read too, whole: the count ring after the scalars (the session's count before each bucket)
 DOUBLES = 3  # read too, whole: that, and the surge ring as doubles (its wide form)
 OLDER = 2  # read too: the session's scalars are kept, its trend and surge windows restart

@@ -134,18 +134,24 @@ class TrendWindows(TickRuleBase):
         for x in range(max(last + 1, b - cw), b):
             tr[cap + x % cw] = 0
 
-    def _first(self, st: TickState, tr: array[Any], b: int, span: int) -> int:
-        """The first bucket with trades of the window of `span` buckets up to bucket b (b has them):
-        from its start, or from the largest window's first (P3), whichever is later."""
-        p, cap, empty = max(b - span, int(st[P3])), self.tcap, EMPTY[tr.typecode]
-        while tr[p % cap] == empty:
-            p += 1
-        return p
+    def _firsts(self, st: TickState, tr: array[Any]) -> tuple[int, int, int]:
+        """The first bucket with trades of each trend window: P3 for the largest, kept as buckets
+        come; each smaller one's from its start or the next larger one's first, whichever is later
+        (bucket TB has trades, so every scan ends)."""
+        cap, b, p3 = self.tcap, int(st[TB]), int(st[P3])
+        (s1, s2, _), empty = self.spans, EMPTY[tr.typecode]
+        p2 = b - s2 if b - s2 > p3 else p3
+        while tr[p2 % cap] == empty:
+            p2 += 1
+        p1 = b - s1 if b - s1 > p2 else p2
+        while tr[p1 % cap] == empty:
+            p1 += 1
+        return p1, p2, p3
 
     def trades_in_window(self, st: TickState) -> float:
         """Trades from the oldest bucket with trades inside the smallest window to this trade."""
         tr, cap, cw, b = st.tr, self.tcap, self.cw, int(st[TB])
-        p = self._first(st, tr, b, self.spans[0])
+        p = self._firsts(st, tr)[0]
         if p == b:
             return st[N]
         i, j = cap + p % cw, cap + b % cw  # buckets p to b - 1
@@ -153,14 +159,8 @@ class TrendWindows(TickRuleBase):
 
     def _oldest(self, st: TickState) -> tuple[float, float, float]:
         """The oldest price inside each trend window."""
-        tr, cap, b, p3 = st.tr, self.tcap, int(st[TB]), int(st[P3])
-        (s1, s2, _), empty = self.spans, EMPTY[tr.typecode]
-        p2 = b - s2 if b - s2 > p3 else p3  # (_first, inline: this runs at every new bucket)
-        while tr[p2 % cap] == empty:
-            p2 += 1
-        p1 = b - s1 if b - s1 > p2 else p2
-        while tr[p1 % cap] == empty:
-            p1 += 1
+        tr, cap = st.tr, self.tcap
+        p1, p2, p3 = self._firsts(st, tr)
         pb, scale = st[PB], 1.0 if tr.typecode == "d" else TICKS
         return (tr[p1 % cap] + pb) / scale, (tr[p2 % cap] + pb) / scale, (tr[p3 % cap] + pb) / scale
 
