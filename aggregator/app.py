@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DRAIN_LIMIT = 1_000  # event messages per loop turn
 RECENT_NS = 10_000_000_000
+CONFIRM_NS = 10_000_000  # a stream's confirmations to its router: at most this often (the rest wait, cumulated)
 TRIM_DELAY_S = 0.5  # a worker heard from this recently is waited for at stop
 SNDMORE = int(zmq.SNDMORE)  # a plain int: send_multipart ORs enum flags per part, 3.6x the cost of two sends
 
@@ -76,6 +77,8 @@ class Aggregator:
         self.workers: dict[tuple[str, int], tuple[str, int]] = {}
         # (router, channel, shard) → (epoch, upto) confirmed
         self.delivered: dict[tuple[int, str, int], tuple[int, int]] = {}
+        self.confirmed_ns: dict[tuple[int, str, int], int] = {}  # when each stream's last confirmation went
+        self.owed: set[tuple[int, str, int]] = set()  # streams whose newest confirmation waits for CONFIRM_NS
         self.last_reconfirm_ns = 0
         self.trim_at = 0.0  # when to return freed memory to the system (a subscriber left)
         self.ack_unsent = False  # the last confirmation to the router could not be sent (readiness)
@@ -100,6 +103,7 @@ class Aggregator:
                 self._count_subscribers()
             if self.bus.sub in ready:
                 self._apply_config()
+            self._send_owed(time.monotonic_ns(), force=deadline is not None)
             self._heartbeat()
             self.stop.health.ready("confirmations to the router not sent" if self.ack_unsent else "")
             self.bus.report()
@@ -107,8 +111,10 @@ class Aggregator:
         return 0
 
     def _timeout_ms(self) -> int:
-        due_ns = self.last_sent_ns + int(self.config.aggregator.heartbeat_s * 1e9) - time.monotonic_ns()
-        return max(0, min(100, due_ns // 1_000_000 + 1))
+        due_ns = self.last_sent_ns + int(self.config.aggregator.heartbeat_s * 1e9)
+        if self.owed:
+            due_ns = min(due_ns, min(self.confirmed_ns[key] for key in self.owed) + CONFIRM_NS)
+        return max(0, min(100, (due_ns - time.monotonic_ns()) // 1_000_000 + 1))
 
     def _waiting_for_workers(self) -> bool:
         now = time.monotonic_ns()
@@ -156,19 +162,39 @@ class Aggregator:
         return valid
 
     def _confirm(self, progress: dict[tuple[int, str, int, int], int]) -> None:
-        """Tell each router which records' events are now published, so it can let go of them."""
+        """Tell each router which records' events are now published, so it can let go of them.
+
+        Cumulative, and at most every CONFIRM_NS per stream: the router only needs them to release
+        held batches (its window is far larger than 10 ms of records), and each message wakes it.
+        """
+        now = time.monotonic_ns()
         for (router, channel, shard, epoch), upto in progress.items():
-            last = self.delivered.get((router, channel, shard))
+            key = (router, channel, shard)
+            last = self.delivered.get(key)
             if last is None or last[0] != epoch or last[1] < upto:
-                self.delivered[(router, channel, shard)] = (epoch, upto)
-            self._send_delivered(router, channel, shard, epoch, upto)
+                self.delivered[key] = (epoch, upto)
+            if now - self.confirmed_ns.get(key, 0) >= CONFIRM_NS:
+                self._send_delivered(key, now)
+            else:
+                self.owed.add(key)
+
+    def _send_owed(self, now: int, force: bool = False) -> None:
+        """Send the confirmations that have waited CONFIRM_NS (all of them when stopping)."""
+        for key in [key for key in self.owed if force or now - self.confirmed_ns[key] >= CONFIRM_NS]:
+            self._send_delivered(key, now)
 
     def _reconfirm(self) -> None:
         """Repeat each stream's last confirmation every heartbeat: a lost one never holds a stream."""
-        for (router, channel, shard), (epoch, upto) in self.delivered.items():
-            self._send_delivered(router, channel, shard, epoch, upto)
+        now = time.monotonic_ns()
+        for key in self.delivered:
+            self._send_delivered(key, now)
 
-    def _send_delivered(self, router: int, channel: str, shard: int, epoch: int, upto: int) -> None:
+    def _send_delivered(self, key: tuple[int, str, int], now: int) -> None:
+        """Confirm a stream's newest delivered position to its router (it replaces any owed one)."""
+        router, channel, shard = key
+        epoch, upto = self.delivered[key]
+        self.owed.discard(key)
+        self.confirmed_ns[key] = now
         try:
             self.acks[router].send(delivered(channel, shard, epoch, upto), zmq.NOBLOCK)
             self.metrics.counters["acks.sent"] += 1

@@ -22,7 +22,18 @@ from feeds.market import Market, MarketSpec, symbol_names
 from subscriber.client import Subscriber
 from tests.mesh import Mesh, collect, drain, poll_until
 from tickmesh.config import CHANNELS, Config
-from tickmesh.schema import Bar, FairMarketValue, Publication, Record, Trade
+from tickmesh.schema import (
+    Bar,
+    Delivered,
+    EventBatch,
+    FairMarketValue,
+    High,
+    Publication,
+    Record,
+    Trade,
+    ack_decoder,
+    encoder,
+)
 from tickmesh.sharding import shard_of
 from workers.detectors import make_detector
 
@@ -313,3 +324,43 @@ def test_a_poison_fmv_record_trips_the_breaker_and_other_channels_flow_unchanged
     dead = (mesh.dir / ".tickmesh/dead-letters/worker.fmv.0.jsonl").read_text().splitlines()
     assert len(dead) == 5 and all("POISON" in line and "detector_failed" in line for line in dead)
     assert counters["tick.processed"] == counters["tick.received"]
+
+
+def test_the_aggregator_confirms_at_most_every_10_ms_and_its_newest_confirmation_always_arrives(mesh_factory) -> None:
+    """Each confirmation wakes the router, so a stream's go at most every 10 ms, cumulative; the newest arrives.
+
+    The test plays the router (it binds the acks socket the aggregator connects to) and a tick
+    worker: 400 event batches, one every half millisecond, each covering the next records of one
+    stream. One confirmation per batch (as before) would be 400.
+    """
+    mesh = mesh_factory()
+    acks = mesh.ctx.socket(zmq.PULL)
+    acks.bind(mesh.endpoints.acks)
+    events = mesh.ctx.socket(zmq.PUSH)
+    events.connect(mesh.endpoints.events)
+    mesh.on_close(lambda: (acks.close(0), events.close(0)))
+    mesh.spawn("aggregator", "-m", "aggregator")
+    confirmed: list[int] = []
+
+    def read_acks() -> int:
+        """Read what has arrived; the newest position confirmed (-1: none yet)."""
+        while acks.poll(0):
+            ack = ack_decoder.decode(acks.recv())
+            assert isinstance(ack, Delivered) and (ack.channel, ack.shard, ack.epoch) == ("tick", 0, 7)
+            confirmed.append(ack.seq)
+        return confirmed[-1] if confirmed else -1
+
+    now, batches = time.time_ns(), 400
+    high = High("tick:high:C:0", "C", "tick", 1, now, 10.0, 1, now, now)
+    events.send(encoder.encode(EventBatch("worker.tick.0:test", "tick", 0, 7, 0, [high])))
+    poll_until(lambda: read_acks() == 0, 15, what="the aggregator confirming")  # it is up
+    start = time.monotonic()
+    for upto in range(1, batches):
+        events.send(encoder.encode(EventBatch("worker.tick.0:test", "tick", 0, 7, upto, [])))
+        time.sleep(0.0005)
+        read_acks()
+    poll_until(lambda: read_acks() == batches - 1, 15, what="the last batch confirmed")
+    elapsed = time.monotonic() - start
+    assert confirmed == sorted(confirmed)  # cumulative: never behind one sent before
+    # every 10 ms at most, plus the first, plus the heartbeat's repeat (every second)
+    assert len(confirmed) - 1 <= elapsed / 0.010 + 1 + (elapsed + 1), f"{len(confirmed)} in {elapsed:.3f} s"
