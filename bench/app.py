@@ -20,21 +20,24 @@ from typing import Any
 import msgspec
 import zmq
 
-from bench import journal, ramp, report, scenarios, stages
+from bench import hop, journal, ramp, report, scenarios, stages
 from bench.workload import Mix, scenario_mix
 from feeds.sim import SCENARIOS
 from tickmesh.cli import EXIT_USAGE, command_parser, log_level_option
 from tickmesh.config import Config
 
 log = logging.getLogger("bench")
-PARTS = ("market_open_surge", "steady_state", "isolation", "dedup", "ceiling", "sustained", "peer", "memory", "journal")
+PARTS = (
+    "market_open_surge", "steady_state", "isolation", "dedup", "ceiling", "sustained", "peer", "memory", "journal",
+    "hop",
+)  # fmt: skip
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = command_parser(
         "tickmesh-bench",
         "Benchmark the mesh: the design's scenarios, sustained throughput, channel isolation, dedup "
-        "accuracy, the raw transport ceiling, the single-process peer and memory per symbol.",
+        "accuracy, the raw transport ceiling, the single-process peer, memory per symbol and the cost of one hop.",
         [log_level_option()],
     )
     p.add_argument("--out", default="bench-results", help="output directory (default bench-results/)")
@@ -82,6 +85,7 @@ class Plan(msgspec.Struct, kw_only=True):
     dedup_tickers: int
     journal_events: int
     journal_windows: int
+    hop_messages: int
     scale: float
     tick_rate: float
     flood_rate: float
@@ -106,6 +110,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         dedup_tickers=args.dedup_tickers or (20 if quick else 200),
         journal_events=args.journal_events or (50_000 if quick else 300_000),
         journal_windows=4 if quick else 16,
+        hop_messages=1_000 if quick else 10_000,
         scale=args.scale,
         tick_rate=args.tick_rate,
         flood_rate=args.flood_rate,
@@ -188,6 +193,8 @@ def run_part(name: str, plan: Plan, results: dict[str, Any]) -> None:
         results["journal"]["mesh"] = journal.mesh_cost(
             ramp_mix(plan.scale), rate, plan.hold, plan.settle, plan.settings, plan.journal_windows
         )
+    elif name == "hop":
+        results["hop"] = hop.hop_part(plan.hop_messages)
 
 
 def _with_system(kind: str, plan: Plan, measure: Callable[[stages.System], dict[str, Any]]) -> dict[str, Any]:

@@ -291,6 +291,26 @@ def _journal_cost(mesh: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _hop_section(data: dict[str, Any] | None) -> list[str]:
+    if not data:
+        return []
+    rows = []
+    for key, name in (
+        ("anywhere", "where the scheduler puts them"),
+        ("one_cpu", f"both on CPU {data['one_cpu']['cpu']}"),
+    ):
+        m = data[key]
+        rows.append([name, f"{m['cpu_us_per_message']} µs", str(m["sleeps_per_message"]),
+                     f"{m['round_trip_p50_us']} µs", f"{m['round_trip_p99_us']} µs"])  # fmt: skip
+    return [
+        "\n## One hop on this host\n",
+        f"{data['messages']:,} messages of {data['payload_bytes']} bytes over ipc to an echo process, one at a time,"
+        f" {data['pause_us']} µs apart, so each one wakes it (`bench/hop.py`). Every message through the mesh pays"
+        " this in each process it passes; at low rates it is most of the mesh's CPU per record.\n",
+        _table(["processes", "echo CPU per message", "echo sleeps per message", "round trip p50", "p99"], rows),
+    ]
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta = results.get("meta", {})
     parts = [
@@ -417,6 +437,7 @@ def markdown(results: dict[str, Any]) -> str:
         parts += ["\n## Dedup accuracy\n", _table(["", "value"], rows)]
     parts += _memory_section(results.get("memory"))
     parts += _journal_section(results.get("journal"))
+    parts += _hop_section(results.get("hop"))
     errors = results.get("errors", {})
     if errors:
         parts += ["\n## Errors\n", *[f"- {k}: {v}\n" for k, v in errors.items()]]

@@ -62,6 +62,7 @@ def test_tiny_run_writes_a_complete_report_and_leaves_nothing_running(tmp_path: 
         "sustained",
         "memory",
         "journal",
+        "hop",
         "targets",
     }
     assert set(report["meta"]) >= {"date", "cpu_model", "cores", "command", "python_speed_start", "python_speed_end"}
@@ -82,9 +83,13 @@ def test_tiny_run_writes_a_complete_report_and_leaves_nothing_running(tmp_path: 
     cost = report["journal"]["mesh"]
     assert cost["with_journal_p99_us"] and len(cost["with_journal_p99_us"]) == len(cost["without_journal_p99_us"])
     assert cost["journal"]["stored"] > 0 and cost["journal"]["lost"] == 0
+    for placement in ("anywhere", "one_cpu"):  # what one message costs the process it wakes
+        hop = report["hop"][placement]
+        assert hop["cpu_us_per_message"] > 0 and hop["sleeps_per_message"] > 0
+        assert 0 < hop["round_trip_p50_us"] <= hop["round_trip_p99_us"]
     assert len(report["targets"]) >= 8
     markdown = (tmp_path / "report.md").read_text()
-    assert "## Targets" in markdown and "Sustained throughput: mesh" in markdown
+    assert "## Targets" in markdown and "Sustained throughput: mesh" in markdown and "## One hop" in markdown
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "latency.png").stat().st_size > 1_000
     else:
