@@ -184,7 +184,10 @@ def _write(db: sqlite3.Connection, job: Job) -> None:
     # the state's own allocations, and stay in the process's memory as holes)
     rows = changes.rows.items()
     db.executemany("DELETE FROM rows WHERE ticker = ?", ((t,) for t, row in rows if row is None))
-    db.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?)", ((t, row) for t, row in rows if row is not None))
+    db.executemany(  # an upsert changes the row in place, where REPLACE deletes it and inserts it again
+        "INSERT INTO rows VALUES (?, ?) ON CONFLICT (ticker) DO UPDATE SET state = excluded.state",
+        ((t, row) for t, row in rows if row is not None),
+    )
     meta: dict[str, object] = {"header": changes.header}
     for router, position in enumerate(job.streams):
         suffix = f".{router}" if router else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def test_only_changed_tickers_are_written_and_a_restore_sees_all(tmp_path: Path)
     store = Store(path)
     assert store.load() is None
     first = export_changes(det)
-    assert sorted(first.rows) == ["AAA", "BBB", "CCC"]
+    assert list(first.rows) == ["AAA", "BBB", "CCC"]  # in ticker order: the table's key order
     event = High("tick:high:AAA:1", "AAA", "tick", 1, T0, 101.0, 3, T0, T0)
     assert store.submit(Job(first, [Position(7, 14, [event])]))
     assert not store.submit(Job(first, [Position(7, 15)]))  # one write at a time
@@ -65,6 +66,16 @@ def test_only_changed_tickers_are_written_and_a_restore_sees_all(tmp_path: Path)
     more = [Trade(t, 120.0 + i, 10, T0 + (20 + i) * S) for i in range(30) for t in ("AAA", "BBB", "CCC")]
     assert [restored.process(tr, 0, 0, 0) for tr in more] == [det.process(tr, 0, 0, 0) for tr in more]
     again.close()
+
+
+def test_the_changed_rows_go_to_the_store_in_ticker_order() -> None:
+    """The table's key order: the writer then sweeps its B-tree once (in hash order it took 2-3x the CPU)."""
+    det = TickDetector(TickChannel())
+    tickers = [f"T{i:03d}" for i in range(200)]
+    random.Random(1).shuffle(tickers)
+    for ticker in tickers:
+        det.process(Trade(ticker, 10.0, 10, T0), 0, 0, 0)
+    assert list(export_changes(det).rows) == sorted(tickers)
 
 
 def test_each_router_s_stream_position_is_kept_and_one_router_s_store_reads_as_router_0(tmp_path: Path) -> None:
