@@ -16,6 +16,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from tickmesh.durable import move_aside
@@ -64,21 +65,16 @@ class Memory:
             self._thread.join(timeout_s)
 
     def _write_all(self) -> None:
+        """One transaction for every id queued, then FLUSH_S for more to gather (until `close`).
+
+        Not one per publishing turn: at 10,000 records/s that was ~340 transactions a second, a
+        writer thread taking a quarter of the aggregator's CPU and the GIL from its loop.
+        """
         db = _connect(self.path)
         writes, done = 0, False
         try:
             while not done:
-                batch: list[str] = []
-                try:
-                    item = self._ids.get(timeout=FLUSH_S)
-                    while True:
-                        if item is None:
-                            done = True
-                            break
-                        batch += item
-                        item = self._ids.get_nowait()
-                except queue.Empty:
-                    pass
+                batch, done = self._take()
                 if batch:
                     with db:
                         db.executemany("INSERT OR IGNORE INTO ids (id) VALUES (?)", [(i,) for i in batch])
@@ -86,10 +82,24 @@ class Memory:
                     if writes % PRUNE_EVERY == 0:
                         with db:
                             db.execute("DELETE FROM ids WHERE n <= (SELECT MAX(n) FROM ids) - ?", (self.capacity,))
+                if not done:
+                    time.sleep(FLUSH_S)
         except sqlite3.Error as exc:
             log.error("dedup memory not written: %s", exc)
         finally:
             db.close()
+
+    def _take(self) -> tuple[list[str], bool]:
+        """Wait for ids; then every id queued, and whether `close` asked to stop."""
+        batch: list[str] = []
+        item = self._ids.get()
+        try:
+            while item is not None:
+                batch += item
+                item = self._ids.get_nowait()
+        except queue.Empty:
+            return batch, False
+        return batch, True
 
 
 def _connect(path: Path) -> sqlite3.Connection:
