@@ -77,7 +77,8 @@ class Aggregator:
         self.workers: dict[tuple[str, int], tuple[str, int]] = {}
         # (router, channel, shard) → (epoch, upto) confirmed
         self.delivered: dict[tuple[int, str, int], tuple[int, int]] = {}
-        self.confirmed_ns: dict[tuple[int, str, int], int] = {}  # when each stream's last confirmation went
+        # (router, channel, shard) → when its last confirmation went, and the position it confirmed
+        self.confirmed: dict[tuple[int, str, int], tuple[int, int]] = {}
         self.owed: set[tuple[int, str, int]] = set()  # streams whose newest confirmation waits for CONFIRM_NS
         self.last_reconfirm_ns = 0
         self.trim_at = 0.0  # when to return freed memory to the system (a subscriber left)
@@ -113,7 +114,7 @@ class Aggregator:
     def _timeout_ms(self) -> int:
         due_ns = self.last_sent_ns + int(self.config.aggregator.heartbeat_s * 1e9)
         if self.owed:
-            due_ns = min(due_ns, min(self.confirmed_ns[key] for key in self.owed) + CONFIRM_NS)
+            due_ns = min(due_ns, min(self.confirmed[key][0] for key in self.owed) + CONFIRM_NS)
         return max(0, min(100, (due_ns - time.monotonic_ns()) // 1_000_000 + 1))
 
     def _waiting_for_workers(self) -> bool:
@@ -164,8 +165,9 @@ class Aggregator:
     def _confirm(self, progress: dict[tuple[int, str, int, int], int]) -> None:
         """Tell each router which records' events are now published, so it can let go of them.
 
-        Cumulative, and at most every CONFIRM_NS per stream: the router only needs them to release
-        held batches (its window is far larger than 10 ms of records), and each message wakes it.
+        Cumulative, and at most every CONFIRM_NS per stream: the router needs them only to release
+        held batches, and each message wakes it. One covering a quarter of the router's window goes
+        at once, so a small window (`router.window`) never waits on the 10 ms.
         """
         now = time.monotonic_ns()
         for (router, channel, shard, epoch), upto in progress.items():
@@ -173,14 +175,15 @@ class Aggregator:
             last = self.delivered.get(key)
             if last is None or last[0] != epoch or last[1] < upto:
                 self.delivered[key] = (epoch, upto)
-            if now - self.confirmed_ns.get(key, 0) >= CONFIRM_NS:
+            sent_ns, sent_upto = self.confirmed.get(key, (0, -1))
+            if now - sent_ns >= CONFIRM_NS or abs(upto - sent_upto) >= self.config.router.window // 4:
                 self._send_delivered(key, now)
             else:
                 self.owed.add(key)
 
     def _send_owed(self, now: int, force: bool = False) -> None:
         """Send the confirmations that have waited CONFIRM_NS (all of them when stopping)."""
-        for key in [key for key in self.owed if force or now - self.confirmed_ns[key] >= CONFIRM_NS]:
+        for key in [key for key in self.owed if force or now - self.confirmed[key][0] >= CONFIRM_NS]:
             self._send_delivered(key, now)
 
     def _reconfirm(self) -> None:
@@ -194,7 +197,7 @@ class Aggregator:
         router, channel, shard = key
         epoch, upto = self.delivered[key]
         self.owed.discard(key)
-        self.confirmed_ns[key] = now
+        self.confirmed[key] = (now, upto)
         try:
             self.acks[router].send(delivered(channel, shard, epoch, upto), zmq.NOBLOCK)
             self.metrics.counters["acks.sent"] += 1

@@ -326,19 +326,16 @@ def test_a_poison_fmv_record_trips_the_breaker_and_other_channels_flow_unchanged
     assert counters["tick.processed"] == counters["tick.received"]
 
 
-def test_the_aggregator_confirms_at_most_every_10_ms_and_its_newest_confirmation_always_arrives(mesh_factory) -> None:
-    """Each confirmation wakes the router, so a stream's go at most every 10 ms, cumulative; the newest arrives.
-
-    The test plays the router (it binds the acks socket the aggregator connects to) and a tick
-    worker: 400 event batches, one every half millisecond, each covering the next records of one
-    stream. One confirmation per batch (as before) would be 400.
-    """
-    mesh = mesh_factory()
+def confirmations(mesh: Mesh, batches: int, records: int, gap_s: float) -> tuple[list[int], float]:
+    """Play the router (bind the acks socket the aggregator connects to) and a tick worker: after a
+    first batch, `batches` event batches `gap_s` apart, each covering the next `records` records of
+    one stream. The positions the aggregator confirmed after the first, and the seconds they took."""
     acks = mesh.ctx.socket(zmq.PULL)
     acks.bind(mesh.endpoints.acks)
     events = mesh.ctx.socket(zmq.PUSH)
     events.connect(mesh.endpoints.events)
-    mesh.on_close(lambda: (acks.close(0), events.close(0)))
+    mesh.on_close(lambda: acks.close(0))
+    mesh.on_close(lambda: events.close(0))
     mesh.spawn("aggregator", "-m", "aggregator")
     confirmed: list[int] = []
 
@@ -350,17 +347,34 @@ def test_the_aggregator_confirms_at_most_every_10_ms_and_its_newest_confirmation
             confirmed.append(ack.seq)
         return confirmed[-1] if confirmed else -1
 
-    now, batches = time.time_ns(), 400
+    now = time.time_ns()
     high = High("tick:high:C:0", "C", "tick", 1, now, 10.0, 1, now, now)
     events.send(encoder.encode(EventBatch("worker.tick.0:test", "tick", 0, 7, 0, [high])))
     poll_until(lambda: read_acks() == 0, 15, what="the aggregator confirming")  # it is up
+    confirmed.clear()
     start = time.monotonic()
-    for upto in range(1, batches):
+    for upto in range(records, (batches + 1) * records, records):
         events.send(encoder.encode(EventBatch("worker.tick.0:test", "tick", 0, 7, upto, [])))
-        time.sleep(0.0005)
+        time.sleep(gap_s)
         read_acks()
-    poll_until(lambda: read_acks() == batches - 1, 15, what="the last batch confirmed")
-    elapsed = time.monotonic() - start
+    poll_until(lambda: read_acks() == batches * records, 15, what="the last batch confirmed")
     assert confirmed == sorted(confirmed)  # cumulative: never behind one sent before
-    # every 10 ms at most, plus the first, plus the heartbeat's repeat (every second)
-    assert len(confirmed) - 1 <= elapsed / 0.010 + 1 + (elapsed + 1), f"{len(confirmed)} in {elapsed:.3f} s"
+    return confirmed, time.monotonic() - start
+
+
+def test_the_aggregator_confirms_at_most_every_10_ms_and_its_newest_confirmation_always_arrives(mesh_factory) -> None:
+    """Each confirmation wakes the router, so a stream's go at most every 10 ms, cumulative; the newest arrives.
+
+    400 event batches half a millisecond apart: one confirmation per batch (as before) would be 400.
+    """
+    confirmed, elapsed = confirmations(mesh_factory(), batches=400, records=1, gap_s=0.0005)
+    # every 10 ms at most, plus the heartbeat's repeat (every second)
+    assert len(confirmed) <= elapsed / 0.010 + 1 + (elapsed + 1), f"{len(confirmed)} in {elapsed:.3f} s"
+
+
+def test_a_small_router_window_is_confirmed_a_quarter_at_a_time_without_waiting_10_ms(mesh_factory) -> None:
+    """With `router.window` 40, waiting 10 ms would hold the router's stream: a confirmation goes as soon as
+    10 records (a quarter) are covered. 100 batches of 5 records, 2 ms apart: about 50, where the 10 ms
+    rule alone would send at most one per 5 batches."""
+    confirmed, elapsed = confirmations(mesh_factory({"router": {"window": 40}}), batches=100, records=5, gap_s=0.002)
+    assert len(confirmed) > elapsed / 0.010 + 2 + elapsed, f"{len(confirmed)} in {elapsed:.3f} s"
