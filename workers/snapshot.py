@@ -60,7 +60,7 @@ def export_changes(detector: Rows) -> Changes:
     """The rows of every ticker touched since the last export, in ticker order; forgets the marks.
 
     In ticker order, the store writes them in one sweep of its table's key order: in the set's
-    (hash) order the writer took 2-3 times the CPU (docs/benchmarks.md, 22:00 entry).
+    (hash) order the writer took 2-3 times the CPU (docs/benchmarks.md, 21:40 entry).
     """
     changes = Changes(detector.header(), detector.cleared, {t: detector.row(t) for t in sorted(detector.dirty)})
     detector.dirty = set()
