@@ -77,9 +77,9 @@ class Aggregator:
         self.workers: dict[tuple[str, int], tuple[str, int]] = {}
         # (router, channel, shard) → (epoch, upto) confirmed
         self.delivered: dict[tuple[int, str, int], tuple[int, int]] = {}
-        # (router, channel, shard) → when its last confirmation went, and the position it confirmed
-        self.confirmed: dict[tuple[int, str, int], tuple[int, int]] = {}
-        self.owed: set[tuple[int, str, int]] = set()  # streams whose newest confirmation waits for CONFIRM_NS
+        # (router, channel, shard) → when its last confirmation went, and the (epoch, upto) it confirmed;
+        # a stream whose `delivered` differs from it owes the router a confirmation
+        self.confirmed: dict[tuple[int, str, int], tuple[int, tuple[int, int]]] = {}
         self.last_reconfirm_ns = 0
         self.trim_at = 0.0  # when to return freed memory to the system (a subscriber left)
         self.ack_unsent = False  # the last confirmation to the router could not be sent (readiness)
@@ -113,8 +113,9 @@ class Aggregator:
 
     def _timeout_ms(self) -> int:
         due_ns = self.last_sent_ns + int(self.config.aggregator.heartbeat_s * 1e9)
-        if self.owed:
-            due_ns = min(due_ns, min(self.confirmed[key][0] for key in self.owed) + CONFIRM_NS)
+        owed = [sent_ns for key, (sent_ns, position) in self.confirmed.items() if self.delivered[key] != position]
+        if owed:
+            due_ns = min(due_ns, min(owed) + CONFIRM_NS)
         return max(0, min(100, (due_ns - time.monotonic_ns()) // 1_000_000 + 1))
 
     def _waiting_for_workers(self) -> bool:
@@ -175,16 +176,15 @@ class Aggregator:
             last = self.delivered.get(key)
             if last is None or last[0] != epoch or last[1] < upto:
                 self.delivered[key] = (epoch, upto)
-            sent_ns, sent_upto = self.confirmed.get(key, (0, -1))
+            sent_ns, (_, sent_upto) = self.confirmed.get(key, (0, (-1, -1)))
             if now - sent_ns >= CONFIRM_NS or abs(upto - sent_upto) >= self.config.router.window // 4:
                 self._send_delivered(key, now)
-            else:
-                self.owed.add(key)
 
     def _send_owed(self, now: int, force: bool = False) -> None:
-        """Send the confirmations that have waited CONFIRM_NS (all of them when stopping)."""
-        for key in [key for key in self.owed if force or now - self.confirmed[key][0] >= CONFIRM_NS]:
-            self._send_delivered(key, now)
+        """Send the confirmations owed that have waited CONFIRM_NS (all of them when stopping)."""
+        for key, (sent_ns, position) in list(self.confirmed.items()):
+            if self.delivered[key] != position and (force or now - sent_ns >= CONFIRM_NS):
+                self._send_delivered(key, now)
 
     def _reconfirm(self) -> None:
         """Repeat each stream's last confirmation every heartbeat: a lost one never holds a stream."""
@@ -195,9 +195,8 @@ class Aggregator:
     def _send_delivered(self, key: tuple[int, str, int], now: int) -> None:
         """Confirm a stream's newest delivered position to its router (it replaces any owed one)."""
         router, channel, shard = key
-        epoch, upto = self.delivered[key]
-        self.owed.discard(key)
-        self.confirmed[key] = (now, upto)
+        epoch, upto = position = self.delivered[key]
+        self.confirmed[key] = (now, position)
         try:
             self.acks[router].send(delivered(channel, shard, epoch, upto), zmq.NOBLOCK)
             self.metrics.counters["acks.sent"] += 1
