@@ -19,7 +19,6 @@ from tickmesh.runtime import StopFlag, mesh_parser, serve, start
 from tickmesh.schema import (
     Batch,
     Checkpointed,
-    Event,
     EventBatch,
     Gap,
     Hello,
@@ -199,37 +198,50 @@ class Shard:
                 self.metrics.count(f"{self.channel}.duplicates")
             return
         started = time.perf_counter_ns()
-        self._detect(link.pending, batch, start, time.time_ns())
+        self._detect(link, batch, start, time.time_ns())
         link.stream.processed(batch)
         self.metrics.counters[f"{self.channel}.processed"] += len(batch.records) - start
         self.metrics.latencies[f"{self.channel}.processing"].record_ns(time.perf_counter_ns() - started)
 
-    def _detect(self, pending: list[Event], batch: Batch, start: int, detected_ns: int) -> None:
-        """Run the detector over batch records from `start`, its events into `pending`: one tight loop,
-        left only when a record fails.
+    def _detect(self, link: Link, batch: Batch, start: int, detected_ns: int) -> None:
+        """Run the detector over batch records from `start`, its events into `link.pending`: one tight
+        loop, left only when a record fails or, on a channel that sends at once (`batch_size` 1), when
+        the batch's first events are found: those go to the aggregator before the rest of the batch
+        is read, and any later ones at the end of the turn (at most two messages a batch).
 
         A failure is counted, dead-lettered and may trip the breaker; while it is
         open the rest of the batch is skipped and counted.
         """
         records, ingest_ns, seq = batch.records, batch.ingest_ns, batch.seq
-        detect, emit, faults = self.detector.process, pending.extend, self.faults
+        detect, faults = self.detector.process, self.faults
+        at_once = self.config.channel(self.channel).batch_size == 1
         i, n = start, len(records)
         while i < n:
             if not self.breaker.allow(detected_ns):
                 self.metrics.counters[f"{self.channel}.breaker_skipped"] += n - i
                 return
-            first = i
+            first, emit = i, link.pending.extend
             try:
                 for i in range(first, n):  # noqa: B007 - i names the failing record below
                     if faults and records[i].ticker in faults:
                         raise InjectedFault(f"injected fault for {records[i].ticker}")
-                    emit(detect(records[i], seq + i, ingest_ns[i], detected_ns))
-                self.breaker.succeeded(n - first)
-                return
+                    found = detect(records[i], seq + i, ingest_ns[i], detected_ns)
+                    if found:
+                        emit(found)
+                        if at_once:
+                            break
+                else:
+                    self.breaker.succeeded(n - first)
+                    return
             except Exception as exc:  # a detector bug must not take the channel down
                 self.breaker.succeeded(i - first)
                 self._failed(records[i], seq + i, exc, detected_ns)
                 i += 1
+                continue
+            i += 1  # record i gave the batch's first events: they go now
+            self.breaker.succeeded(i - first)
+            self._send_events(link)
+            at_once = False
 
     def _failed(self, record: Record, seq: int, exc: Exception, now_ns: int) -> None:
         self.metrics.counters[f"{self.channel}.failed"] += 1

@@ -24,15 +24,19 @@ from tests.mesh import Mesh, collect, drain, poll_until
 from tickmesh.config import CHANNELS, Config
 from tickmesh.schema import (
     Bar,
+    Batch,
     Delivered,
     EventBatch,
     FairMarketValue,
+    Hello,
     High,
     Publication,
     Record,
     Trade,
     ack_decoder,
+    aggregator_input_decoder,
     encoder,
+    event_decoder,
 )
 from tickmesh.sharding import shard_of
 from workers.detectors import make_detector
@@ -378,3 +382,47 @@ def test_a_small_router_window_is_confirmed_a_quarter_at_a_time_without_waiting_
     rule alone would send at most one per 5 batches."""
     confirmed, elapsed = confirmations(mesh_factory({"router": {"window": 40}}), batches=100, records=5, gap_s=0.002)
     assert len(confirmed) > elapsed / 0.010 + 2 + elapsed, f"{len(confirmed)} in {elapsed:.3f} s"
+
+
+def event_messages(mesh: Mesh, records: list[Record]) -> list[tuple[int, list[str]]]:
+    """Play the router and the aggregator for tick shard 0: send `records` as one batch; the shard's
+    event messages for it, each as (the stream position it covers, its events' tickers)."""
+    data, acks, events = mesh.ctx.socket(zmq.PUSH), mesh.ctx.socket(zmq.PULL), mesh.ctx.socket(zmq.PULL)
+    for sock, endpoint in ((data, mesh.endpoints.shard("tick", 0)), (acks, mesh.endpoints.acks)):
+        sock.bind(endpoint)
+    events.bind(mesh.endpoints.events)
+    for sock in (data, acks, events):
+        mesh.on_close(partial(sock.close, 0))
+    mesh.spawn("worker.tick.0", "-m", "workers.shard", "tick", "0")
+    assert acks.poll(15_000) and isinstance(ack_decoder.decode(acks.recv()), Hello)
+    now = time.time_ns()
+    data.send(encoder.encode(Batch("tick", 0, 7, 0, 0, [now] * len(records), records)))
+    got: list[tuple[int, list[str]]] = []
+    while not got or got[-1][0] < len(records) - 1:
+        assert events.poll(15_000), f"the shard stopped at {got}"
+        message = aggregator_input_decoder.decode(events.recv())
+        assert isinstance(message, EventBatch)
+        got.append((message.upto, [event_decoder.decode(raw).ticker for raw in message.events]))
+    return got
+
+
+def first_and_last_highs() -> list[Record]:
+    """One batch: a new high at its second record (ticker F) and at its last (ticker L), nothing between."""
+    now = time.time_ns()
+    quiet = [Trade(t, 50.0, 1, now) for t in symbol_names(40, [], "Q")]  # each ticker's first trade: no event
+    rising = {t: [Trade(t, p, 1, now), Trade(t, p * 1.01, 1, now + S)] for t, p in (("F", 10.0), ("L", 20.0))}
+    return [*rising["F"], *quiet, *rising["L"]]
+
+
+def test_a_tick_batchs_first_event_goes_to_the_aggregator_before_the_rest_of_the_batch_is_read(mesh_factory) -> None:
+    """Tick sends at once (batch_size 1): an event found at a batch's second record does not wait for the 42
+    records after it. It goes alone, covering the stream only up to before the batch; the last goes after."""
+    records = first_and_last_highs()
+    assert event_messages(mesh_factory(), records) == [(-1, ["F"]), (len(records) - 1, ["L"])]
+
+
+def test_a_batched_channels_events_go_together_at_the_end_of_the_batch(mesh_factory) -> None:
+    """With batch_size above 1 waiting is asked for: one message for the batch, both events in it."""
+    records = first_and_last_highs()
+    mesh = mesh_factory({"channels": {"tick": {"batch_size": 50, "timeout_ms": 5.0}}})
+    assert event_messages(mesh, records) == [(len(records) - 1, ["F", "L"])]
