@@ -128,6 +128,11 @@ class BusClient:
         """Whether `report` would send a Status now (so gauges worth computing for it)."""
         return time.time_ns() >= self._next_report
 
+    @property
+    def report_in_s(self) -> float:
+        """Seconds until a Status is due (0 when it is)."""
+        return max(0.0, (self._next_report - time.time_ns()) / 1e9)
+
     def report(self, *, force: bool = False) -> None:
         """Send a Status if one is due (or `force`d, as the ack of a new version)."""
         now = time.time_ns()

@@ -12,12 +12,15 @@ orchestrator, run each shard as its own process instead (`tickmesh-shard`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 
 from tickmesh import sched
 from tickmesh.bus import BusClient
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.term()
         return endpoint_exit(exc)
     budget = RestartBudget(config.process.restart_budget, config.process.restart_window_s)
+    wake = Wake()  # before the shards start: an exit is never missed
     for child in children.values():
         child.start()
     try:
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             down = [str(shard) for shard, child in children.items() if child.exited() is not None]
             stop.health.ready(f"{args.channel} shards waiting for a restart: {', '.join(down)}" if down else "")
             bus.report()
-            time.sleep(0.05)
+            wake.wait(_next_turn_s(children.values(), bus.report_in_s))
     finally:
         _stop_all(children.values(), config.process.stop_budget(0.5))
         bus.report(force=True)
@@ -113,6 +117,35 @@ def main(argv: list[str] | None = None) -> int:
         ctx.term()
         stop_probes(probes)
     return 0
+
+
+class Wake:
+    """Sleep until a signal arrives (a shard exiting: SIGCHLD; a stop: SIGTERM, SIGINT) or a timeout.
+
+    Python runs signal handlers between bytecodes and retries an interrupted
+    sleep, so the loop would only see a signal at the end of its sleep; the
+    signal's byte on a wakeup pipe ends the wait at once instead. The loop
+    wakes when there is something to do, not 20 times a second to look.
+    """
+
+    def __init__(self) -> None:
+        self.read, write = os.pipe()
+        os.set_blocking(self.read, False)
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # a handler, so SIGCHLD reaches the pipe
+
+    def wait(self, timeout_s: float) -> None:
+        if select.select([self.read], [], [], timeout_s)[0]:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self.read, 4096)
+
+
+def _next_turn_s(children: Iterable[Child], report_s: float) -> float:
+    """Until the next restart or status report is due; at most a second (/livez reads the loop's turns)."""
+    now = time.monotonic()
+    due = [child.restart_at - now for child in children if child.restart_at]
+    return max(0.0, min([report_s, 1.0, *due]))
 
 
 def _watch(channel: str, shard: int, child: Child, metrics: Metrics, budget: RestartBudget) -> bool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 
@@ -30,3 +32,25 @@ def test_a_shard_crashing_past_the_restart_budget_stops_its_channel_with_exit_3(
     assert not psutil.pid_exists(sibling) or psutil.Process(sibling).status() == psutil.STATUS_ZOMBIE
     for other in ("ohlcv", "fmv"):  # the other channels' supervisors are not the ones that failed
         assert mesh.procs[f"supervisor.{other}"].poll() is None
+
+
+def wakeups(pid: int) -> int:
+    """How many times the process's main thread went to sleep and was woken (voluntary switches)."""
+    status = Path(f"/proc/{pid}/task/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("voluntary_ctxt_switches")))
+
+
+def test_an_idle_supervisor_sleeps_until_a_report_is_due_and_a_shard_exit_wakes_it(
+    mesh_factory: Callable[..., Mesh],
+) -> None:
+    """The supervisor waits for a signal (SIGCHLD, SIGTERM) or its next status report (every 0.2 s here), not
+    in 50 ms naps: over 3 s it wakes about 15 times, not 60 or more. A shard that dies is still restarted."""
+    mesh = mesh_factory().start()
+    supervisor = mesh.procs["supervisor.fmv"].pid
+    before = wakeups(supervisor)
+    time.sleep(3.0)  # the span measured
+    woken = wakeups(supervisor) - before
+    assert woken < 30, f"{woken} wake-ups in 3 s"
+    os.kill(mesh.pid("worker.fmv.0"), signal.SIGKILL)
+    poll_until(lambda: "restarted fmv shard 0" in mesh.log("supervisor.fmv"), 10, what="the restart")
+    mesh.wait_reporting(["worker.fmv.0"], after_ns=time.time_ns())
