@@ -104,12 +104,40 @@ def ipc_endpoints(folder: str) -> dict[str, str]:
     return out
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
+    """A loopback port free now, for a process to bind later, below the kernel's ephemeral range.
+
+    A port bound with 0 comes from that range, and so does the local port of every outgoing
+    connection: one made between this choice and the bind could take the port ("Address already
+    in use"). Below the range only a bind takes a port, and each one is handed out once.
+    """
+    import random
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    low = _ephemeral_low()
+    while True:
+        port = random.randrange(10_000, low) if low > 11_000 else 0  # no room below: take the kernel's
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = int(s.getsockname()[1])
+        _HANDED_OUT.add(port)
+        return port
+
+
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (Linux; 32768, its default, elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 class Mesh:
