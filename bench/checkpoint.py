@@ -1,11 +1,12 @@
 """What checkpoints cost with many warm tick symbols: `python -m bench.checkpoint [--symbols N] [--mesh [--code DIR]]`.
 
 Before the shard store (workers/store.py) a checkpoint encoded every ticker's
-state on the loop and wrote one file; now the loop only copies the rows of the
-tickers touched since the last checkpoint (`export_changes`) and a background
-thread writes them to SQLite. This measures, on warm state, the loop's part
-for several shares of touched tickers, the whole-state encoding the loop used
-to do, and the writer's time (off the loop). With `--mesh` it runs a real mesh
+state on the loop and wrote one file; now the loop encodes only the rows of the
+tickers touched since the last checkpoint, a slice a turn (`Cut`), and a
+background thread writes them to SQLite. This measures, on warm state, the
+loop's part for several shares of touched tickers (all of it at once, as
+`export_changes` does: the sum of a cut's slices), the whole-state encoding the
+loop used to do, and the writer's time (off the loop). With `--mesh` it runs a real mesh
 instead (router, tick workers, aggregator; `--code DIR` runs another source tree,
 e.g. a checkout of the commit before the store, for an A/B): warms the symbols,
 keeps trading them while a few probe symbols make a new high every trade, and

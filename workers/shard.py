@@ -34,8 +34,8 @@ from tickmesh.stream import HEARTBEAT_NS, LIVENESS
 from workers.breaker import CircuitBreaker
 from workers.detectors import make_detector
 from workers.link import Link
-from workers.snapshot import export_changes
-from workers.store import Job, Store, StoreLocked, Unreadable, store_path
+from workers.snapshot import Cut
+from workers.store import Job, Position, Store, StoreLocked, Unreadable, store_path
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 # each hop a wake-up, and the router only needs it to let go of what it holds.
 PROGRESS_NS = 10_000_000
 DRAIN_LIMIT = 256  # input messages per loop turn
+CUT_ROWS = 64  # rows of a checkpoint encoded per loop turn (about 40-70 µs: docs/pipeline.md)
 FAULT_ENV = "TICKMESH_FAULT_TICKERS"  # chaos testing: records of these tickers make the detector step raise
 
 
@@ -74,6 +75,8 @@ class Shard:
         self.bus = BusClient(ctx, config, process=self.name, role="worker", channels=[channel], metrics=self.metrics)
         self.ignored_before: dict[str, int] = {}
         self.last_ckpt_ns = 0
+        self.cut: Cut | None = None  # the checkpoint being encoded, a slice a turn
+        self.cut_streams: list[Position] = []  # each router's stream position at the cut
 
     # -- the loop ------------------------------------------------------------------
     def run(self) -> int:
@@ -114,7 +117,7 @@ class Shard:
                 self._send_events(link)  # events at once; bare progress at most every PROGRESS_NS
         self._checkpoint_done()
         due = self.last_ckpt_ns + int(self.config.state.checkpoint_s * 1e9)
-        if any(link.stream.checkpoint_due(now, due, self.config.router.window) for link in self.links):
+        if self.cut or any(link.stream.checkpoint_due(now, due, self.config.router.window) for link in self.links):
             self._checkpoint()
         for link in self.links:
             if now - link.last_beat_ns >= HEARTBEAT_NS and link.stream.epoch >= 0:  # (before any message: Hello)
@@ -132,7 +135,10 @@ class Shard:
         return ""
 
     def _timeout_ms(self) -> int:
-        """Until progress is due (when there is some to report), else 100 ms (10 while a write is pending)."""
+        """Until progress is due (when there is some to report), else 100 ms (10 while a write is pending);
+        0 while a checkpoint is being encoded (its next slice follows a look at the input)."""
+        if self.cut:
+            return 0
         links = self.links
         due = [link.last_progress_ns + PROGRESS_NS for link in links if link.stream.position > link.stream.reported]
         if not due:
@@ -198,6 +204,8 @@ class Shard:
                 self.metrics.count(f"{self.channel}.duplicates")
             return
         started = time.perf_counter_ns()
+        if self.cut:
+            self.cut.before(batch.records)  # rows about to change are saved first, as they were at the cut
         self._detect(link, batch, start, time.time_ns())
         link.stream.processed(batch)
         self.metrics.counters[f"{self.channel}.processed"] += len(batch.records) - start
@@ -280,12 +288,24 @@ class Shard:
                     log.error("%s: aggregator not accepting events at stop; its checkpoint keeps them", self.name)
                     return
 
-    def _checkpoint(self) -> None:
-        """Hand the changed state to the store's writer; it is acknowledged once it is durable."""
-        if self.store.busy:
-            return  # the last one is still being written: this one follows it
-        self.store.submit(Job(export_changes(self.detector), [link.position() for link in self.links]))
-        self.last_ckpt_ns = time.monotonic_ns()
+    def _checkpoint(self, limit: int | None = CUT_ROWS) -> None:
+        """Cut the changed state and the stream positions (unless a cut is open, or the last one is
+        still being written: this one follows it), encode up to `limit` more of its rows, and once
+        all are, hand it to the store's writer; it is acknowledged once it is durable."""
+        if self.cut is None:
+            if self.store.busy:
+                return
+            self.cut, self.cut_streams = Cut(self.detector), [link.position() for link in self.links]
+            self.last_ckpt_ns = time.monotonic_ns()
+        if self.cut.step(limit):
+            self.store.submit(Job(self.cut.changes, self.cut_streams))
+            self.cut = None
+
+    def _abandon_cut(self) -> None:
+        """Drop the checkpoint being encoded; its tickers are marked again, so the next one writes them."""
+        if self.cut:
+            self.cut.abandon()
+            self.cut = None
 
     def _checkpoint_done(self) -> None:
         for result in self.store.finished():
@@ -321,6 +341,7 @@ class Shard:
         if new is None:
             return
         self.config = new
+        self._abandon_cut()  # a new config may change every ticker's state, not one record's
         self.detector.configure(new.channel(self.channel))
         self.breaker.reset()  # a new version from the control plane is also how an operator resets it
         log.info("%s: applied config version %d", self.name, self.bus.version)
@@ -330,12 +351,13 @@ class Shard:
         for link in self.links:
             if link.pending or link.stream.epoch >= 0:
                 self._send_events(link)
+        self._abandon_cut()  # the last checkpoint, below, takes its rows as they are now
         self._checkpoint_done()  # a write in progress finishes first, then the last one
         deadline = time.monotonic() + 1.0
         while self.store.busy and time.monotonic() < deadline:
             time.sleep(0.005)
             self._checkpoint_done()
-        self._checkpoint()
+        self._checkpoint(limit=None)
         self.store.close()
         self._checkpoint_done()
         self._send(encoder.encode(WorkerDone(self.instance, self.channel, self.shard)))

@@ -1,8 +1,9 @@
 """Detector state as a header plus one row per ticker: written incrementally, restored whole.
 
 Every detector keeps per-ticker state and marks a ticker dirty when a record
-touches it. A checkpoint writes the header (detector-wide: version, layout,
-ignored counts) and the rows of the dirty tickers only (workers/store.py);
+touches it. A checkpoint (a `Cut`, encoded a slice at a time between batches)
+writes the header (detector-wide: version, layout, ignored counts) and the rows
+of the dirty tickers only, as they stood at the cut (workers/store.py);
 `cleared` says every earlier row is void (all sessions restarted). A restore
 reads the header and every row back; anything that does not decode as this
 version's layout raises ValueError and changes nothing.
@@ -15,6 +16,8 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 import msgspec
+
+from tickmesh.schema import Record
 
 
 class Rows(Protocol):
@@ -56,16 +59,58 @@ class Whole(msgspec.Struct, array_like=True, frozen=True):
 _whole = msgspec.msgpack.Decoder(Whole)
 
 
-def export_changes(detector: Rows) -> Changes:
-    """The rows of every ticker touched since the last export, in ticker order; forgets the marks.
+class Cut:
+    """The rows of the tickers touched since the last cut, as they stand at this cut, encoded a slice
+    at a time so that a checkpoint never stops the loop for long (docs/pipeline.md).
 
-    In ticker order, the store writes them in one sweep of its table's key order: in the set's
-    (hash) order the writer took 2-3 times the CPU (docs/benchmarks.md, 21:40 entry).
+    The detector's marks move to the cut at once; the loop then calls `before` with each batch's
+    records before the detector sees them (a ticker about to change gives its row first, as it is
+    at the cut) and `step` between batches, until it returns True and `changes` is complete. Any
+    other change to the detector's state (a new config) must `abandon` the cut first: its tickers
+    go back into the detector's marks and the next cut writes them as they are then.
     """
-    changes = Changes(detector.header(), detector.cleared, {t: detector.row(t) for t in sorted(detector.dirty)})
-    detector.dirty = set()
-    detector.cleared = False
-    return changes
+
+    def __init__(self, detector: Rows) -> None:
+        self.detector = detector
+        self.waiting = detector.dirty  # tickers whose row is not encoded yet
+        # in ticker order the store writes them in one sweep of its table's key order: in the set's
+        # (hash) order the writer took 2-3 times the CPU (docs/benchmarks.md, 21:40 entry)
+        self.order = sorted(self.waiting)
+        self.changes = Changes(detector.header(), detector.cleared, dict.fromkeys(self.order))
+        self.next = 0  # in `order`, the first not yet taken by `step`
+        detector.dirty = set()
+        detector.cleared = False
+
+    def before(self, records: Iterable[Record]) -> None:
+        """Encode the rows of waiting tickers these records are about to change."""
+        waiting, rows, row = self.waiting, self.changes.rows, self.detector.row
+        for record in records:
+            if record.ticker in waiting:
+                waiting.discard(record.ticker)
+                rows[record.ticker] = row(record.ticker)
+
+    def step(self, limit: int | None = None) -> bool:
+        """Encode the rows of up to `limit` more tickers (all of them with None); True once all are encoded."""
+        waiting, rows, row, order = self.waiting, self.changes.rows, self.detector.row, self.order
+        end = len(order) if limit is None else min(len(order), self.next + limit)
+        for ticker in order[self.next : end]:
+            if ticker in waiting:
+                waiting.discard(ticker)
+                rows[ticker] = row(ticker)
+        self.next = end
+        return end == len(order)
+
+    def abandon(self) -> None:
+        """Give the cut's tickers back to the detector's marks (and its `cleared`): the next cut writes them."""
+        self.detector.dirty.update(self.order)
+        self.detector.cleared |= self.changes.cleared
+
+
+def export_changes(detector: Rows) -> Changes:
+    """The rows of every ticker touched since the last export, in ticker order; forgets the marks."""
+    cut = Cut(detector)
+    cut.step()
+    return cut.changes
 
 
 def snapshot(detector: Rows) -> bytes:

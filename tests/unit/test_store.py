@@ -11,10 +11,10 @@ import msgspec
 import pytest
 
 from tickmesh.config import Config, TickChannel
-from tickmesh.schema import High, Trade, worker_input_decoder
+from tickmesh.schema import Bar, FairMarketValue, High, Record, Trade, worker_input_decoder
 from workers import store as store_module
 from workers.detectors import make_detector
-from workers.snapshot import export_changes, snapshot
+from workers.snapshot import Cut, export_changes, snapshot
 from workers.store import Job, Position, Store, StoreLocked, Unreadable, store_path
 from workers.tick_rules import TickDetector
 
@@ -76,6 +76,57 @@ def test_the_changed_rows_go_to_the_store_in_ticker_order() -> None:
     for ticker in tickers:
         det.process(Trade(ticker, 10.0, 10, T0), 0, 0, 0)
     assert list(export_changes(det).rows) == sorted(tickers)
+
+
+def cut_record(name: str, ticker: str, i: int) -> Record:
+    """Record i of a ticker on a channel: each one changes the ticker's row."""
+    if name == "tick":
+        return Trade(ticker, 100.0 + i * 7 % 11, 10, T0 + i * S)
+    if name == "ohlcv":
+        return Bar(ticker, 100.0, 102.0, 99.0, 100.5 + i % 5 / 10, 1_000.0 + i, T0 + i * 60 * S, T0 + (i + 1) * 60 * S)
+    return FairMarketValue(ticker, 95.0 if i % 2 else 105.0, T0 + i * 3_600 * S, 100.0)  # an event each: a new row
+
+
+@pytest.mark.parametrize("name", ["tick", "ohlcv", "fmv"])
+def test_a_cut_keeps_each_row_as_it_was_at_the_cut_while_later_records_change_it(name: str) -> None:
+    """A checkpoint is encoded a slice a turn (workers/shard.py): a ticker that trades before its
+    slice must still be written as it stood at the cut, or a restore would apply that trade twice."""
+    det: Any = make_detector(name, Config().channel(name))
+    tickers = [f"C{k:03d}" for k in range(40)]
+    for i in range(3):
+        for ticker in tickers:
+            det.process(cut_record(name, ticker, i), i, 0, 0)
+    at_cut, header, cleared = {t: det.row(t) for t in sorted(det.dirty)}, det.header(), det.cleared
+    cut = Cut(det)
+    assert not det.dirty and not det.cleared  # marks from here on are the next cut's
+    later = [cut_record(name, t, i) for i in range(3, 5) for t in reversed(tickers)]  # the last slices' first
+    later += [cut_record(name, "NEW", 3)]
+    for k in range(0, len(later), 7):
+        batch = later[k : k + 7]
+        cut.before(batch)  # (the first batch's tickers are all still waiting: it saves their rows)
+        for record in batch:
+            det.process(record, 0, 0, 0)
+        cut.step(3)
+    assert cut.step()  # (the rest, if any)
+    assert cut.changes.header == header and cut.changes.cleared == cleared
+    rows = cut.changes.rows
+    assert list(rows) == sorted(tickers)  # in ticker order, whatever order they were encoded in
+    assert rows == at_cut
+    assert all(det.row(t) != at_cut[t] for t in tickers[-7:])  # (the records did change them)
+    assert "NEW" in det.dirty and "NEW" not in rows
+
+
+def test_an_abandoned_cut_gives_its_tickers_back_and_the_next_writes_them_as_they_are_then() -> None:
+    det = TickDetector(TickChannel())
+    feed(det, "ABC", 3, T0)
+    det.cleared = True  # (as after a change of session start)
+    cut = Cut(det)
+    cut.step(1)
+    feed(det, "CD", 1, T0 + 10 * S)
+    cut.abandon()  # (as before a new config)
+    changes = export_changes(det)
+    assert changes.cleared
+    assert changes.rows == {t: det.row(t) for t in ("AAA", "BBB", "CCC", "DDD")}
 
 
 def test_each_router_s_stream_position_is_kept_and_one_router_s_store_reads_as_router_0(tmp_path: Path) -> None:
