@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 DRAIN_LIMIT = 1_000  # event messages per loop turn
 RECENT_NS = 10_000_000_000
-CONFIRM_NS = 10_000_000  # a stream's confirmations to its router: at most this often (the rest wait, cumulated)
+CONFIRM_NS = 100_000_000  # a stream's confirmations to its router: at most this often (the rest wait, cumulated)
 TRIM_DELAY_S = 0.5  # a worker heard from this recently is waited for at stop
 SNDMORE = int(zmq.SNDMORE)  # a plain int: send_multipart ORs enum flags per part, 3.6x the cost of two sends
 
@@ -167,8 +167,9 @@ class Aggregator:
         """Tell each router which records' events are now published, so it can let go of them.
 
         Cumulative, and at most every CONFIRM_NS per stream: the router needs them only to release
-        held batches, and each message wakes it. One covering a quarter of the router's window goes
-        at once, so a small window (`router.window`) never waits on the 10 ms.
+        held batches (which also wait for the worker's checkpoint), and each message wakes it. One
+        covering a quarter of the router's window goes at once, so a small window (`router.window`)
+        never waits on the 100 ms.
         """
         now = time.monotonic_ns()
         for (router, channel, shard, epoch), upto in progress.items():

@@ -50,10 +50,13 @@ class Link:
         while self.recent and self.recent[0].record_seq < self.stream.retained_from:
             self.recent.popleft()
 
-    def progress_due(self, now_ns: int, every_ns: int) -> bool:
-        """Events wait, or processed records are unreported and the last report is `every_ns` old."""
-        stream = self.stream
-        return bool(self.pending) or (stream.position > stream.reported and now_ns - self.last_progress_ns >= every_ns)
+    def progress_due(self, now_ns: int, every_ns: int, window: int) -> bool:
+        """Events wait, or processed records are unreported and either the last report is `every_ns`
+        old or a quarter of the router's `window` is unreported (the router holds them until it hears)."""
+        unreported = self.stream.position - self.stream.reported
+        return bool(self.pending) or (
+            unreported > 0 and (now_ns - self.last_progress_ns >= every_ns or unreported >= window // 4)
+        )
 
     def ack(self, kind: type[Hello | Gap | Checkpointed], channel: str, shard: int, sender: str) -> bool:
         """Send an ack of this stream's position to its router; False (and counted by the caller) if it could not go."""

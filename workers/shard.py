@@ -39,9 +39,10 @@ from workers.store import Job, Position, Store, StoreLocked, Unreadable, store_p
 
 log = logging.getLogger(__name__)
 
-# Progress without events (an empty EventBatch) goes at most this often: every message costs
-# each hop a wake-up, and the router only needs it to let go of what it holds.
-PROGRESS_NS = 10_000_000
+# Progress without events (an empty EventBatch) goes at most this often, or once a quarter of the
+# router's window is unreported: every message costs each hop a wake-up, and the router only needs it
+# to let go of what it holds (which also waits for the checkpoint, every `state.checkpoint_s`).
+PROGRESS_NS = 100_000_000
 DRAIN_LIMIT = 256  # input messages per loop turn
 CUT_ROWS = 64  # rows of a checkpoint encoded per loop turn (about 40-70 µs: docs/pipeline.md)
 FAULT_ENV = "TICKMESH_FAULT_TICKERS"  # chaos testing: records of these tickers make the detector step raise
@@ -113,7 +114,7 @@ class Shard:
             if link.stream.ask_gap(now):
                 self.metrics.count(f"{self.channel}.gaps")
                 self._ack(link, Gap)
-            if link.progress_due(now, PROGRESS_NS):
+            if link.progress_due(now, PROGRESS_NS, self.config.router.window):
                 self._send_events(link)  # events at once; bare progress at most every PROGRESS_NS
         self._checkpoint_done()
         due = self.last_ckpt_ns + int(self.config.state.checkpoint_s * 1e9)
