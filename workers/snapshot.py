@@ -61,7 +61,8 @@ _whole = msgspec.msgpack.Decoder(Whole)
 
 class Cut:
     """The rows of the tickers touched since the last cut, as they stand at this cut, encoded a slice
-    at a time so that a checkpoint never stops the loop for long (docs/pipeline.md).
+    at a time so that a checkpoint stops the loop only for the cut (a sort of the changed tickers)
+    and one slice at a time (docs/pipeline.md).
 
     The detector's marks move to the cut at once; the loop then calls `before` with each batch's
     records before the detector sees them (a ticker about to change gives its row first, as it is

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from bench import app
+from bench.checkpoint import measure
 from bench.dedup import DedupPlan, judge
 from bench.ramp import growing, judge_step
 from bench.workload import NS, Mix, Workload
@@ -167,3 +168,13 @@ def test_dedup_verdict_counts_leaks_and_losses() -> None:
     assert not verdict["all_duplicates_suppressed"] and verdict["no_distinct_suppressed"]
     lossy = judge(plan, exact[1:], 0)
     assert lossy["distinct_suppressed"] == 1 and not lossy["no_distinct_suppressed"]
+
+
+def test_the_checkpoint_bench_takes_checkpoints_as_a_shard_does_and_reports_every_figure() -> None:
+    """`python -m bench.checkpoint` at tiny scale: every share has its loop, longest stop and writer figure."""
+    out = measure(symbols=300, repeats=1)
+    for pct in (1, 10, 100):
+        loop, longest = out[f"loop_ms_{pct}pct_touched"], out[f"longest_stop_ms_{pct}pct_touched"]
+        assert isinstance(loop, float) and isinstance(longest, float) and 0 <= longest <= loop
+        assert isinstance(out[f"writer_ms_{pct}pct_touched"], float)
+    assert out["store_mb"] and out["row_bytes"]
