@@ -75,7 +75,7 @@ class Cut:
         self.detector = detector
         self.waiting = detector.dirty  # tickers whose row is not encoded yet
         # in ticker order the store writes them in one sweep of its table's key order: in the set's
-        # (hash) order the writer took 2-3 times the CPU (docs/benchmarks.md, 21:40 entry)
+        # (hash) order its upserts took 10-45 % longer (docs/benchmarks.md, 21:40 entry)
         self.order = sorted(self.waiting)
         self.changes = Changes(detector.header(), detector.cleared, dict.fromkeys(self.order))
         self.next = 0  # in `order`, the first not yet taken by `step`
