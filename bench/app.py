@@ -244,8 +244,26 @@ def machine(argv: list[str] | None) -> dict[str, Any]:
         "command": " ".join(["tickmesh-bench", *(sys.argv[1:] if argv is None else argv)]),
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],  # other work on the machine skews every figure
         "python_speed_start": python_speed(),
+        "idle_states": idle_states(),
         "code": code_version(),
     }
+
+
+def idle_states() -> str:
+    """How this host's idle CPUs sleep: the cpuidle driver and CPU 0's states with their wake-up latency.
+
+    A message to a process waiting in poll costs it more than twice the CPU when its CPU must
+    wake from sleep (`--only hop`), so two reports compare only on hosts whose CPUs sleep alike
+    (`[process] cpu_latency_us`, tuned, or the kernel's command line change it).
+    """
+    base = Path("/sys/devices/system/cpu")
+    try:
+        driver = (base / "cpuidle" / "current_driver").read_text().strip()
+        states = sorted((base / "cpu0" / "cpuidle").glob("state*"), key=lambda p: int(p.name[5:]))
+        names = [f"{(s / 'name').read_text().strip()} {(s / 'latency').read_text().strip()} µs" for s in states]
+    except OSError:
+        return "unknown (no cpuidle in /sys)"
+    return f"{driver}: {', '.join(names)}"
 
 
 def python_speed() -> float:

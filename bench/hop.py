@@ -9,7 +9,9 @@ per ingest frame and the mesh once per hop.
 The part: this process sends `messages` small messages over ipc, one at a time, to an echo
 process, waits for each echo, and pauses between them so the echo process sleeps before every
 message. The echo process reports its own CPU time (all its threads) per message. It runs twice:
-both processes wherever the scheduler puts them, then both pinned to one CPU (no cross-CPU wake).
+both processes wherever the scheduler puts them, then both pinned to one CPU (no cross-CPU wake);
+where permitted a third time, anywhere again, with idle CPUs polling instead of sleeping (the
+kernel's CPU latency QoS at 0 µs, `[process] cpu_latency_us = 0`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import Any
 
 import zmq
 
+from tickmesh import sched
+
 PAYLOAD = b"x" * 100  # about a small batch's header and one record
 TIMEOUT_MS = 5_000
 
@@ -37,6 +41,10 @@ def hop_part(messages: int, pause_s: float = 0.0002) -> dict[str, Any]:
     out: dict[str, Any] = {"messages": messages, "pause_us": round(pause_s * 1e6), "payload_bytes": len(PAYLOAD)}
     out["anywhere"] = measure(messages, pause_s, None)
     out["one_cpu"] = measure(messages, pause_s, cpus[0])
+    request = sched.cpu_latency(0)  # as `[process] cpu_latency_us = 0` does, where permitted (root)
+    if request is not None:
+        with request:
+            out["idle_cpus_poll"] = measure(messages, pause_s, None)
     return out
 
 

@@ -298,7 +298,10 @@ def _hop_section(data: dict[str, Any] | None) -> list[str]:
     for key, name in (
         ("anywhere", "where the scheduler puts them"),
         ("one_cpu", f"both on CPU {data['one_cpu']['cpu']}"),
+        ("idle_cpus_poll", "anywhere, idle CPUs polling (`cpu_latency_us = 0`)"),
     ):
+        if key not in data:  # the last one needs root: /dev/cpu_dma_latency
+            continue
         m = data[key]
         rows.append([name, f"{m['cpu_us_per_message']} µs", str(m["sleeps_per_message"]),
                      f"{m['round_trip_p50_us']} µs", f"{m['round_trip_p99_us']} µs"])  # fmt: skip
@@ -321,7 +324,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Command: `{meta.get('command', '')}` · code: {meta.get('code', '?')}\n",
         f"Load average (1, 5, 15 min) at start {meta.get('loadavg_start')}, at end {meta.get('loadavg_end')}; "
         f"run took {meta.get('elapsed_s', '?')} s. Host speed (a fixed pure-Python loop, M iterations/s, "
-        f"best of 3): {meta.get('python_speed_start')} at start, {meta.get('python_speed_end')} at end.\n",
+        f"best of 3): {meta.get('python_speed_start')} at start, {meta.get('python_speed_end')} at end. "
+        f"Idle CPUs: {meta.get('idle_states', '?')}.\n",
         "## Targets\n",
         _table(
             ["target", "goal", "measured", "met", "note"],

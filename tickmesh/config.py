@@ -248,6 +248,9 @@ class ProcessConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     # priority where permitted; at most 49, below the kernel's interrupt threads (50)
     realtime: bool = False
     realtime_priority: Annotated[int, Meta(ge=1, le=49)] = 10
+    # Opt-in, host-wide: while the P1 path runs, every CPU wakes within this many µs (the kernel's
+    # CPU latency QoS, /dev/cpu_dma_latency; root only). 0: idle CPUs poll instead of sleeping
+    cpu_latency_us: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
     cpus: CpuSets = CpuSets()
 
     def stop_budget(self, margin_s: float) -> float:
@@ -419,7 +422,8 @@ def to_toml(data: Mapping[str, Any]) -> str:
     def emit(table: Mapping[str, Any], name: str) -> None:
         if name:
             lines.append(f"[{name}]")
-        lines.extend(f"{k} = {value(v)}" for k, v in table.items() if not isinstance(v, Mapping))
+        # TOML has no null: an unset setting (None) is left out, which reads back as unset
+        lines.extend(f"{k} = {value(v)}" for k, v in table.items() if v is not None and not isinstance(v, Mapping))
         for k, v in table.items():
             if isinstance(v, Mapping):
                 emit(v, f"{name}.{k}" if name else k)

@@ -1,12 +1,15 @@
-"""Scheduling at process start: CPU affinity per role, the opt-in real-time class for the P1 path, niceness
-below it (for the process and its session), and the idle class for what must never delay the mesh (the journal)."""
+"""Scheduling at process start: CPU affinity per role, the opt-in real-time class and CPU wake-up latency for
+the P1 path, niceness below it (for the process and its session), and the idle class for what must never delay
+the mesh (the journal)."""
 
 from __future__ import annotations
 
 import errno
 import logging
 import os
+import struct
 import time
+from typing import BinaryIO
 
 from tickmesh.config import Config
 
@@ -15,6 +18,8 @@ NICE_PER_PRIORITY = 3  # channel priority 1 → nice +0, 2 → +3, 3 → +6
 AUTOGROUP = "/proc/self/autogroup"
 BACKGROUND_NICE = 10  # where the idle class is refused: below every channel's workers (nice +6)
 AUTOGROUP_WAIT_S = 3.0  # an unprivileged write just after anyone else's is refused (EAGAIN): a rate limit
+CPU_LATENCY = "/dev/cpu_dma_latency"  # the kernel's CPU latency QoS: a request lasts while its file is open
+_held: list[BinaryIO] = []  # the P1 path's request, open until the process exits
 
 
 def apply(config: Config, role: str, priority: int = 1) -> None:
@@ -23,12 +28,17 @@ def apply(config: Config, role: str, priority: int = 1) -> None:
     Call it first thing in main(), before any thread starts: threads inherit the calling
     thread's CPUs and class when they are created, so the zmq I/O thread (made with the
     first socket) runs like its process. A process of priority 1 (the P1 path) goes in the
-    real-time class when `[process] realtime` asks for it; lower priorities run niced
-    (+3 per step), so when the cores are contended the scheduler serves the tick path first.
+    real-time class when `[process] realtime` asks for it, and holds the CPUs' wake-up latency
+    at `[process] cpu_latency_us` when that is set; lower priorities run niced (+3 per step),
+    so when the cores are contended the scheduler serves the tick path first.
     """
     cpus = getattr(config.process.cpus, role, ())
     if cpus:
         pin(set(cpus))
+    if priority == 1 and config.process.cpu_latency_us is not None:
+        request = cpu_latency(config.process.cpu_latency_us)
+        if request is not None:
+            _held.append(request)
     if priority == 1 and config.process.realtime:
         realtime(config.process.realtime_priority)
     elif priority > 1:
@@ -101,6 +111,36 @@ def realtime(priority: int) -> bool:
         return False
     log.info("real-time scheduling: SCHED_FIFO priority %d", priority)
     return True
+
+
+def cpu_latency(us: int) -> BinaryIO | None:
+    """Keep every CPU able to wake within `us` µs until the returned request is closed (or this process
+    exits); None and one warning line where refused.
+
+    A CPU with nothing to run sleeps in an idle state, and the deeper the state the longer it
+    takes to wake when a message arrives for a process that waits on it: on a virtual machine
+    each sleep is also an exit to the hypervisor, and the wake-up an interrupt through it. The
+    kernel's CPU latency QoS (`/dev/cpu_dma_latency`, what tuned's latency profiles set) keeps
+    the CPUs out of idle states slower than `us` for as long as the request's file is open;
+    at 0 an idle CPU polls for work instead of sleeping. It is host-wide: every CPU, for as long
+    as any process holds a request (the lowest wins). The kernel drops a request with its file,
+    so the host goes back to its default when the P1 path stops, also after a kill -9.
+    """
+    try:
+        request = open(CPU_LATENCY, "wb", buffering=0)  # noqa: SIM115 (open while the request holds)
+        request.write(struct.pack("=i", us))
+    except OSError as exc:  # EACCES: the file is root's (0600); ENOENT: a kernel without PM QoS
+        log.warning(
+            "cannot hold CPU wake-up latency at %d µs (%s: %s): CPUs sleep as the host decides; "
+            "run as root or give the user write access to %s (docs/deploy.md, Scheduling)",
+            us,
+            CPU_LATENCY,
+            exc.strerror,
+            CPU_LATENCY,
+        )
+        return None
+    log.info("CPU wake-up latency held at %d µs (%s)%s", us, CPU_LATENCY, ": idle CPUs poll" if us == 0 else "")
+    return request
 
 
 def background() -> bool:

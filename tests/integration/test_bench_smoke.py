@@ -21,6 +21,7 @@ from bench.dedup import DedupPlan, judge
 from bench.ramp import growing, judge_step
 from bench.workload import NS, Mix, Workload
 from tests.mesh import poll_until
+from tickmesh.sched import CPU_LATENCY
 
 TINY = [
     "--quick", "--duration", "1", "--hold", "1", "--settle", "0.3", "--steps", "2000,4000", "--flat-out", "1",
@@ -84,7 +85,8 @@ def test_tiny_run_writes_a_complete_report_and_leaves_nothing_running(tmp_path: 
     cost = report["journal"]["mesh"]
     assert cost["with_journal_p99_us"] and len(cost["with_journal_p99_us"]) == len(cost["without_journal_p99_us"])
     assert cost["journal"]["stored"] > 0 and cost["journal"]["lost"] == 0
-    for placement in ("anywhere", "one_cpu"):  # what one message costs the process it wakes
+    placements = ["anywhere", "one_cpu"] + (["idle_cpus_poll"] if os.access(CPU_LATENCY, os.W_OK) else [])
+    for placement in placements:  # what one message costs the process it wakes
         hop = report["hop"][placement]
         assert hop["cpu_us_per_message"] > 0 and hop["sleeps_per_message"] > 0
         assert 0 < hop["round_trip_p50_us"] <= hop["round_trip_p99_us"]

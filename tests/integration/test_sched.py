@@ -1,9 +1,12 @@
-"""Scheduling for real: the P1 path in SCHED_FIFO and pinned where asked; without permission one line, and it runs."""
+"""Scheduling for real: the P1 path in SCHED_FIFO, pinned, holding the CPUs' wake-up latency where asked; without
+permission one line, and it runs."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import struct
 import subprocess
 import sys
 import time
@@ -18,6 +21,7 @@ from tickmesh.schema import Trade
 S = 1_000_000_000
 FALLBACK = "real-time scheduling not permitted"
 AUTOGROUP = "/proc/self/autogroup"
+CPU_LATENCY = "/dev/cpu_dma_latency"
 
 
 def _realtime_permitted() -> bool:
@@ -32,6 +36,17 @@ def _autogroup(pid: int) -> str:
 
 def _threads(pid: int) -> list[int]:
     return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
+def _cpu_latency_us() -> int:
+    """The host's CPU wake-up latency now: the lowest request any process holds, else the kernel's default."""
+    with open(CPU_LATENCY, "rb") as f:
+        return int(struct.unpack("=i", f.read(4))[0])
+
+
+def _holds_cpu_latency(pid: int) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    return any(os.readlink(fds / fd) == CPU_LATENCY for fd in os.listdir(fds))
 
 
 def _events_flow(mesh: Mesh) -> None:
@@ -103,3 +118,23 @@ def test_started_a_session_each_as_honcho_does_the_lower_channels_and_the_journa
     for tid in _threads(mesh.pid("journal")):
         assert os.sched_getscheduler(tid) == os.SCHED_IDLE, tid
     _events_flow(mesh)
+
+
+@pytest.mark.skipif(not os.access(CPU_LATENCY, os.R_OK | os.W_OK), reason="no CPU latency QoS here, or not root")
+def test_the_p1_path_holds_the_cpus_wake_up_latency_while_it_runs_and_a_kill_9_gives_it_back(
+    mesh_factory: Callable[..., Mesh],
+) -> None:
+    before = _cpu_latency_us()  # the kernel's default (2,000,000,000) unless something else holds a request
+    mesh = mesh_factory({"process": {"cpu_latency_us": 7}}).start()
+    pids = {name: mesh.pid(name) for name in mesh.process_names()}
+    for name in ("router", "aggregator", "worker.tick.0"):
+        assert _holds_cpu_latency(pids[name]), name
+    for name in ("worker.ohlcv.0", "worker.fmv.0", "supervisor.tick", "supervisor.ohlcv"):
+        assert not _holds_cpu_latency(pids[name]), name  # only the P1 path asks
+    assert _cpu_latency_us() == min(before, 7)
+    for name in ("router", "aggregator", "supervisor.tick"):  # a tick shard logs into its supervisor's output
+        assert mesh.log(name).count("CPU wake-up latency held at 7 µs") == 1, name
+    _events_flow(mesh)
+    for pid in pids.values():  # no process says goodbye: the kernel drops each request with its process
+        os.kill(pid, signal.SIGKILL)
+    poll_until(lambda: _cpu_latency_us() == before, 15, what="the host's own wake-up latency back")

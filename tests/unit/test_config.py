@@ -75,9 +75,11 @@ def test_shard_hash_is_stable() -> None:
 
 def test_to_toml_writes_what_load_config_reads_back(tmp_path: Path) -> None:
     config = update_channel(load_config(env={}), "ohlcv", {"big_move_pct": 4.5, "paused": True})
+    held = msgspec.structs.replace(config, process=msgspec.structs.replace(config.process, cpu_latency_us=0))
     path = tmp_path / "round.toml"
-    path.write_text(to_toml(msgspec.to_builtins(config)))
-    assert load_config(str(path), env={}) == config
+    for each in (config, held):  # an unset setting (cpu_latency_us None: TOML has no null) and a set one
+        path.write_text(to_toml(msgspec.to_builtins(each)))
+        assert load_config(str(path), env={}) == each
     assert to_toml({"a": {"s": 'say "hi"\\', "xs": [1, 2.5]}}) == '[a]\ns = "say \\"hi\\"\\\\"\nxs = [1, 2.5]\n'
 
 

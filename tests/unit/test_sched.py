@@ -44,3 +44,20 @@ def test_cpus_the_host_lacks_log_one_line_and_leave_the_affinity_alone(caplog: p
     assert os.sched_getaffinity(0) == before
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "cannot run on CPUs [4095]" in warnings[0], warnings
+
+
+def test_cpu_latency_is_off_by_default_and_where_the_host_refuses_it_one_line_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert load_config(None, env={}).process.cpu_latency_us is None  # the host decides how deep CPUs sleep
+    path = tmp_path / "t.toml"
+    path.write_text("[process]\ncpu_latency_us = 0\n")
+    assert load_config(str(path), env={}).process.cpu_latency_us == 0
+    path.write_text("[process]\ncpu_latency_us = -1\n")
+    with pytest.raises(ConfigError, match=r">= 0.*process\.cpu_latency_us"):
+        load_config(str(path), env={})
+    monkeypatch.setattr(sched, "CPU_LATENCY", str(tmp_path / "no-such-dir" / "cpu_dma_latency"))
+    with caplog.at_level(logging.INFO, logger="tickmesh.sched"):
+        assert sched.cpu_latency(0) is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "cannot hold CPU wake-up latency at 0 µs" in warnings[0], warnings
