@@ -45,16 +45,26 @@ def read_token(env: Mapping[str, str], token_file: str | Path) -> tuple[str, str
 
 
 def create_token_file(token_file: str | Path) -> tuple[str, str]:
-    """Write a new random token to `token_file` with mode 0600; (token, absolute path)."""
+    """Write a new random token to `token_file` with mode 0600; (token, absolute path).
+
+    The file appears whole: the token is written to a private temporary file first, then linked
+    to its name, so a process reading it meanwhile (tickmesh-web at start) finds no file or the
+    whole token, never an empty one; and the link never replaces a token another process just
+    wrote (EEXIST).
+    """
     path = Path(token_file)
     private_dirs(path.parent)
     token = secrets.token_urlsafe(32)
-    try:  # O_EXCL: never overwrite a token another process just wrote
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.new")
+    draft.unlink(missing_ok=True)  # left by a process of this pid that died here
+    try:
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(token + "\n")
+        os.link(draft, path)
     except OSError as exc:
         raise TokenError(f"cannot create token file {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+    finally:
+        draft.unlink(missing_ok=True)
     return token, str(path.resolve())
 
 

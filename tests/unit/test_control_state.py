@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from control import prometheus, state
-from control.auth import TOKEN_ENV, TokenError, read_token, server_token, token_matches
+from control.auth import TOKEN_ENV, TokenError, create_token_file, read_token, server_token, token_matches
 from control.convert import snapshot_message
 from control.state import BadStatus, FixedFieldError, MeshState
 from control.store import ConfigStore
@@ -273,6 +273,26 @@ def test_control_creates_a_private_token_file_once(tmp_path) -> None:
     assert created and where == str(path) and len(token) >= 32
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert server_token({}, path) == (token, where, False)
+
+
+def test_the_token_file_appears_with_its_token_in_it_never_empty(tmp_path, monkeypatch) -> None:
+    """tickmesh-web reads the file at start, while control may be creating it: an empty file stopped it (exit 4)."""
+    path = tmp_path / "admin.token"
+    seen_while_writing: list[bool] = []
+    fdopen = os.fdopen
+
+    def watched(fd: int, mode: str = "r") -> object:  # the token is written through this file
+        seen_while_writing.append(path.exists())
+        return fdopen(fd, mode)
+
+    monkeypatch.setattr(os, "fdopen", watched)
+    token, _, created = server_token({}, path)
+    assert created and seen_while_writing == [False]  # the name is not there until the token is
+    assert read_token({}, path) == (token, str(path)) and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["admin.token"]  # no draft left beside it
+    with pytest.raises(TokenError, match="cannot create token file .*File exists"):
+        create_token_file(path)  # never over a token another process just wrote
+    assert read_token({}, path) == (token, str(path))
 
 
 def test_every_process_reports_its_versions_and_a_mixed_mesh_is_pointed_out(mesh: MeshState) -> None:
