@@ -160,9 +160,9 @@ class Mesh:
         self.statuses: dict[str, Status] = {}
         self.status_pull: zmq.Socket | None = None  # type: ignore[type-arg]
         self._sockets: list[Any] = []
-        self._closers: list[Callable[[], None]] = []  # what a test made beside the mesh, stopped with it
+        self._closers: list[Callable[[], object]] = []  # what a test made beside the mesh, stopped with it
 
-    def on_close(self, stop: Callable[[], None]) -> None:
+    def on_close(self, stop: Callable[[], object]) -> None:
         """Call `stop` when the mesh closes: a failing test still stops what it started (a reader
         thread's own zmq context left open could block a later test's garbage collection)."""
         self._closers.append(stop)

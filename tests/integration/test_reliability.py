@@ -342,6 +342,7 @@ def confirmations(mesh: Mesh, batches: int, records: int, gap_s: float) -> tuple
     acks.bind(mesh.endpoints.acks)
     events = mesh.ctx.socket(zmq.PUSH)
     events.connect(mesh.endpoints.events)
+    mesh.on_close(partial(mesh.stop, "aggregator", signal.SIGKILL))  # SIGTERM: it would wait for absent workers
     mesh.on_close(lambda: acks.close(0))
     mesh.on_close(lambda: events.close(0))
     mesh.spawn("aggregator", "-m", "aggregator")
@@ -395,6 +396,7 @@ def around_tick_shard(mesh: Mesh) -> tuple[zmq.Socket, zmq.Socket]:  # type: ign
     for sock, endpoint in ((data, mesh.endpoints.shard("tick", 0)), (acks, mesh.endpoints.acks)):
         sock.bind(endpoint)
     events.bind(mesh.endpoints.events)
+    mesh.on_close(partial(mesh.stop, "worker.tick.0", signal.SIGKILL))  # a SIGTERM would wait for this router
     for sock in (data, acks, events):
         mesh.on_close(partial(sock.close, 0))
     mesh.spawn("worker.tick.0", "-m", "workers.shard", "tick", "0")

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from aggregator import memory
+from aggregator.dedup import Deduplicator
 from aggregator.memory import Memory
+from tickmesh.config import AggregatorConfig
 
 
 def test_ids_published_one_turn_at_a_time_go_to_disk_once_per_flush_interval_all_of_them(
@@ -35,3 +37,42 @@ def test_ids_published_one_turn_at_a_time_go_to_disk_once_per_flush_interval_all
     mem.close()
     assert Memory(str(tmp_path), 10_000).load() == [f"tick:high:A:{i}" for i in range(300)]
     assert 1 <= len(transactions) <= elapsed / memory.FLUSH_S + 2, f"{len(transactions)} in {elapsed:.2f} s"
+
+
+def test_a_memory_written_before_the_log_layout_loads_back_whole_and_in_order_after_the_upgrade(tmp_path: Path) -> None:
+    """The layout before (table `ids`, a unique index) is copied into the log at the first start, once."""
+    old = sqlite3.connect(tmp_path / "aggregator.db")
+    old.execute("CREATE TABLE ids (n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL)")
+    old.executemany("INSERT INTO ids (id) VALUES (?)", [(f"tick:high:OLD:{i}",) for i in range(50)])
+    old.commit()
+    old.close()
+    mem = Memory(str(tmp_path), 40)
+    assert mem.load() == [f"tick:high:OLD:{i}" for i in range(10, 50)]  # the newest 40, oldest first
+    mem.remember(["tick:high:NEW:0"])
+    mem.close()
+    assert Memory(str(tmp_path), 1_000).load() == [f"tick:high:OLD:{i}" for i in range(50)] + ["tick:high:NEW:0"]
+    tables = sqlite3.connect(tmp_path / "aggregator.db").execute("SELECT name FROM sqlite_master WHERE type='table'")
+    assert "ids" not in {name for (name,) in tables}
+
+
+def test_an_id_published_again_after_a_kill_9_is_remembered_once_and_the_log_stays_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No unique index: a copy is written, and dropped where the ids are loaded; each write trims to the capacity."""
+    monkeypatch.setattr(memory, "PRUNE_EVERY", 1)
+    mem = Memory(str(tmp_path), 1_000)
+    mem.remember(["tick:high:A:1", "tick:high:A:2"])
+    time.sleep(memory.FLUSH_S * 2)
+    mem.remember(["tick:high:A:2", "tick:high:A:3"])  # A:2 again: published in the 50 ms before a kill -9
+    mem.close()
+    dedup = Deduplicator(AggregatorConfig())
+    dedup.preload(Memory(str(tmp_path), 1_000).load())
+    assert list(dedup.order) == ["tick:high:A:1", "tick:high:A:2", "tick:high:A:3"]
+    mem = Memory(str(tmp_path), 1_000)
+    for turn in range(3):
+        mem.remember([f"tick:high:B:{turn}:{i}" for i in range(1_000)])
+        time.sleep(memory.FLUSH_S * 2)  # one write, then one trim, per turn
+    mem.close()
+    with sqlite3.connect(tmp_path / "aggregator.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM published").fetchone()[0] == 1_000
+    assert Memory(str(tmp_path), 1_000).load() == [f"tick:high:B:2:{i}" for i in range(1_000)]
