@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from tickmesh.endpoints import Endpoints
 
 MANIFEST = ROOT / "deploy" / "k8s" / "tickmesh.yaml"
 POD_INDEX = "metadata.labels['apps.kubernetes.io/pod-index']"
+ADMIN_SECRET = {"name": "tickmesh-admin", "key": "token"}  # kubectl create secret generic tickmesh-admin ...
 
 
 def manifest() -> list[dict[str, Any]]:
@@ -60,13 +62,19 @@ def free_ports(count: int) -> int:
 
 @dataclass
 class Cluster:
-    """The manifest's ConfigMap and Secret as local folders; pods started as processes in `root`."""
+    """The manifest's ConfigMap and Secrets as local folders; each pod's containers started as processes in `root`.
+
+    A pod's first container runs as the pod's name (`tickmesh-tick-1`), any other as `<pod>.<container>`
+    (`tickmesh-control-0.web`); the containers of a pod share its volumes, as in Kubernetes.
+    """
 
     root: Path
     keys: Path  # every key `tickmesh-keys create` wrote: the Secret's data, flat
     bin_dir: Path  # console-script launchers
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))  # Secret tickmesh-admin's
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    health: dict[str, int] = field(default_factory=dict)  # pod → its --health port on loopback
+    containers: dict[str, dict[str, Any]] = field(default_factory=dict)  # process → its container's spec
+    ports: dict[str, dict[str, int]] = field(default_factory=dict)  # process → {port name: its port here}
 
     def __post_init__(self) -> None:
         toml = of_kind("ConfigMap")["tickmesh-config"]["data"]["tickmesh.toml"]
@@ -79,26 +87,35 @@ class Cluster:
         self.config_file = self.root / "tickmesh.toml"
         self.config_file.write_text(to_toml(config))
 
-    def start(self, statefulset: dict[str, Any], ordinal: int) -> str:
-        """Start the pod's one container as a process; its name (`tickmesh-tick-1`)."""
-        name = f"{statefulset['metadata']['name']}-{ordinal}"
+    def start(self, statefulset: dict[str, Any], ordinal: int) -> list[str]:
+        """Start each of the pod's containers as a process; their names."""
+        pod = f"{statefulset['metadata']['name']}-{ordinal}"
         spec = pod_spec(statefulset)
-        (container,) = spec["containers"]
-        folder = self.root / name
-        mounts = self.mount(spec, container, folder)
+        folder = self.root / pod
+        names = []
+        for i, container in enumerate(spec["containers"]):
+            name = pod if i == 0 else f"{pod}.{container['name']}"
+            self.run(name, container, ordinal, self.mount(spec, container, folder))
+            names.append(name)
+        return names
+
+    def run(self, name: str, container: dict[str, Any], ordinal: int, mounts: dict[str, Path]) -> None:
         env = dict(os.environ, PATH=f"{self.bin_dir}{os.pathsep}{os.environ['PATH']}", PYTHONUNBUFFERED="1")
+        served = {p["containerPort"]: p["name"] for p in container.get("ports", [])}
+        self.ports[name] = {}
         for var in container.get("env", []):
-            env[var["name"]] = self.value(var, ordinal, mounts)
-            if var["name"] == "TICKMESH_HEALTH":  # every pod has its own IP; here, its own port
-                self.health[name] = free_port()
-                env[var["name"]] = f"127.0.0.1:{self.health[name]}"
+            env[var["name"]] = value = self.value(var, ordinal, mounts)
+            host, _, port = value.rpartition(":")
+            if host == "0.0.0.0" and port.isdigit() and int(port) in served:  # served on the pod's own IP:
+                self.ports[name][served[int(port)]] = local = free_port()  # here, a port of its own
+                env[var["name"]] = f"{'127.0.0.1' if var['name'] == 'TICKMESH_HEALTH' else host}:{local}"
         command = [expand(arg, env) for arg in container["command"] + container.get("args", [])]
         assert shutil.which(command[0], path=str(self.bin_dir)), f"{command[0]} is not a console script"
-        work = folder / "cwd"
-        work.mkdir()
+        work = self.root / name / "cwd"
+        work.mkdir(parents=True)
+        self.containers[name] = container
         with open(self.root / f"{name}.log", "wb") as log:
             self.procs[name] = subprocess.Popen(command, cwd=work, env=env, stdout=log, stderr=log)
-        return name
 
     def mount(self, spec: dict[str, Any], container: dict[str, Any], folder: Path) -> dict[str, Path]:
         """mountPath → a local path holding what the volume would hold."""
@@ -107,8 +124,8 @@ class Cluster:
         for m in container["volumeMounts"]:
             claim = m["name"] not in volumes  # a volumeClaimTemplate: an empty folder per pod
             local = folder / m["name"]
-            if claim:
-                local.mkdir(parents=True)
+            if claim:  # shared by the pod's containers
+                local.mkdir(parents=True, exist_ok=True)
             elif "configMap" in volumes[m["name"]]:
                 assert m.get("subPath") == "tickmesh.toml"
                 local = self.config_file
@@ -124,6 +141,9 @@ class Cluster:
 
     def value(self, var: dict[str, Any], ordinal: int, mounts: dict[str, Path]) -> str:
         if "valueFrom" in var:
+            if "secretKeyRef" in var["valueFrom"]:
+                assert var["valueFrom"]["secretKeyRef"] == ADMIN_SECRET
+                return self.admin_token
             assert var["valueFrom"]["fieldRef"]["fieldPath"] == POD_INDEX
             return str(ordinal)
         endpoint = var["name"].removeprefix("TICKMESH_").lower()
