@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 from websockets.asyncio.server import serve
@@ -60,7 +61,7 @@ def token_source(config: Config) -> Callable[[], str | None]:
     return read
 
 
-async def run(config: Config, token: str | None, guarded: bool) -> int:
+async def run(config: Config, token: str | None, guarded: bool, ca: bytes | None) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -70,7 +71,7 @@ async def run(config: Config, token: str | None, guarded: bool) -> int:
     fanout = Fanout(wc.queue)
     ctx = secure_context(config, "subscriber")
     tape = Tape(ctx, ep.publish, ep.replay, wc.ring, fanout.publish_events, loop)
-    mesh = MeshView(ep.grpc, token_source(config), wc.poll_s, wc.history_s)
+    mesh = MeshView(ep.grpc, token_source(config), wc.poll_s, wc.history_s, ca)
     mesh.open()
     web = WebServer(fanout, mesh, tape, token, guarded)
     host, port = split_listen(wc.listen)
@@ -123,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"web: {exc}", file=sys.stderr)
         return EXIT_AUTH
     token = found[0] if found else None
+    ca = None
+    if config.control.tls_cert:  # control serves TLS: trust its certificate, as tickmesh-admin does
+        try:
+            ca = Path(config.control.tls_cert).read_bytes()
+        except OSError as exc:
+            print(f"web: cannot read control.tls_cert {config.control.tls_cert}: {exc.strerror}", file=sys.stderr)
+            return EXIT_AUTH
     logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per page request is noise
     guarded = not is_loopback(split_listen(config.web.listen)[0])
     if guarded and token is None:
@@ -134,4 +142,4 @@ def main(argv: list[str] | None = None) -> int:
     if token is None:
         log.warning("no admin token yet (TICKMESH_ADMIN_TOKEN or %s): the mesh view waits for it",
                     config.control.token_file)  # fmt: skip
-    return asyncio.run(run(config, token, guarded))
+    return asyncio.run(run(config, token, guarded, ca))

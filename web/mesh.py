@@ -94,8 +94,11 @@ class History:
 class MeshView:
     """Polls control every `interval_s` with the web process's own token; publishes one snapshot."""
 
-    def __init__(self, target: str, token: Callable[[], str | None], interval_s: float, history_s: float) -> None:
+    def __init__(
+        self, target: str, token: Callable[[], str | None], interval_s: float, history_s: float, ca: bytes | None = None
+    ) -> None:
         self.target, self.token_source, self.interval_s = target, token, interval_s
+        self.ca = ca  # control's TLS certificate (or its CA's), as tickmesh-admin trusts it; None: plaintext
         self.token: str | None = None
         self.history = History(history_s, interval_s)
         self.channel: aio.Channel | None = None
@@ -103,7 +106,10 @@ class MeshView:
 
     def open(self) -> None:
         """Made inside the running loop (grpc.aio channels belong to the loop that made them)."""
-        self.channel = aio.insecure_channel(self.target)
+        if self.ca is None:
+            self.channel = aio.insecure_channel(self.target)
+        else:
+            self.channel = aio.secure_channel(self.target, grpc.ssl_channel_credentials(root_certificates=self.ca))
         self.stub = pb_grpc.ControlStub(self.channel)
 
     async def close(self) -> None:

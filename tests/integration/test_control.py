@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -20,6 +22,7 @@ from control.v1 import control_pb2 as pb
 from control.v1 import control_pb2_grpc as pb_grpc
 from tests.integration.control_helpers import TOKEN, Control, FakeProcess, running_control
 from tests.mesh import poll_until
+from web.mesh import MeshView
 
 ALL = ["tick", "ohlcv", "fmv"]
 
@@ -300,6 +303,20 @@ def test_tls_when_a_cert_and_key_are_configured(tmp_path: Path) -> None:
         with grpc.secure_channel(c.target, creds) as channel:
             reply = pb_grpc.ControlStub(channel).ListChannels(pb.ListChannelsRequest(), metadata=c.md, timeout=5)
             assert reply.config_version == 0
+        # tickmesh-web's view of the mesh trusts the same certificate (control.tls_cert), as tickmesh-admin does
+        trusting, plain_view = asyncio.run(web_snapshots(c.target, cert.read_bytes()))
+        assert "error" not in trusting and [ch["channel"] for ch in trusting["channels"]] == ["tick", "ohlcv", "fmv"]
+        assert "unavailable" in plain_view["error"].lower(), plain_view
+
+
+async def web_snapshots(target: str, ca: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One snapshot from a web MeshView trusting `ca`, one from a plaintext one."""
+    out = []
+    for view in (MeshView(target, lambda: TOKEN, 1.0, 60.0, ca), MeshView(target, lambda: TOKEN, 1.0, 60.0)):
+        view.open()
+        out.append(await view.snapshot())
+        await view.close()
+    return out[0], out[1]
 
 
 def test_mesh_health_follows_the_router_and_the_aggregator(control: Control) -> None:

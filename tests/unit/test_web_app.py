@@ -29,3 +29,16 @@ def test_off_loopback_without_a_token_it_refuses_to_start(
 def test_a_bad_listen_address_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--listen", "nowhere"]) == EXIT_USAGE
     assert "--listen" in capsys.readouterr().err
+
+
+def test_an_unreadable_control_certificate_stops_it_at_start_with_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """control.tls_cert set (control serves TLS) but unreadable here: a clear error, not a view that never connects."""
+    (tmp_path / "tickmesh.toml").write_text(f'[control]\ntls_cert = "{tmp_path / "missing.pem"}"\n')
+    monkeypatch.chdir(tmp_path)
+    for name in ("TICKMESH_CONFIG", "TICKMESH_STATE_DIR", "STATE_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TICKMESH_ADMIN_TOKEN", "a-token")
+    assert main([]) == EXIT_AUTH
+    assert f"cannot read control.tls_cert {tmp_path / 'missing.pem'}" in capsys.readouterr().err
