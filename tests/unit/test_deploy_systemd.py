@@ -17,9 +17,16 @@ UNITS = sorted((ROOT / "deploy" / "systemd").glob("*.service"))
 PREFIX = "/opt/tickmesh/bin/"
 
 
-def test_there_is_a_unit_per_mesh_process() -> None:
+def test_there_is_a_unit_per_mesh_process_and_the_web_view() -> None:
     names = {u.name for u in UNITS}
-    assert names == {f"tickmesh-{n}.service" for n in ("router", "aggregator", "control", "worker@", "journal")}
+    processes = ("router", "aggregator", "control", "worker@", "journal", "web")
+    assert names == {f"tickmesh-{n}.service" for n in processes}
+
+
+def test_the_web_view_yields_the_cores_to_the_mesh_and_starts_after_control() -> None:
+    web = settings(ROOT / "deploy" / "systemd" / "tickmesh-web.service")
+    assert int(web["CPUWeight"]) < 100  # systemd's default weight, every mesh unit's
+    assert "tickmesh-control.service" in web["After"].split()  # its token file is written by then, on its host
 
 
 def test_the_journal_unit_runs_only_on_cpu_time_no_other_unit_wants() -> None:
