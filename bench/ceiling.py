@@ -18,7 +18,7 @@ from collections.abc import Callable
 import msgspec
 import zmq
 
-from tickmesh.bus import BusClient
+from tickmesh.bus import Reporter
 from tickmesh.config import CHANNELS, Config, load_config
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag
@@ -37,7 +37,7 @@ _forwarded = msgspec.msgpack.Decoder(list[Record] | int)  # records, or how many
 def _loop(
     stop: StopFlag,
     pull: zmq.Socket,  # type: ignore[type-arg]
-    bus: BusClient,
+    bus: Reporter,
     handle: Callable[[list[bytes]], None],
     idle: Callable[[], None] = lambda: None,
 ) -> None:
@@ -71,7 +71,7 @@ def _send(sock: zmq.Socket, frame: bytes, stop: StopFlag) -> None:  # type: igno
             sock.poll(100, zmq.POLLOUT)
 
 
-def router(config: Config, ctx: zmq.Context, metrics: Metrics, stop: StopFlag, bus: BusClient, index: int = 0) -> None:  # type: ignore[type-arg]
+def router(config: Config, ctx: zmq.Context, metrics: Metrics, stop: StopFlag, bus: Reporter, index: int = 0) -> None:  # type: ignore[type-arg]
     ep = config.endpoints.for_router(index)  # router i of `[router] count`: its own endpoints, as in the mesh
     pull = make_socket(ctx, zmq.PULL, bind=ep.ingest, hwm=HWM)
     sync = make_socket(ctx, zmq.REP, bind=ep.sync, hwm=100)  # answers flush marks: everything before was forwarded
@@ -113,7 +113,7 @@ def worker(
     ctx: zmq.Context,  # type: ignore[type-arg]
     metrics: Metrics,
     stop: StopFlag,
-    bus: BusClient,
+    bus: Reporter,
     channel: str,
     forward_all: bool,
 ) -> None:
@@ -139,7 +139,7 @@ def worker(
         push.close(0)
 
 
-def aggregator(config: Config, ctx: zmq.Context, metrics: Metrics, stop: StopFlag, bus: BusClient) -> None:  # type: ignore[type-arg]
+def aggregator(config: Config, ctx: zmq.Context, metrics: Metrics, stop: StopFlag, bus: Reporter) -> None:  # type: ignore[type-arg]
     pull = make_socket(ctx, zmq.PULL, bind=config.endpoints.events, hwm=HWM)
     pub = make_socket(ctx, zmq.PUB, bind=config.endpoints.publish, hwm=HWM)
     count = metrics.counters
@@ -157,7 +157,7 @@ def aggregator(config: Config, ctx: zmq.Context, metrics: Metrics, stop: StopFla
         pub.close(0)
 
 
-def sub(config: Config, ctx: zmq.Context, metrics: Metrics, stop: StopFlag, bus: BusClient) -> None:  # type: ignore[type-arg]
+def sub(config: Config, ctx: zmq.Context, metrics: Metrics, stop: StopFlag, bus: Reporter) -> None:  # type: ignore[type-arg]
     sock = make_socket(ctx, zmq.SUB, connect=config.endpoints.publish, hwm=HWM)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     count = metrics.counters
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = Metrics()
     name = f"ceiling.{args.role}" + (f".{args.channel}" if args.channel else "")
     name += f".{args.index}" if args.index else ""
-    bus = BusClient(ctx, config, process=name, role=args.role, channels=[], metrics=metrics)
+    bus = Reporter(ctx, config, process=name, role=args.role, channels=[], metrics=metrics)
     try:
         if args.role == "worker":
             worker(config, ctx, metrics, stop, bus, args.channel, args.forward == "all")

@@ -15,7 +15,7 @@ from journal.reader import Reader
 from journal.store import SqlStore, StoreError
 from journal.writer import Batch, Writer
 from tickmesh import sched
-from tickmesh.bus import BusClient
+from tickmesh.bus import Reporter
 from tickmesh.config import Config, JournalConfig, with_endpoints
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, mesh_parser, serve, start
@@ -37,7 +37,7 @@ class Journal:
         self.config, self.stop, self.env = config, stop, env
         self.jc: JournalConfig = config.journal
         self.metrics = Metrics()
-        self.bus = BusClient(ctx, config, process="journal", role="journal", channels=[], metrics=self.metrics)
+        self.bus = Reporter(ctx, config, process="journal", role="journal", channels=[], metrics=self.metrics)
         self.reader = Reader(ctx, config.endpoints.publish, config.endpoints.replay, self.metrics)
         self.writer = Writer(self.jc.run)
         self.open = False
@@ -59,7 +59,6 @@ class Journal:
             else:
                 self._turn()
             self.stop.health.ready(self._not_ready())
-            self.bus.receive(self.config)  # keeps the config SUB drained; the journal has no live settings
             self.metrics.gauges["journal.lag"] = float(self.reader.lag(self.written))
             self.bus.report()
         if self.open:

@@ -1,7 +1,7 @@
 """The control bus: versioned config from the control process, status and acks back.
 
-control PUB `control_config` --ConfigState--> every mesh process (SUB)
-every mesh process (PUSH) --Status--> control PULL `control_status`
+control PUB `control_config` --ConfigState--> every process with live settings (SUB): BusClient
+every mesh process (PUSH) --Status--> control PULL `control_status`: Reporter (BusClient is one)
 
 A process answers a new config version with an immediate Status carrying that
 version: that Status is its acknowledgement. Control re-publishes the current
@@ -85,8 +85,10 @@ def bounded(series: Mapping[str, V], dropped: str) -> dict[str, V]:
     return kept
 
 
-class BusClient:
-    """A mesh process's end of the bus: receive config, report status."""
+class Reporter:
+    """A mesh process's status reports to control. Every process reports; one with live settings is a
+    BusClient, which also receives the config. A process without them (a worker supervisor, the journal)
+    never subscribes to the config stream: no socket, no messages queued unread."""
 
     def __init__(
         self,
@@ -100,28 +102,11 @@ class BusClient:
     ) -> None:
         self.process, self.role, self.channels, self.metrics = process, role, channels, metrics
         self.ctx = ctx  # its CURVE handshake counters (if any) are reported with the metrics
-        self.version = 0
+        self.version = 0  # the config version applied: the one it started with, unless a BusClient received one
         self.interval_ns = int(config.control.status_interval_s * 1e9)
         self._next_report = 0
-        self.sub = make_socket(ctx, zmq.SUB, connect=config.endpoints.control_config, hwm=100)
-        self.sub.setsockopt(zmq.SUBSCRIBE, CONFIG_TOPIC)
         self.push = make_socket(ctx, zmq.PUSH, connect=config.endpoints.control_status, hwm=100, immediate=True)
         self._host = socket.gethostname()
-
-    def receive(self, config: Config) -> Config | None:
-        """Read one config message; the new Config if its version is not the one applied, else None."""
-        try:
-            frames = self.sub.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            return None
-        state = decode_single(config_decoder, frames[1:])  # [topic, payload]
-        if isinstance(state, Rejection):
-            reject(self.metrics, "bus", state)
-            return None
-        if state.version == self.version:
-            return None  # the state control re-publishes every second; it changes only with a version
-        self.version = state.version  # whatever control publishes is the live config: it is the authority
-        return msgspec.structs.replace(config, channels=state.channels, aggregator=state.aggregator)
 
     @property
     def due(self) -> bool:
@@ -160,5 +145,41 @@ class BusClient:
             self.metrics.count("bus.status_unsent")
 
     def close(self) -> None:
-        self.sub.close(0)
         self.push.close(0)
+
+
+class BusClient(Reporter):
+    """A mesh process with live settings: receive config, report status."""
+
+    def __init__(
+        self,
+        ctx: zmq.Context,  # type: ignore[type-arg]
+        config: Config,
+        *,
+        process: str,
+        role: str,
+        channels: list[str],
+        metrics: Metrics,
+    ) -> None:
+        super().__init__(ctx, config, process=process, role=role, channels=channels, metrics=metrics)
+        self.sub = make_socket(ctx, zmq.SUB, connect=config.endpoints.control_config, hwm=100)
+        self.sub.setsockopt(zmq.SUBSCRIBE, CONFIG_TOPIC)
+
+    def receive(self, config: Config) -> Config | None:
+        """Read one config message; the new Config if its version is not the one applied, else None."""
+        try:
+            frames = self.sub.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        state = decode_single(config_decoder, frames[1:])  # [topic, payload]
+        if isinstance(state, Rejection):
+            reject(self.metrics, "bus", state)
+            return None
+        if state.version == self.version:
+            return None  # the state control re-publishes every second; it changes only with a version
+        self.version = state.version  # whatever control publishes is the live config: it is the authority
+        return msgspec.structs.replace(config, channels=state.channels, aggregator=state.aggregator)
+
+    def close(self) -> None:
+        self.sub.close(0)
+        super().close()

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable
 
 from tickmesh import sched
-from tickmesh.bus import BusClient
+from tickmesh.bus import Reporter
 from tickmesh.cli import EXIT_USAGE
 from tickmesh.config import CHANNELS
 from tickmesh.curve import secure_context
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     name = f"supervisor.{args.channel}"
     try:
         probes = start_probes(args.health, stop.health) if args.health else None
-        bus = BusClient(ctx, config, process=name, role="supervisor", channels=[], metrics=metrics)
+        bus = Reporter(ctx, config, process=name, role="supervisor", channels=[], metrics=metrics)
     except EndpointError as exc:
         log.error("%s", exc)
         ctx.term()

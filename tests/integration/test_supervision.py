@@ -6,9 +6,12 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import psutil
+import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from tests.mesh import Mesh, poll_until
 
@@ -54,3 +57,25 @@ def test_an_idle_supervisor_sleeps_until_a_report_is_due_and_a_shard_exit_wakes_
     os.kill(mesh.pid("worker.fmv.0"), signal.SIGKILL)
     poll_until(lambda: "restarted fmv shard 0" in mesh.log("supervisor.fmv"), 10, what="the restart")
     mesh.wait_reporting(["worker.fmv.0"], after_ns=time.time_ns())
+
+
+def test_processes_without_live_settings_report_but_never_subscribe_to_the_config_stream(
+    mesh_factory: Callable[..., Mesh],
+) -> None:
+    """The supervisors and the journal report their status, but apply no live config: they do not connect to
+    control's config stream (a subscription nobody reads fills with messages and drops them unseen). The
+    router, the aggregator and each shard do."""
+    mesh = mesh_factory()
+    config = mesh.ctx.socket(zmq.PUB)  # control's end of the config stream, played here
+    mesh.on_close(partial(config.close, 0))
+    monitor = config.get_monitor_socket(zmq.EVENT_ACCEPTED)
+    mesh.on_close(partial(monitor.close, 0))
+    config.bind(mesh.endpoints.control_config)
+    mesh.start()
+    mesh.spawn("journal", "-m", "journal")
+    mesh.wait_reporting(["journal", *mesh.process_names()], after_ns=time.time_ns())
+    subscribers = [n for n in mesh.process_names() if not n.startswith("supervisor.")]
+    accepted = 0
+    while monitor.poll(1_000):  # every connection is made before a process's first report
+        accepted += recv_monitor_message(monitor)["event"] == zmq.EVENT_ACCEPTED
+    assert accepted == len(subscribers), f"{accepted} connections; {subscribers} have live settings"
