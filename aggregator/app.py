@@ -8,7 +8,6 @@ from pathlib import Path
 
 import msgspec
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from aggregator.dedup import Deduplicator
 from aggregator.memory import Memory
@@ -32,7 +31,7 @@ from tickmesh.schema import (
     replay_request_decoder,
     topic_of,
 )
-from tickmesh.sockets import make_socket
+from tickmesh.sockets import make_socket, monitor_event
 from tickmesh.stream import HEARTBEAT_NS, delivered
 
 log = logging.getLogger(__name__)
@@ -256,8 +255,8 @@ class Aggregator:
     def _count_subscribers(self) -> None:
         left = False
         while self.monitor.poll(0):
-            event = recv_monitor_message(self.monitor)
-            joined = event["event"] == zmq.EVENT_ACCEPTED
+            event, _ = monitor_event(self.monitor)
+            joined = event == zmq.EVENT_ACCEPTED
             self.subscribers += 1 if joined else -1
             left = left or not joined
         self.metrics.gauges["subscribers"] = float(max(0, self.subscribers))

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import msgspec
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from router.marks import WAITING, Marks
 from router.outbox import Outbox
@@ -38,7 +37,7 @@ from tickmesh.schema import (
     record_time,
 )
 from tickmesh.sharding import shard_of
-from tickmesh.sockets import make_socket
+from tickmesh.sockets import make_socket, monitor_event
 from tickmesh.stream import STALE
 
 log = logging.getLogger(__name__)
@@ -369,8 +368,8 @@ class Router:
 
     def _count_disconnects(self, monitor: zmq.Socket, channel: str) -> None:  # type: ignore[type-arg]
         while monitor.poll(0):
-            event = recv_monitor_message(monitor)
-            kind = "disconnects" if event["event"] == zmq.EVENT_DISCONNECTED else "handshake_failed"
+            event, _ = monitor_event(monitor)
+            kind = "disconnects" if event == zmq.EVENT_DISCONNECTED else "handshake_failed"
             self.metrics.count(f"{channel}.{kind}")
 
     # -- config and metrics -------------------------------------------------------------

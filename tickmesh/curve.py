@@ -15,16 +15,15 @@ Every secured socket is watched by one monitor thread: failed handshakes and ZAP
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
+import struct
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
-import zmq.asyncio
-from zmq.auth.thread import ThreadAuthenticator
-from zmq.utils.monitor import recv_monitor_message
 
 from tickmesh.config import Config
 from tickmesh.security import (
@@ -39,7 +38,10 @@ from tickmesh.security import (
     server_roles,
     tcp_host,
 )
-from tickmesh.sockets import EndpointError
+
+if TYPE_CHECKING:
+    from zmq.auth.thread import ThreadAuthenticator
+from tickmesh.sockets import EndpointError, monitor_event
 
 log = logging.getLogger(__name__)
 
@@ -151,16 +153,15 @@ class HandshakeMonitor(threading.Thread):
     def _handle(self, reader: zmq.Socket, endpoint: str) -> bool:  # type: ignore[type-arg]
         """Count one event; False once the monitored socket is gone."""
         try:
-            event = recv_monitor_message(reader)
-        except (zmq.ZMQError, ValueError):
+            kind, value = monitor_event(reader)
+        except (zmq.ZMQError, struct.error):
             return False
-        kind = event["event"]
         if kind == zmq.EVENT_MONITOR_STOPPED:
             return False
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.counts.bump("security.handshakes", endpoint)
         else:
-            self.counts.bump(failure_counter(kind, event["value"]), endpoint)
+            self.counts.bump(failure_counter(kind, value), endpoint)
         return True
 
 
@@ -235,6 +236,8 @@ class Security:
                 keys = read_authorized(authorized_dir(self.keys_dir))
             except KeyFileError as exc:
                 raise SecurityError(f"CURVE ({self.role}): {exc}") from None
+            from zmq.auth.thread import ThreadAuthenticator  # here: it loads asyncio (see _async_context_type)
+
             auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("tickmesh.curve.zap"))
             auth.start()
             provider = AuthorizedKeys(keys, self.counts)
@@ -285,8 +288,17 @@ class SecureContext(_Secured, zmq.Context):  # type: ignore[type-arg]
     """A zmq.Context with the process's CURVE security."""
 
 
-class AsyncSecureContext(_Secured, zmq.asyncio.Context):
-    """A zmq.asyncio.Context with the process's CURVE security."""
+@functools.cache
+def _async_context_type() -> type[zmq.Context[Any]]:
+    """SecureContext's zmq.asyncio twin, made at first use. Importing zmq.asyncio loads asyncio and
+    ssl: about 8 MB of RSS in each process, which only control (the one event loop) needs. pyzmq's
+    ZAP authenticator runs on asyncio too, so it is imported only when a process turns CURVE on."""
+    import zmq.asyncio
+
+    class AsyncSecureContext(_Secured, zmq.asyncio.Context):
+        """A zmq.asyncio.Context with the process's CURVE security."""
+
+    return AsyncSecureContext
 
 
 def secure_context(config: Config, role: str, *, asyncio: bool = False) -> Any:
@@ -295,7 +307,7 @@ def secure_context(config: Config, role: str, *, asyncio: bool = False) -> Any:
     Key problems do not raise here: the first socket made raises SecurityError (an
     EndpointError, which every main() already reports), so a process stops at start.
     """
-    ctx: Any = AsyncSecureContext() if asyncio else SecureContext()
+    ctx: Any = _async_context_type()() if asyncio else SecureContext()
     if curve_enabled(config.security, config.endpoints):
         ctx.security = Security(config, role, ctx)
         if ctx.security.error is None:

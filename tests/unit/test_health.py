@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tickmesh.health import Health, ProbeServer, split_address, start_probes, stop_probes
+from tickmesh.health import Health, split_address, start_probes, stop_probes
+from tickmesh.probes import ProbeServer
 from tickmesh.runtime import mesh_parser
 from tickmesh.sockets import EndpointError
 
