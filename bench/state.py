@@ -35,7 +35,7 @@ import psutil
 
 from bench.workload import Mix, Workload, warm_history
 from tickmesh.config import TickChannel
-from tickmesh.runtime import release_memory
+from tickmesh.runtime import release_memory, steady_heap
 from tickmesh.schema import Trade, worker_input_decoder
 from workers.snapshot import export_changes
 from workers.store import Job, Position, Store, store_path
@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu", action="store_true", help="CPU ns per record of the detector instead")
     p.add_argument("--through", choices=("batches", "store"), help="RSS per symbol of the shard's path instead")
     args = p.parse_args(argv)
+    steady_heap()  # as a shard's serve() does
     if args.cpu:
         print(json.dumps(cpu(), indent=2))
         return 0
