@@ -23,7 +23,7 @@ import zmq.asyncio
 from aggregator.dedup import Deduplicator
 from router.validation import decode_frame
 from tickmesh import sched
-from tickmesh.bus import BusClient
+from tickmesh.bus import Reporter
 from tickmesh.config import CHANNELS, Config, load_config
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag
@@ -62,9 +62,8 @@ class Peer:
         self.sync = _socket(ctx, zmq.REP, ep.sync, 100)
         self.pub = _socket(ctx, zmq.PUB, ep.publish, config.aggregator.pub_hwm)
         self.metrics = Metrics()
-        self.bus = BusClient(
-            bus_ctx, config, process="peer", role="peer", channels=list(CHANNELS), metrics=self.metrics
-        )
+        # it reports its metrics like a mesh process but takes no live settings: no channel is its to apply
+        self.bus = Reporter(bus_ctx, config, process="peer", role="peer", channels=[], metrics=self.metrics)
         self.queues: dict[str, asyncio.Queue[tuple[Record, int, int]]] = {
             ch: asyncio.Queue(maxsize=config.channel(ch).buffer) for ch in CHANNELS
         }
