@@ -38,10 +38,10 @@ from tickmesh.security import (
     server_roles,
     tcp_host,
 )
+from tickmesh.sockets import EndpointError, monitor_event
 
 if TYPE_CHECKING:
     from zmq.auth.thread import ThreadAuthenticator
-from tickmesh.sockets import EndpointError, monitor_event
 
 log = logging.getLogger(__name__)
 
