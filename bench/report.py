@@ -88,7 +88,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     )
     fraction = _get(results, "ceiling", "fraction")
     out.append(_target("pass-through mesh ÷ raw transport ceiling", "≥ 70 %",
-                       "—" if fraction is None else f"{100 * fraction:.0f} %",
+                       "—" if fraction is None else f"{100 * fraction:.1f} %",
                        None if fraction is None else fraction >= 0.7))  # fmt: skip
     total = _get(results, "scenarios", "steady_state", "rss_total_mb")
     shown = "—" if total is None else f"{total:.0f} MB"
@@ -423,7 +423,7 @@ def markdown(results: dict[str, Any]) -> str:
             " record carried on through the aggregator-like hop to the SUB.\n"
         )
         if "fraction" in ceiling:
-            parts.append(f"\nPass-through mesh reaches **{100 * ceiling['fraction']:.0f} %** of the raw ceiling.\n")
+            parts.append(f"\nPass-through mesh reaches **{100 * ceiling['fraction']:.1f} %** of the raw ceiling.\n")
     iso = results.get("isolation")
     if iso and "error" not in iso:
         parts += [
