@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = Metrics()
     name = f"ceiling.{args.role}" + (f".{args.channel}" if args.channel else "")
     name += f".{args.index}" if args.index else ""
-    bus = Reporter(ctx, config, process=name, role=args.role, channels=[], metrics=metrics)
+    bus = Reporter(ctx, config, process=name, role=args.role, metrics=metrics)
     try:
         if args.role == "worker":
             worker(config, ctx, metrics, stop, bus, args.channel, args.forward == "all")

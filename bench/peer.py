@@ -63,7 +63,7 @@ class Peer:
         self.pub = _socket(ctx, zmq.PUB, ep.publish, config.aggregator.pub_hwm)
         self.metrics = Metrics()
         # it reports its metrics like a mesh process but takes no live settings: no channel is its to apply
-        self.bus = Reporter(bus_ctx, config, process="peer", role="peer", channels=[], metrics=self.metrics)
+        self.bus = Reporter(bus_ctx, config, process="peer", role="peer", metrics=self.metrics)
         self.queues: dict[str, asyncio.Queue[tuple[Record, int, int]]] = {
             ch: asyncio.Queue(maxsize=config.channel(ch).buffer) for ch in CHANNELS
         }

@@ -37,7 +37,7 @@ class Journal:
         self.config, self.stop, self.env = config, stop, env
         self.jc: JournalConfig = config.journal
         self.metrics = Metrics()
-        self.bus = Reporter(ctx, config, process="journal", role="journal", channels=[], metrics=self.metrics)
+        self.bus = Reporter(ctx, config, process="journal", role="journal", metrics=self.metrics)
         self.reader = Reader(ctx, config.endpoints.publish, config.endpoints.replay, self.metrics)
         self.writer = Writer(self.jc.run)
         self.open = False

@@ -97,10 +97,10 @@ class Reporter:
         *,
         process: str,
         role: str,
-        channels: list[str],
         metrics: Metrics,
     ) -> None:
-        self.process, self.role, self.channels, self.metrics = process, role, channels, metrics
+        self.process, self.role, self.metrics = process, role, metrics
+        self.channels: list[str] = []  # the channels whose live settings it applies: a BusClient's only
         self.ctx = ctx  # its CURVE handshake counters (if any) are reported with the metrics
         self.version = 0  # the config version applied: the one it started with, unless a BusClient received one
         self.interval_ns = int(config.control.status_interval_s * 1e9)
@@ -161,7 +161,8 @@ class BusClient(Reporter):
         channels: list[str],
         metrics: Metrics,
     ) -> None:
-        super().__init__(ctx, config, process=process, role=role, channels=channels, metrics=metrics)
+        super().__init__(ctx, config, process=process, role=role, metrics=metrics)
+        self.channels = channels
         self.sub = make_socket(ctx, zmq.SUB, connect=config.endpoints.control_config, hwm=100)
         self.sub.setsockopt(zmq.SUBSCRIBE, CONFIG_TOPIC)
 

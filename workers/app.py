@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     name = f"supervisor.{args.channel}"
     try:
         probes = start_probes(args.health, stop.health) if args.health else None
-        bus = Reporter(ctx, config, process=name, role="supervisor", channels=[], metrics=metrics)
+        bus = Reporter(ctx, config, process=name, role="supervisor", metrics=metrics)
     except EndpointError as exc:
         log.error("%s", exc)
         ctx.term()
