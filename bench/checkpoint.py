@@ -3,11 +3,11 @@
 Before the shard store (workers/store.py) a checkpoint encoded every ticker's
 state on the loop and wrote one file; now the loop encodes only the rows of the
 tickers touched since the last checkpoint, a slice a turn (`Cut`), and a
-background thread writes them to SQLite. This measures, on warm state, the
-loop's part for several shares of touched tickers, taken as a shard takes it
-(the sum of the cut and its slices, and the longest of them: how long the
-loop stops at most), the whole-state encoding the loop used to do, and the
-writer's time (off the loop). With `--mesh` it runs a real mesh
+background thread writes them to SQLite as they come, in one transaction.
+This measures, on warm state, the loop's part for several shares of touched
+tickers, taken as a shard takes it (the sum of the cut and its slices, and the
+longest of them: how long the loop stops at most), the whole-state encoding
+the loop used to do, and the time from the cut until the checkpoint is durable. With `--mesh` it runs a real mesh
 instead (router, tick workers, aggregator; `--code DIR` runs another source tree,
 e.g. a checkout of the commit before the store, for an A/B): warms the symbols,
 keeps trading them while a few probe symbols make a new high every trade, and
@@ -36,8 +36,8 @@ from tickmesh.config import Config, TickChannel, load_config, to_toml
 from tickmesh.producer import Producer
 from tickmesh.schema import Trade
 from workers.shard import CUT_ROWS
-from workers.snapshot import Changes, Cut
-from workers.store import Job, Position, Store, store_path
+from workers.snapshot import Cut
+from workers.store import CHUNK_ROWS, Position, Store, store_path
 from workers.tick_rules import TickDetector
 
 DAY_NS = 86_400 * 1_000_000_000
@@ -75,38 +75,43 @@ def measure(symbols: int, repeats: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as folder:
         store = Store(store_path(folder, "tick", 0))
         for share in (0.01, 0.1, 1.0):
-            loop, write, longest = [], [], []
+            loop, whole, longest = [], [], []
             for _ in range(repeats):
                 det.dirty = set(tickers[: max(1, int(len(tickers) * share))])
-                stops, changes = _cut(det)
+                started = time.perf_counter()
+                stops = _checkpoint(det, store)
+                whole.append(time.perf_counter() - started)
                 loop.append(sum(stops))
                 longest.append(max(stops))
-                started = time.perf_counter()
-                store.submit(Job(changes, [Position(1, 0)]))
-                while store.busy:
-                    list(store.finished())
-                    time.sleep(0.0005)
-                write.append(time.perf_counter() - started)
             out[f"loop_ms_{int(share * 100)}pct_touched"] = median_ms(loop)
             out[f"longest_stop_ms_{int(share * 100)}pct_touched"] = median_ms(longest)
-            out[f"writer_ms_{int(share * 100)}pct_touched"] = median_ms(write)
+            out[f"durable_ms_{int(share * 100)}pct_touched"] = median_ms(whole)
         store.close()
         out["store_mb"] = round(sum(p.stat().st_size for p in Path(folder).glob("tick-0.db*")) / 1e6, 1)
     return out
 
 
-def _cut(det: TickDetector) -> tuple[list[float], Changes]:
-    """A checkpoint taken as a shard takes it (the cut, then CUT_ROWS rows a turn): how long each of
-    those stopped the loop, and what it hands the writer."""
+def _checkpoint(det: TickDetector, store: Store) -> list[float]:
+    """A checkpoint taken as a shard takes it (the cut, then CUT_ROWS rows a turn while the writer is
+    not behind, its rows streamed to the writer), until it is durable: how long each of the loop's
+    parts stopped it."""
     started = time.perf_counter()
-    cut = Cut(det)
+    store.begin(det.cleared)
+    cut = Cut(det, store.write, CHUNK_ROWS)
     stops = [time.perf_counter() - started]
     done = False
     while not done:
+        if store.behind:
+            time.sleep(0.0005)  # (a shard reads its input meanwhile)
+            continue
         started = time.perf_counter()
         done = cut.step(CUT_ROWS)
         stops.append(time.perf_counter() - started)
-    return stops, cut.changes
+    store.commit(cut.header, [Position(1, 0)])
+    while store.busy:
+        list(store.finished())
+        time.sleep(0.0005)
+    return stops
 
 
 def run_mesh(symbols: int, rate: float, seconds: float, code: str | None) -> dict[str, object]:

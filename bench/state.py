@@ -38,7 +38,7 @@ from tickmesh.config import TickChannel
 from tickmesh.runtime import release_memory, steady_heap
 from tickmesh.schema import Trade, worker_input_decoder
 from workers.snapshot import export_changes
-from workers.store import Job, Position, Store, store_path
+from workers.store import Position, Store, store_path
 from workers.tick_rules import TickDetector
 
 END_NS = 1_767_225_600 * 1_000_000_000 + 15 * 3_600 * 1_000_000_000  # a trading afternoon
@@ -133,7 +133,7 @@ class ShardPath:
         if self.store is None:
             export_changes(self.det)  # (no dirty marks left behind)
         elif due:
-            self.store.submit(Job(export_changes(self.det), [Position(1, self.seq)]))
+            self.store.checkpoint(self.det, [Position(1, self.seq)])
             while self.store.busy:
                 list(self.store.finished())
                 time.sleep(0.001)

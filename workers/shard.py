@@ -35,7 +35,7 @@ from workers.breaker import CircuitBreaker
 from workers.detectors import make_detector
 from workers.link import Link
 from workers.snapshot import Cut
-from workers.store import Job, Position, Store, StoreLocked, Unreadable, store_path
+from workers.store import CHUNK_ROWS, Position, Store, StoreLocked, Unreadable, store_path
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +137,10 @@ class Shard:
 
     def _timeout_ms(self) -> int:
         """Until progress is due (when there is some to report), else 100 ms (10 while a write is pending);
-        0 while a checkpoint is being encoded (its next slice follows a look at the input)."""
+        0 while a checkpoint is being encoded (its next slice follows a look at the input), 1 while the
+        store's writer has enough of its rows in hand."""
         if self.cut:
-            return 0
+            return 1 if self.store.behind else 0
         links = self.links
         due = [link.last_progress_ns + PROGRESS_NS for link in links if link.stream.position > link.stream.reported]
         if not due:
@@ -289,23 +290,27 @@ class Shard:
                     log.error("%s: aggregator not accepting events at stop; its checkpoint keeps them", self.name)
                     return
 
-    def _checkpoint(self, limit: int | None = CUT_ROWS) -> None:
+    def _checkpoint(self) -> None:
         """Cut the changed state and the stream positions (unless a cut is open, or the last one is
-        still being written: this one follows it), encode up to `limit` more of its rows, and once
-        all are, hand it to the store's writer; it is acknowledged once it is durable."""
+        still being written: this one follows it), encode up to CUT_ROWS more of its rows unless the
+        store's writer is behind, and once all are handed to it, commit; it is acknowledged once it
+        is durable."""
         if self.cut is None:
-            if self.store.busy:
+            if not self.store.begin(self.detector.cleared):
                 return
-            self.cut, self.cut_streams = Cut(self.detector), [link.position() for link in self.links]
+            self.cut = Cut(self.detector, self.store.write, CHUNK_ROWS)
+            self.cut_streams = [link.position() for link in self.links]
             self.last_ckpt_ns = time.monotonic_ns()
-        if self.cut.step(limit):
-            self.store.submit(Job(self.cut.changes, self.cut_streams))
+        if not self.store.behind and self.cut.step(CUT_ROWS):
+            self.store.commit(self.cut.header, self.cut_streams)
             self.cut = None
 
     def _abandon_cut(self) -> None:
-        """Drop the checkpoint being encoded; its tickers are marked again, so the next one writes them."""
+        """Drop the checkpoint being encoded (the store rolls back what it has of it); its tickers are
+        marked again, so the next one writes them."""
         if self.cut:
             self.cut.abandon()
+            self.store.abandon()
             self.cut = None
 
     def _checkpoint_done(self) -> None:
@@ -358,7 +363,7 @@ class Shard:
         while self.store.busy and time.monotonic() < deadline:
             time.sleep(0.005)
             self._checkpoint_done()
-        self._checkpoint(limit=None)
+        self.store.checkpoint(self.detector, [link.position() for link in self.links])
         self.store.close()
         self._checkpoint_done()
         self._send(encoder.encode(WorkerDone(self.instance, self.channel, self.shard)))

@@ -3,8 +3,11 @@
 One database per (channel, shard) in `state.dir`, WAL mode, `synchronous=FULL`
 (a committed checkpoint survives a power cut). A checkpoint writes only the rows
 of tickers changed since the last one, in a background thread with its own
-connection, so the detection loop never waits on the disk; the loop learns of
-each finished write from `finished()` and only then acknowledges it to the
+connection, so the detection loop never waits on the disk. It is one
+transaction, streamed: `begin`, the rows a chunk at a time as the loop encodes
+them (`write`; `behind` says when the writer has enough in hand), then `commit`
+with the stream positions, or `abandon` to roll it back. The loop learns of
+each committed checkpoint from `finished()` and only then acknowledges it to the
 router. There is one stream per router (`[router] count`): router 0's position
 is kept under the meta keys `epoch`, `seq` and `events`, router i's under
 `epoch.i`, `seq.i` and `events.i`, so a store written with one router reads back
@@ -21,6 +24,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,12 +35,13 @@ from tickmesh.durable import move_aside
 from tickmesh.runtime import release_memory
 from tickmesh.schema import Event
 from tickmesh.security import private_dirs
-from workers.snapshot import Changes
+from workers.snapshot import Cut, Rows
 
 log = logging.getLogger(__name__)
 
 SCHEMA = 1  # the layout of the tables below; another number is moved aside
-RELEASE_ROWS = 1_000  # a checkpoint of this many rows or more gives its memory back to the OS once written
+CHUNK_ROWS = 1_024  # rows handed to the writer at a time: a checkpoint holds a few such chunks at most
+RELEASE_ROWS = 1_000  # a checkpoint of this many rows or more gives its memory back to the OS once ended
 _events = msgspec.msgpack.Decoder(list[Event])
 _encoder = msgspec.msgpack.Encoder()
 
@@ -65,11 +70,25 @@ class Saved(msgspec.Struct, frozen=True):
     streams: list[Position]
 
 
-class Job(msgspec.Struct, frozen=True):
-    """One checkpoint to write: what changed, and each router's stream position (router 0 first)."""
+class Begin(msgspec.Struct, frozen=True):
+    """Open a checkpoint's transaction; `cleared`: every earlier row is void."""
 
-    changes: Changes
+    cleared: bool
+
+
+class Commit(msgspec.Struct, frozen=True):
+    """Close it with the detector's header and each router's stream position (router 0 first)."""
+
+    header: bytes
     streams: list[Position]
+
+
+class Abandon(msgspec.Struct, frozen=True):
+    """Roll it back."""
+
+
+Chunk = dict[str, bytes | None]  # some of a checkpoint's rows: ticker -> row (None: the ticker has no state any more)
+Work = Begin | Chunk | Commit | Abandon
 
 
 def store_path(folder: str, channel: str, shard: int) -> Path:
@@ -77,7 +96,7 @@ def store_path(folder: str, channel: str, shard: int) -> Path:
 
 
 class Store:
-    """Open (and lock) a shard's store; `load` it once, then `submit` checkpoints."""
+    """Open (and lock) a shard's store; `load` it once, then write checkpoints (`begin`, `write`, `commit`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -88,8 +107,8 @@ class Store:
         except BlockingIOError:
             self._lock.close()
             raise StoreLocked(f"{path} is in use by another process (is this shard running twice?)") from None
-        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=1)
-        self._done: queue.SimpleQueue[list[Position] | Exception] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[list[Position] | Exception | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.busy = False
 
@@ -115,16 +134,45 @@ class Store:
         return move_aside(self.path)
 
     # -- checkpoints ----------------------------------------------------------------------
-    def submit(self, job: Job) -> bool:
-        """Hand a checkpoint to the writer; False (nothing taken) while the last one is still being written."""
+    def begin(self, cleared: bool) -> bool:
+        """Open a checkpoint; False (nothing opened) while the last one is still being written."""
         if self.busy:
             return False
         if self._thread is None:
             self._thread = threading.Thread(target=self._write_all, name=f"store {self.path.name}", daemon=True)
             self._thread.start()
         self.busy = True
-        self._jobs.put(job)
+        self._jobs.put(Begin(cleared))
         return True
+
+    def write(self, rows: Chunk) -> None:
+        """Hand the open checkpoint some of its rows (the store owns the dict from here)."""
+        self._jobs.put(rows)
+
+    def commit(self, header: bytes, streams: list[Position]) -> None:
+        """Close the open checkpoint: `finished` yields `streams` once it is durable."""
+        self._jobs.put(Commit(header, streams))
+
+    def abandon(self) -> None:
+        """Roll the open checkpoint back (`finished` yields nothing for it)."""
+        self._jobs.put(Abandon())
+
+    def checkpoint(self, detector: Rows, streams: list[Position]) -> bool:
+        """A whole checkpoint of what changed, at once (a shard's last one; tools), paced by the writer;
+        False (nothing done) while the last one is still being written."""
+        if not self.begin(detector.cleared):
+            return False
+        cut = Cut(detector, self.write, CHUNK_ROWS)
+        while not cut.step(CHUNK_ROWS):
+            while self.behind:
+                time.sleep(0.001)
+        self.commit(cut.header, streams)
+        return True
+
+    @property
+    def behind(self) -> bool:
+        """The writer has work queued beyond what it is writing: hold the next rows back for now."""
+        return self._jobs.qsize() >= 2
 
     def finished(self) -> Iterator[list[Position] | Exception]:
         """The stream positions of each checkpoint made durable since the last call, or the error that stopped it."""
@@ -134,32 +182,82 @@ class Store:
             except queue.Empty:
                 return
             self.busy = False
-            yield result
+            if result is not None:  # (None: an abandoned one, rolled back)
+                yield result
 
     def close(self, timeout_s: float = 3.0) -> None:
-        """Finish the write in progress (up to `timeout_s`), then release the store."""
+        """Finish the work queued (up to `timeout_s`), then release the store."""
         if self._thread is not None:
             self._jobs.put(None)
             self._thread.join(timeout_s)
         self._lock.close()
 
     def _write_all(self) -> None:
-        db = _connect(self.path)
-        try:
-            _create(db)
-            while (job := self._jobs.get()) is not None:
-                big = len(job.changes.rows) >= RELEASE_ROWS
+        db: sqlite3.Connection | None = None
+        failed: Exception | None = None  # what stopped the open checkpoint: the rest of its work is skipped
+        written = 0  # rows of the open checkpoint
+        while (work := self._jobs.get()) is not None:
+            if isinstance(work, Begin):
+                failed, written = None, 0
+            if failed is None:
                 try:
-                    _write(db, job)
-                    self._done.put(job.streams)
-                except (sqlite3.Error, OSError) as exc:
-                    db.rollback()
-                    self._done.put(exc)
-                if big:  # its copy of every changed row is garbage now: give the pages back
-                    job = None
+                    db = db or _open(self.path)
+                    written += _apply(db, work)
+                except Exception as exc:  # the writer must not die: the checkpoint fails, and says why
+                    failed = exc
+                    _roll_back(db)
+            if isinstance(work, Commit | Abandon):
+                self._done.put((failed or work.streams) if isinstance(work, Commit) else None)
+                if written >= RELEASE_ROWS:  # its rows are garbage now: give their pages back
                     release_memory()
-        finally:
+        if db is not None:
             db.close()
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    db = _connect(path)
+    try:
+        _create(db)
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
+
+
+def _apply(db: sqlite3.Connection, work: Work) -> int:
+    """Do one piece of a checkpoint's work in its transaction; how many rows it wrote."""
+    if isinstance(work, Begin):
+        db.execute("BEGIN")
+        if work.cleared:
+            db.execute("DELETE FROM rows")
+        return 0
+    if isinstance(work, Abandon):
+        _roll_back(db)
+        return 0
+    if isinstance(work, Commit):
+        meta: dict[str, object] = {"header": work.header}
+        for router, position in enumerate(work.streams):
+            suffix = f".{router}" if router else ""
+            meta[f"epoch{suffix}"], meta[f"seq{suffix}"] = position.epoch, position.seq
+            meta[f"events{suffix}"] = _encoder.encode(position.events)
+        db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
+        db.execute("COMMIT")
+        return 0
+    # generators, not lists: one parameter tuple at a time (a list of them all would be freed between
+    # the state's own allocations, and stay in the process's memory as holes)
+    rows = work.items()
+    db.executemany("DELETE FROM rows WHERE ticker = ?", ((t,) for t, row in rows if row is None))
+    db.executemany(  # an upsert changes the row in place, where REPLACE deletes it and inserts it again
+        "INSERT INTO rows VALUES (?, ?) ON CONFLICT (ticker) DO UPDATE SET state = excluded.state",
+        ((t, row) for t, row in rows if row is not None),
+    )
+    return len(work)
+
+
+def _roll_back(db: sqlite3.Connection | None) -> None:
+    if db is not None and db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -173,28 +271,6 @@ def _create(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v)")
     db.execute("CREATE TABLE IF NOT EXISTS rows (ticker TEXT PRIMARY KEY, state BLOB NOT NULL)")
     db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA,))
-
-
-def _write(db: sqlite3.Connection, job: Job) -> None:
-    changes = job.changes
-    db.execute("BEGIN")
-    if changes.cleared:
-        db.execute("DELETE FROM rows")
-    # generators, not lists: one parameter tuple at a time (a list of them all would be freed between
-    # the state's own allocations, and stay in the process's memory as holes)
-    rows = changes.rows.items()
-    db.executemany("DELETE FROM rows WHERE ticker = ?", ((t,) for t, row in rows if row is None))
-    db.executemany(  # an upsert changes the row in place, where REPLACE deletes it and inserts it again
-        "INSERT INTO rows VALUES (?, ?) ON CONFLICT (ticker) DO UPDATE SET state = excluded.state",
-        ((t, row) for t, row in rows if row is not None),
-    )
-    meta: dict[str, object] = {"header": changes.header}
-    for router, position in enumerate(job.streams):
-        suffix = f".{router}" if router else ""
-        meta[f"epoch{suffix}"], meta[f"seq{suffix}"] = position.epoch, position.seq
-        meta[f"events{suffix}"] = _encoder.encode(position.events)
-    db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
-    db.execute("COMMIT")
 
 
 def _positions(meta: dict[str, Any]) -> list[Position]:

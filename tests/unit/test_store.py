@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import random
+import signal
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,8 +18,8 @@ from tickmesh.config import Config, TickChannel
 from tickmesh.schema import Bar, FairMarketValue, High, Record, Trade, worker_input_decoder
 from workers import store as store_module
 from workers.detectors import make_detector
-from workers.snapshot import Cut, export_changes, snapshot
-from workers.store import Job, Position, Store, StoreLocked, Unreadable, store_path
+from workers.snapshot import Changes, Cut, export_changes, snapshot
+from workers.store import Position, Store, StoreLocked, Unreadable, store_path
 from workers.tick_rules import TickDetector
 
 T0 = 1_767_225_600_000_000_000
@@ -30,6 +34,15 @@ def written(store: Store) -> list[list[Position] | Exception]:
         results += store.finished()
         time.sleep(0.002)
     return results
+
+
+def save(store: Store, changes: Changes, streams: list[Position]) -> bool:
+    """One checkpoint of these changes, its rows in one chunk; False if the last is still being written."""
+    if not store.begin(changes.cleared):
+        return False
+    store.write(dict(changes.rows))
+    store.commit(changes.header, streams)
+    return True
 
 
 def feed(det: TickDetector, tickers: str, n: int, t0: int) -> None:
@@ -47,13 +60,13 @@ def test_only_changed_tickers_are_written_and_a_restore_sees_all(tmp_path: Path)
     first = export_changes(det)
     assert list(first.rows) == ["AAA", "BBB", "CCC"]  # in ticker order: the table's key order
     event = High("tick:high:AAA:1", "AAA", "tick", 1, T0, 101.0, 3, T0, T0)
-    assert store.submit(Job(first, [Position(7, 14, [event])]))
-    assert not store.submit(Job(first, [Position(7, 15)]))  # one write at a time
+    assert save(store, first, [Position(7, 14, [event])])
+    assert not save(store, first, [Position(7, 15)])  # one checkpoint at a time
     assert written(store) == [[Position(7, 14, [event])]]
     feed(det, "B", 3, T0 + 10 * S)
     second = export_changes(det)
     assert list(second.rows) == ["BBB"]  # the others did not change
-    store.submit(Job(second, [Position(7, 17)]))
+    save(store, second, [Position(7, 17)])
     assert written(store) == [[Position(7, 17)]]
     store.close()
 
@@ -97,7 +110,8 @@ def test_a_cut_keeps_each_row_as_it_was_at_the_cut_while_later_records_change_it
         for ticker in tickers:
             det.process(cut_record(name, ticker, i), i, 0, 0)
     at_cut, header, cleared = {t: det.row(t) for t in sorted(det.dirty)}, det.header(), det.cleared
-    cut = Cut(det)
+    chunks: list[dict[str, bytes | None]] = []
+    cut = Cut(det, chunks.append, 5)
     assert not det.dirty and not det.cleared  # marks from here on are the next cut's
     later = [cut_record(name, t, i) for i in range(3, 5) for t in reversed(tickers)]  # the last slices' first
     later += [cut_record(name, "NEW", 3)]
@@ -107,10 +121,12 @@ def test_a_cut_keeps_each_row_as_it_was_at_the_cut_while_later_records_change_it
         for record in batch:
             det.process(record, 0, 0, 0)
         cut.step(3)
+        assert len(cut.rows) < 5  # a full chunk goes at once: the cut holds less than one
     assert cut.step()  # (the rest, if any)
-    assert cut.changes.header == header and cut.changes.cleared == cleared
-    rows = cut.changes.rows
-    assert list(rows) == sorted(tickers)  # in ticker order, whatever order they were encoded in
+    assert cut.header == header and cut.cleared == cleared
+    assert not cut.rows and all(len(chunk) < 5 + 7 for chunk in chunks)  # (a batch may overfill one)
+    rows = {t: row for chunk in chunks for t, row in chunk.items()}
+    assert sum(map(len, chunks)) == len(rows)  # each ticker handed on once
     assert rows == at_cut
     assert all(det.row(t) != at_cut[t] for t in tickers[-7:])  # (the records did change them)
     assert "NEW" in det.dirty and "NEW" not in rows
@@ -120,8 +136,10 @@ def test_an_abandoned_cut_gives_its_tickers_back_and_the_next_writes_them_as_the
     det = TickDetector(TickChannel())
     feed(det, "ABC", 3, T0)
     det.cleared = True  # (as after a change of session start)
-    cut = Cut(det)
+    chunks: list[dict[str, bytes | None]] = []
+    cut = Cut(det, chunks.append, 1)
     cut.step(1)
+    assert chunks == [{"AAA": det.row("AAA")}]  # (handed on: the store rolls it back with the cut)
     feed(det, "CD", 1, T0 + 10 * S)
     cut.abandon()  # (as before a new config)
     changes = export_changes(det)
@@ -129,18 +147,105 @@ def test_an_abandoned_cut_gives_its_tickers_back_and_the_next_writes_them_as_the
     assert changes.rows == {t: det.row(t) for t in ("AAA", "BBB", "CCC", "DDD")}
 
 
+def test_a_checkpoint_streamed_in_chunks_commits_whole_and_an_abandoned_one_changes_nothing(tmp_path: Path) -> None:
+    path = store_path(str(tmp_path), "tick", 0)
+    det = TickDetector(TickChannel())
+    feed(det, "ABCDEFG", 2, T0)
+    store = Store(path)
+    assert store.begin(det.cleared)
+    cut = Cut(det, store.write, 2)
+    while not cut.step(1):
+        pass
+    store.commit(cut.header, [Position(3, 20)])
+    assert written(store) == [[Position(3, 20)]]
+    first = {t: det.row(t) for t in det.tickers()}
+
+    feed(det, "ABX", 1, T0 + 60 * S)
+    feed(det, "Y", 1, T0 + 60 * S)
+    assert store.begin(det.cleared)
+    cut = Cut(det, store.write, 2)
+    cut.step(3)  # AAA, BBB (a chunk, written) and XXX
+    cut.abandon()  # (a new config)
+    store.abandon()
+    assert written(store) == [] and not store.busy  # nothing to acknowledge, and the next may begin
+    store.close()
+
+    store = Store(path)
+    saved = store.load()
+    assert saved is not None and saved.streams == [Position(3, 20)]
+    assert dict(saved.rows) == first  # the abandoned rows rolled back: no XXX, the old AAA and BBB
+    assert save(store, export_changes(det), [Position(3, 24)])  # the next writes them as they are now
+    assert written(store) == [[Position(3, 24)]]
+    store.close()
+    saved = Store(path).load()
+    assert saved is not None and dict(saved.rows) == {t: det.row(t) for t in det.tickers()}
+
+
+def test_a_failed_write_fails_its_checkpoint_whole_and_the_next_one_is_written(tmp_path: Path) -> None:
+    path = store_path(str(tmp_path), "tick", 0)
+    det = TickDetector(TickChannel())
+    feed(det, "AB", 2, T0)
+    store = Store(path)
+    assert save(store, export_changes(det), [Position(1, 5)])
+    written(store)
+    feed(det, "ABC", 1, T0 + 60 * S)
+    changes = export_changes(det)
+    assert store.begin(False)
+    store.write({"AAA": changes.rows["AAA"]})
+    store.write({"BBB": object()})  # type: ignore[dict-item]  # a row SQLite cannot bind: the write fails
+    store.write({"CCC": changes.rows["CCC"]})  # (skipped: its transaction is rolled back)
+    store.commit(changes.header, [Position(1, 9)])
+    (failure,) = written(store)
+    assert isinstance(failure, sqlite3.Error)
+    assert save(store, changes, [Position(1, 9)])
+    assert written(store) == [[Position(1, 9)]]
+    store.close()
+    saved = Store(path).load()
+    assert saved is not None and saved.streams == [Position(1, 9)] and dict(saved.rows) == changes.rows
+
+
+_KILLED_MID_CHECKPOINT = """
+import os, signal, sys, time
+from workers.store import Position, Store
+store = Store(__import__("pathlib").Path(sys.argv[1]))
+assert store.begin(False)
+store.write({f"T{i:05d}": b"x" * 1500 for i in range(20_000)})  # beyond SQLite's page cache: some reach the WAL
+store.write({"AAA": b"new"})
+while store._jobs.qsize():
+    time.sleep(0.01)
+time.sleep(0.5)
+os.kill(os.getpid(), signal.SIGKILL)  # before the commit
+"""
+
+
+def test_a_checkpoint_killed_before_its_commit_leaves_the_last_committed_one(tmp_path: Path) -> None:
+    path = store_path(str(tmp_path), "tick", 0)
+    store = Store(path)
+    assert store.begin(False)
+    store.write({"AAA": b"old", "BBB": b"kept"})
+    store.commit(b"header", [Position(2, 7)])
+    assert written(store) == [[Position(2, 7)]]
+    store.close()
+    child = subprocess.run([sys.executable, "-c", _KILLED_MID_CHECKPOINT, str(path)], timeout=60, check=False)
+    assert child.returncode == -signal.SIGKILL
+    assert Path(f"{path}-wal").stat().st_size > 20_000 * 1500  # (its uncommitted rows did reach the WAL)
+    saved = Store(path).load()
+    assert saved is not None and saved.streams == [Position(2, 7)]
+    assert dict(saved.rows) == {"AAA": b"old", "BBB": b"kept"}
+
+
 def test_each_router_s_stream_position_is_kept_and_one_router_s_store_reads_as_router_0(tmp_path: Path) -> None:
     path = store_path(str(tmp_path), "tick", 0)
     changes = export_changes(TickDetector(TickChannel()))
     event = High("tick:high:AAA:1", "AAA", "tick", 1, T0, 101.0, 3, T0, T0)
     store = Store(path)
-    store.submit(Job(changes, [Position(5, 9)]))  # one router: the layout of a store from before routers
+    save(store, changes, [Position(5, 9)])  # one router: the layout of a store from before routers
     written(store)
     store.close()
     store = Store(path)
     saved = store.load()
     assert saved is not None and saved.streams == [Position(5, 9)]
-    store.submit(Job(changes, [Position(5, 12), Position(), Position(8, 3, [event])]))  # three routers
+    save(store, changes, [Position(5, 12), Position(), Position(8, 3, [event])])  # three routers
     written(store)
     store.close()
     store = Store(path)
@@ -174,7 +279,7 @@ def test_an_unreadable_store_is_refused_and_moved_aside(tmp_path: Path, content:
 def test_a_store_of_another_schema_is_unreadable(tmp_path: Path) -> None:
     path = store_path(str(tmp_path), "fmv", 0)
     store = Store(path)
-    store.submit(Job(export_changes(TickDetector(TickChannel())), [Position(1, 0)]))
+    save(store, export_changes(TickDetector(TickChannel())), [Position(1, 0)])
     written(store)
     store.close()
     import sqlite3
@@ -197,11 +302,11 @@ def test_a_checkpoint_of_many_rows_gives_their_memory_back_once_written(
     det = TickDetector(TickChannel())
     store = Store(store_path(str(tmp_path), "tick", 0))
     feed(det, "AB", 1, T0)
-    store.submit(Job(export_changes(det), [Position(1, 2)]))
+    save(store, export_changes(det), [Position(1, 2)])
     assert written(store) == [[Position(1, 2)]] and releases == []  # a few rows: nothing to give back
     for i in range(store_module.RELEASE_ROWS):
         det.process(Trade(f"M{i}", 10.0, 1, T0), i, 0, 0)
-    store.submit(Job(export_changes(det), [Position(1, 3)]))
+    save(store, export_changes(det), [Position(1, 3)])
     assert written(store) == [[Position(1, 3)]]
     store.close()
     assert releases == [0]
