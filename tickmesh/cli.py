@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from typing import Any
+
+import tickmesh
 
 # The exit codes of every tickmesh command (the README's table).
 EXIT_OK = 0
@@ -22,11 +22,9 @@ Option = tuple[tuple[str, ...], dict[str, Any]]
 
 
 def version() -> str:
-    """The installed package's version (from its metadata)."""
-    try:
-        return package_version("tickmesh")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown (not installed)"
+    """tickmesh's version: `tickmesh.__version__`, which the package metadata is built from (reading
+    the metadata instead would cost every process about 1.3 MB for importlib.metadata)."""
+    return tickmesh.__version__
 
 
 def log_level(text: str) -> str:

@@ -1,4 +1,5 @@
-"""The mesh's processes run without an event loop, so they must not load asyncio or ssl (about 6 MB of RSS each)."""
+"""The mesh's processes load only what they use: they run without an event loop, so not asyncio or
+ssl (about 6 MB of RSS each), and their version is a constant, so not importlib.metadata (1.3 MB)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import pytest
 SYNC_PROCESSES = ["router.app", "workers.app", "workers.shard", "aggregator.app", "journal.app", "subscriber.app"]
 
 
+UNUSED = ("asyncio", "ssl", "http.server", "importlib.metadata")
+
+
 @pytest.mark.parametrize("module", SYNC_PROCESSES)
-def test_a_process_without_an_event_loop_loads_neither_asyncio_nor_ssl(module: str) -> None:
-    code = f"import sys, {module}; print(sorted(m for m in ('asyncio', 'ssl', 'http.server') if m in sys.modules))"
+def test_a_process_without_an_event_loop_loads_neither_asyncio_nor_ssl_nor_package_metadata(module: str) -> None:
+    code = f"import sys, {module}; print(sorted(m for m in {UNUSED!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"{module} loads {out.strip()}"
 
@@ -26,3 +30,13 @@ def test_control_still_gets_its_asyncio_context() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "AsyncSecureContext"]
+
+
+def test_the_version_every_process_reports_is_the_installed_package_s() -> None:
+    """`tickmesh.__version__` is the one place the version is set; the package metadata is built from it."""
+    from importlib.metadata import version
+
+    import tickmesh
+    from tickmesh.bus import SOFTWARE
+
+    assert SOFTWARE == tickmesh.__version__ == version("tickmesh")
