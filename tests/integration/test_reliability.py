@@ -178,8 +178,9 @@ def assert_conserved(recorder: Recorder, expected: set[str]) -> None:
 
 @pytest.mark.slow  # fault injection
 # 400 tick symbols: each shard's checkpoints hold about 200 rows, encoded over several loop turns
-# while later trades keep changing them (workers/snapshot.py, Cut)
-@pytest.mark.parametrize(("seed", "tick"), [(1, 40), (2, 40), (3, 40), (4, 400)])
+# while later trades keep changing them (workers/snapshot.py, Cut); 4,000: about 2,000 rows, streamed
+# to the store in more than one chunk (workers/store.py, CHUNK_ROWS)
+@pytest.mark.parametrize(("seed", "tick"), [(1, 40), (2, 40), (3, 40), (4, 400), (5, 4_000)])
 def test_kill_9_of_a_worker_shard_loses_and_duplicates_nothing(mesh_factory, seed: int, tick: int) -> None:
     mesh = mesh_factory({"channels": {"tick": {"shards": 2}}, "state": {"checkpoint_s": 0.2}, **QUIET}).start()
     records = market(seed, seconds=60, tick=tick)
