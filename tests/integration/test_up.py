@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import tickmesh
 from tests.integration.up_harness import private_config, see_events_then_stop
 from tests.mesh import ROOT
 
@@ -62,6 +63,7 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_tickmesh_up(tmp_path: Path) ->
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*UNSHIPPED))
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", dist, source])
     (wheel,) = dist.glob("tickmesh-*.whl")
+    assert wheel.name.startswith(f"tickmesh-{tickmesh.__version__}-")  # the version pyproject.toml reads from there
     # The system site-packages provide the dependencies; the venv's own tickmesh comes first on sys.path.
     run([sys.executable, "-m", "venv", "--system-site-packages", venv])
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}  # nothing from the checkout
