@@ -206,14 +206,19 @@ def test_a_failed_write_fails_its_checkpoint_whole_and_the_next_one_is_written(t
 
 _KILLED_MID_CHECKPOINT = """
 import os, signal, sys, time
-from workers.store import Position, Store
-store = Store(__import__("pathlib").Path(sys.argv[1]))
+from pathlib import Path
+from workers.store import Store
+path = Path(sys.argv[1])
+wal = Path(f"{path}-wal")
+store = Store(path)
 assert store.begin(False)
-store.write({f"T{i:05d}": b"x" * 1500 for i in range(20_000)})  # beyond SQLite's page cache: some reach the WAL
-store.write({"AAA": b"new"})
-while store._jobs.qsize():
+# 30 MB, far beyond SQLite's page cache: the writer spills the uncommitted rows into the WAL
+store.write({"AAA": b"new", **{f"T{i:05d}": b"x" * 1500 for i in range(20_000)}})
+deadline = time.monotonic() + 30
+while not (wal.exists() and wal.stat().st_size > 20_000 * 1500):
+    if time.monotonic() > deadline:
+        sys.exit("the rows never reached the WAL")
     time.sleep(0.01)
-time.sleep(0.5)
 os.kill(os.getpid(), signal.SIGKILL)  # before the commit
 """
 
