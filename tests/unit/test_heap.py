@@ -10,20 +10,25 @@ import pytest
 # Frees a 4 MB block, then takes a 1 MB one: does the 1 MB block get a mapping of its own (given back
 # when freed), or does it come from the heap because glibc raised its threshold past 1 MB?
 PROBE = """
-import sys
+import ctypes, sys
 from tickmesh.runtime import _LIBC, steady_heap
 if _LIBC is None:
     print("no glibc"); sys.exit()
 if sys.argv[1] == "steady":
     steady_heap()
-def mappings():
+def heap():
     with open("/proc/self/maps") as maps:
-        return sum(1 for _ in maps)
+        for line in maps:
+            if line.rstrip().endswith("[heap]"):
+                start, end = line.split()[0].split("-")
+                return int(start, 16), int(end, 16)
+    return 0, 0
 big = bytearray(4 << 20)
 del big
-before = mappings()
 block = bytearray(1 << 20)
-print("mapped" if mappings() > before else "heap")
+at = ctypes.addressof((ctypes.c_char * len(block)).from_buffer(block))
+start, end = heap()
+print("heap" if start <= at < end else "mapped")
 """
 
 
