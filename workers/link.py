@@ -50,12 +50,14 @@ class Link:
         while self.recent and self.recent[0].record_seq < self.stream.retained_from:
             self.recent.popleft()
 
-    def progress_due(self, now_ns: int, every_ns: int, window: int) -> bool:
-        """Events wait, or processed records are unreported and either the last report is `every_ns`
-        old or a quarter of the router's `window` is unreported (the router holds them until it hears)."""
+    def progress_due(self, now_ns: int, linger_ns: int, every_ns: int, window: int) -> bool:
+        """A report is due: events wait and the last report is `linger_ns` old, or processed records are
+        unreported and it is `every_ns` old, or a quarter of the router's `window` is unreported (the
+        router holds them until it hears)."""
         unreported = self.stream.position - self.stream.reported
-        return bool(self.pending) or (
-            unreported > 0 and (now_ns - self.last_progress_ns >= every_ns or unreported >= window // 4)
+        age = now_ns - self.last_progress_ns
+        return (bool(self.pending) and age >= linger_ns) or (
+            unreported > 0 and (age >= every_ns or unreported >= window // 4)
         )
 
     def ack(self, kind: type[Hello | Gap | Checkpointed], channel: str, shard: int, sender: str) -> bool:

@@ -12,7 +12,7 @@ import zmq
 from tickmesh import sched
 from tickmesh.boundary import Rejection, decode, reject
 from tickmesh.bus import BusClient
-from tickmesh.config import CHANNELS, Config
+from tickmesh.config import CHANNELS, ChannelConfig, Config
 from tickmesh.deadletters import DeadLetters
 from tickmesh.metrics import Metrics
 from tickmesh.runtime import StopFlag, mesh_parser, serve, start
@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 # router's window is unreported: every message costs each hop a wake-up, and the router only needs it
 # to let go of what it holds (which also waits for the checkpoint, every `state.checkpoint_s`).
 PROGRESS_NS = 100_000_000
+# A batched channel's events (`batch_size` > 1: OHLCV and FMV by default) go at most this often, or its
+# own `timeout_ms` if shorter: under load each batch finds a few, and one message for several batches
+# spares the shard and the aggregator a wake-up each. Events found after a quiet spell go at once.
+EVENTS_NS = 10_000_000
 DRAIN_LIMIT = 256  # input messages per loop turn
 CUT_ROWS = 64  # rows of a checkpoint encoded per loop turn (about 40-70 µs: docs/pipeline.md)
 FAULT_ENV = "TICKMESH_FAULT_TICKERS"  # chaos testing: records of these tickers make the detector step raise
@@ -77,6 +81,7 @@ class Shard:
         self.ignored_before: dict[str, int] = {}
         self.last_ckpt_ns = 0
         self.cut: Cut | None = None  # the checkpoint being encoded, a slice a turn
+        self.linger_ns = events_linger_ns(ch)
         self.cut_streams: list[Position] = []  # each router's stream position at the cut
 
     # -- the loop ------------------------------------------------------------------
@@ -114,8 +119,8 @@ class Shard:
             if link.stream.ask_gap(now):
                 self.metrics.count(f"{self.channel}.gaps")
                 self._ack(link, Gap)
-            if link.progress_due(now, PROGRESS_NS, self.config.router.window):
-                self._send_events(link)  # events at once; bare progress at most every PROGRESS_NS
+            if link.progress_due(now, self.linger_ns, PROGRESS_NS, self.config.router.window):
+                self._send_events(link)  # events after linger_ns; bare progress at most every PROGRESS_NS
         self._checkpoint_done()
         due = self.last_ckpt_ns + int(self.config.state.checkpoint_s * 1e9)
         if self.cut or any(link.stream.checkpoint_due(now, due, self.config.router.window) for link in self.links):
@@ -141,8 +146,11 @@ class Shard:
         store's writer has enough of its rows in hand."""
         if self.cut:
             return 1 if self.store.behind else 0
-        links = self.links
-        due = [link.last_progress_ns + PROGRESS_NS for link in links if link.stream.position > link.stream.reported]
+        due = [
+            link.last_progress_ns + (self.linger_ns if link.pending else PROGRESS_NS)
+            for link in self.links
+            if link.pending or link.stream.position > link.stream.reported
+        ]
         if not due:
             return 10 if self.store.busy else 100
         return max(0, (min(due) - time.monotonic_ns()) // 1_000_000 + 1)
@@ -349,6 +357,7 @@ class Shard:
         self.config = new
         self._abandon_cut()  # a new config may change every ticker's state, not one record's
         self.detector.configure(new.channel(self.channel))
+        self.linger_ns = events_linger_ns(new.channel(self.channel))
         self.breaker.reset()  # a new version from the control plane is also how an operator resets it
         log.info("%s: applied config version %d", self.name, self.bus.version)
         self.bus.report(force=True)
@@ -372,6 +381,12 @@ class Shard:
             link.close()
         self.events.close()
         self.bus.close()
+
+
+def events_linger_ns(channel: ChannelConfig) -> int:
+    """How long found events may wait for more since the shard's last report: none on a channel
+    that sends at once (`batch_size` 1), else EVENTS_NS or the channel's `timeout_ms` if shorter."""
+    return 0 if channel.batch_size == 1 else min(EVENTS_NS, int(channel.timeout_ms * 1_000_000))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -442,6 +442,26 @@ def test_a_batched_channels_events_go_together_at_the_end_of_the_batch(mesh_fact
     assert event_messages(mesh, records) == [(len(records) - 1, ["F", "L"])]
 
 
+def test_a_batched_channels_events_from_batches_in_quick_succession_share_a_message(mesh_factory) -> None:
+    """A batched channel's events wait up to EVENTS_NS (or its timeout_ms) after the shard's last report, so
+    under load one message carries several batches' events. 20 batches 2 ms apart, an event in each: sent a
+    message a batch before; now at most one per 10 ms, every event once and in order."""
+    data, events = around_tick_shard(mesh_factory({"channels": {"tick": {"batch_size": 50, "timeout_ms": 100.0}}}))
+    now = time.time_ns()
+    for k in range(20):
+        records: list[Record] = [Trade(f"E{k}", 10.0, 1, now), Trade(f"E{k}", 10.1, 1, now + S)]  # a high
+        data.send(encoder.encode(Batch("tick", 0, 7, k * 2, 0, [now] * 2, records)))
+        time.sleep(0.002)
+    messages: list[tuple[int, list[str]]] = []
+    while not messages or messages[-1][0] < 39:
+        assert events.poll(15_000), f"the shard stopped at {messages}"
+        message = aggregator_input_decoder.decode(events.recv())
+        assert isinstance(message, EventBatch)
+        messages.append((message.upto, [event_decoder.decode(raw).ticker for raw in message.events]))
+    assert [t for _, tickers in messages for t in tickers] == [f"E{k}" for k in range(20)]
+    assert len(messages) <= 10, messages
+
+
 def test_a_small_router_window_gets_a_shards_progress_a_quarter_at_a_time_without_waiting_100_ms(mesh_factory) -> None:
     """Progress without events goes at most every 100 ms, but the router holds each record until it hears of it:
     with `router.window` 40 a shard reports as soon as 10 records (a quarter) are unreported. 40 batches of 5
