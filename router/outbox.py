@@ -89,13 +89,16 @@ class Outbox:
         if size == 1:
             size = COALESCE_MAX
         n = min(size, len(self.records), max(1, self.stream.room))
-        data = self.stream.batch(self.records[:n], self.ingest_ns[:n], now_ns)
-        del self.records[:n]
-        del self.ingest_ns[:n]
-        self.settled += n
-        if self.records:
+        if n == len(self.records):  # the common case: everything that waits, without copying it
+            records, stamps = self.records, self.ingest_ns
+            self.records, self.ingest_ns = [], []
+        else:
+            records, stamps = self.records[:n], self.ingest_ns[:n]
+            del self.records[:n]
+            del self.ingest_ns[:n]
             self.first_ns = now_ns
-        return data
+        self.settled += n
+        return self.stream.batch(records, stamps, now_ns)
 
     @property
     def delivered_all(self) -> bool:
