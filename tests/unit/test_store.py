@@ -19,7 +19,7 @@ from tickmesh.schema import Bar, FairMarketValue, High, Record, Trade, worker_in
 from workers import store as store_module
 from workers.detectors import make_detector
 from workers.snapshot import Changes, Cut, export_changes, snapshot
-from workers.store import Position, Store, StoreLocked, Unreadable, store_path
+from workers.store import Chunk, Position, Store, StoreLocked, Unreadable, store_path
 from workers.tick_rules import TickDetector
 
 T0 = 1_767_225_600_000_000_000
@@ -181,6 +181,21 @@ def test_a_checkpoint_streamed_in_chunks_commits_whole_and_an_abandoned_one_chan
     assert saved is not None and dict(saved.rows) == {t: det.row(t) for t in det.tickers()}
 
 
+def test_a_chunk_packs_its_rows_and_keeps_none_of_them_alive() -> None:
+    """What waits for the writer is one buffer, not a small object per row (they fragmented the
+    interpreter's pools among the detector's states): the caller's rows go when its dict does."""
+    a, b = b"a" * 138, bytes(range(200))
+    rows = {"AAA": a, "GONE": None, "BBB": b, "EMPTY": b""}
+    before = sys.getrefcount(a), sys.getrefcount(b)
+    chunk = Chunk(rows)
+    assert (sys.getrefcount(a), sys.getrefcount(b)) == before
+    assert len(chunk) == 4
+    for _ in range(2):  # the writer goes over it twice (deletes, then upserts)
+        assert [(t, None if row is None else bytes(row)) for t, row in chunk] == list(rows.items())
+    big = {"AAA": b"x" * 1_500, "GONE": None}  # malloc's, not the pools': kept as they are, not copied
+    assert list(Chunk(big)) == list(big.items()) and len(Chunk(big)) == 2
+
+
 def test_a_failed_write_fails_its_checkpoint_whole_and_the_next_one_is_written(tmp_path: Path) -> None:
     path = store_path(str(tmp_path), "tick", 0)
     det = TickDetector(TickChannel())
@@ -192,7 +207,7 @@ def test_a_failed_write_fails_its_checkpoint_whole_and_the_next_one_is_written(t
     changes = export_changes(det)
     assert store.begin(False)
     store.write({"AAA": changes.rows["AAA"]})
-    store.write({"BBB": object()})  # type: ignore[dict-item]  # a row SQLite cannot bind: the write fails
+    store.write({object(): b"x"})  # type: ignore[dict-item]  # a key SQLite cannot bind: the write fails
     store.write({"CCC": changes.rows["CCC"]})  # (skipped: its transaction is rolled back)
     store.commit(changes.header, [Position(1, 9)])
     (failure,) = written(store)
