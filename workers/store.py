@@ -186,7 +186,8 @@ class Store:
         return True
 
     def write(self, rows: Mapping[str, bytes | None]) -> None:
-        """Hand the open checkpoint some of its rows (packed here: the caller's dict and its rows can go)."""
+        """Hand the open checkpoint some of its rows: small ones packed here (the caller's row objects can
+        go at once), bigger ones kept in the caller's dict, which the store owns from here."""
         self._jobs.put(Chunk(rows))
 
     def commit(self, header: bytes, streams: list[Position]) -> None:
