@@ -53,10 +53,10 @@ class Aggregator:
         self.epoch = next_epoch(Path(config.state.dir) / "aggregator.epoch")  # seq starts over in a new epoch
         self.metrics = Metrics()
         self.dedup = Deduplicator(ac)
-        self.memory = Memory(config.state.dir, ac.dedup_capacity)
+        self.memory = Memory(config.state.dir, ac.dedup_capacity, self.epoch)
         self.dedup.preload(self.memory.load())
         self.metrics.counters["dedup_memory.moved_aside"] = self.memory.moved_aside
-        self.ring = ReplayRing(self.epoch, ac.replay_size, ac.replay_max_bytes)
+        self.ring = ReplayRing(self.epoch, ac.replay_size, ac.replay_max_bytes, self.memory.previous)
         self.pull = make_socket(ctx, zmq.PULL, bind=ep.events, hwm=100_000)
         self.pub = make_socket(ctx, zmq.XPUB, bind=ep.publish, hwm=ac.pub_hwm)
         self.replay = make_socket(ctx, zmq.ROUTER, bind=ep.replay, hwm=1_000)
@@ -70,6 +70,7 @@ class Aggregator:
         )
         self.seq = 0
         self.last_sent_ns = 0
+        self.stopping = False  # said in every heartbeat from the stop on
         self.subscribers = 0
         # (channel, shard) → (its current worker instance, when last heard): a restarted shard's
         # new instance replaces the dead one, which will never say done
@@ -92,6 +93,8 @@ class Aggregator:
         while deadline is None or (time.monotonic() < deadline and self._waiting_for_workers()):
             if self.stop and deadline is None:
                 deadline = time.monotonic() + self.config.process.stop_budget(0.5)
+                self.stopping = True
+                self._send_heartbeat()  # at once: followers (the journal) wait for the final one
             ready = dict(poller.poll(self._timeout_ms()))
             if self.pull in ready:
                 self._drain_events()
@@ -229,7 +232,7 @@ class Aggregator:
         if admitted:
             counters["published"] += len(admitted)
             self.last_sent_ns = time.monotonic_ns()
-            self.memory.remember([event.id for event in admitted])
+            self.memory.remember([event.id for event in admitted], self.seq)
 
     def _heartbeat(self) -> None:
         if self.trim_at and time.monotonic() >= self.trim_at:
@@ -239,10 +242,13 @@ class Aggregator:
             self._reconfirm()
             self.last_reconfirm_ns = time.monotonic_ns()
         if time.monotonic_ns() - self.last_sent_ns >= self.config.aggregator.heartbeat_s * 1e9:
-            beat = Heartbeat(self.seq, self.epoch, time.time_ns())
-            self.pub.send(HEARTBEAT_TOPIC, SNDMORE)
-            self.pub.send(encoder.encode(beat))
-            self.last_sent_ns = time.monotonic_ns()
+            self._send_heartbeat()
+
+    def _send_heartbeat(self, final: bool = False) -> None:
+        beat = Heartbeat(self.seq, self.epoch, time.time_ns(), stopping=self.stopping, final=final)
+        self.pub.send(HEARTBEAT_TOPIC, SNDMORE)
+        self.pub.send(encoder.encode(beat))
+        self.last_sent_ns = time.monotonic_ns()
 
     # -- subscribers -----------------------------------------------------------------
     def _drain_subscriptions(self) -> None:
@@ -293,6 +299,7 @@ class Aggregator:
         self.bus.report(force=True)
 
     def close(self) -> None:
+        self._send_heartbeat(final=True)  # the epoch's last message: followers stop once they have `seq`
         self.memory.close()
         self.bus.report(force=True)
         self.pub.disable_monitor()

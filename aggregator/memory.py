@@ -14,6 +14,10 @@ the aggregator admits an id once per life and `Deduplicator.preload` drops the
 rare copy (an id published again after a kill -9). A unique index made each id
 cost 3.5 times as much to write. A database from before (table `ids`, unique)
 is copied into the log once, at the first start.
+
+Each transaction also records the epoch's last published seq (table `epochs`),
+so the next epoch can say where this one ended (`previous`, in every replay
+reply): a follower that stopped short of it counts the rest as lost.
 """
 
 from __future__ import annotations
@@ -32,23 +36,27 @@ log = logging.getLogger(__name__)
 
 FLUSH_S = 0.05
 PRUNE_EVERY = 200  # writes between trims of the table to the capacity
+EPOCHS_KEPT = 16  # epochs' ends kept (only the newest is read)
 
 
 class Memory:
-    def __init__(self, state_dir: str, capacity: int) -> None:
+    def __init__(self, state_dir: str, capacity: int, epoch: int) -> None:
         self.path = Path(state_dir) / "aggregator.db"
-        self.capacity = capacity
+        self.capacity, self.epoch = capacity, epoch
         self.moved_aside = 0
-        self._ids: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
+        self.previous = (0, 0)  # (epoch, last seq) of the run before, as load found it; (0, 0): none
+        self._ids: queue.SimpleQueue[tuple[list[str], int] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     def load(self) -> list[str]:
-        """The newest `capacity` ids remembered, oldest first."""
+        """The newest `capacity` ids remembered, oldest first; sets `previous`."""
         private_dirs(self.path.parent)
         try:
             db = _connect(self.path)
             try:
                 rows = db.execute("SELECT id FROM published ORDER BY n DESC LIMIT ?", (self.capacity,)).fetchall()
+                ended = db.execute("SELECT epoch, last_seq FROM epochs ORDER BY epoch DESC LIMIT 1").fetchone()
+                self.previous = (int(ended[0]), int(ended[1])) if ended else (0, 0)
             finally:
                 db.close()
         except sqlite3.Error as exc:
@@ -57,13 +65,14 @@ class Memory:
             return []
         return [str(r[0]) for r in reversed(rows)]
 
-    def remember(self, ids: list[str]) -> None:
+    def remember(self, ids: list[str], seq: int) -> None:
+        """Keep `ids`, just published; `seq` is the epoch's last seq with them."""
         if not ids:
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._write_all, name="dedup memory", daemon=True)
             self._thread.start()
-        self._ids.put(ids)
+        self._ids.put((ids, seq))
 
     def close(self, timeout_s: float = 2.0) -> None:
         if self._thread is not None:
@@ -80,16 +89,21 @@ class Memory:
         writes, done = 0, False
         try:
             while not done:
-                batch, done = self._take()
+                batch, seq, done = self._take()
                 if batch:
                     with db:
                         db.executemany("INSERT INTO published (id) VALUES (?)", [(i,) for i in batch])
+                        db.execute("INSERT OR REPLACE INTO epochs (epoch, last_seq) VALUES (?, ?)", (self.epoch, seq))
                     writes += 1
                     if writes % PRUNE_EVERY == 0:
                         with db:
                             db.execute(
                                 "DELETE FROM published WHERE n <= (SELECT MAX(n) FROM published) - ?", (self.capacity,)
                             )
+                            db.execute(
+                                "DELETE FROM epochs WHERE epoch NOT IN "
+                                "(SELECT epoch FROM epochs ORDER BY epoch DESC LIMIT ?)", (EPOCHS_KEPT,)
+                            )  # fmt: skip
                 if not done:
                     time.sleep(FLUSH_S)
         except sqlite3.Error as exc:
@@ -97,17 +111,19 @@ class Memory:
         finally:
             db.close()
 
-    def _take(self) -> tuple[list[str], bool]:
-        """Wait for ids; then every id queued, and whether `close` asked to stop."""
+    def _take(self) -> tuple[list[str], int, bool]:
+        """Wait for ids; then every id queued, the last seq with them, and whether `close` asked to stop."""
         batch: list[str] = []
+        seq = 0
         item = self._ids.get()
         try:
             while item is not None:
-                batch += item
+                batch += item[0]
+                seq = item[1]
                 item = self._ids.get_nowait()
         except queue.Empty:
-            return batch, False
-        return batch, True
+            return batch, seq, False
+        return batch, seq, True
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -116,6 +132,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=NORMAL")
     with db:  # n: the rowid, so appending is one B-tree insert at its right edge
         db.execute("CREATE TABLE IF NOT EXISTS published (n INTEGER PRIMARY KEY, id TEXT NOT NULL)")
+        db.execute("CREATE TABLE IF NOT EXISTS epochs (epoch INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL)")
         if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ids'").fetchone():
             db.execute("INSERT INTO published (id) SELECT id FROM ids ORDER BY n")  # the layout before
             db.execute("DROP TABLE ids")

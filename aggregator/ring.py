@@ -17,8 +17,9 @@ class ReplayRing:
     from the last one it got, so one small request can never make a huge reply.
     """
 
-    def __init__(self, epoch: int, size: int, max_bytes: int) -> None:
+    def __init__(self, epoch: int, size: int, max_bytes: int, previous: tuple[int, int] = (0, 0)) -> None:
         self.epoch, self.max_bytes = epoch, max_bytes
+        self.previous = previous  # (epoch, last seq) of the run before, told in every reply
         self.ring: deque[tuple[int, bytes]] = deque(maxlen=max(1, size))  # (seq, encoded publication)
 
     def append(self, seq: int, publication: bytes) -> None:
@@ -46,4 +47,7 @@ class ReplayRing:
                 break
             sent.append(msgspec.Raw(data))
             size += len(data)
-        return ReplayReply(self.epoch, complete, sent, more=len(sent) < len(wanted))
+        more = len(sent) < len(wanted)
+        return ReplayReply(
+            self.epoch, complete, sent, more, previous_epoch=self.previous[0], previous_seq=self.previous[1]
+        )

@@ -28,6 +28,8 @@ TRIM_CHUNK = 10_000  # rows deleted per retention pass: deletes never stall the 
 DAY_NS = 86_400 * 1_000_000_000
 SILENT_HEARTBEATS = 3  # the aggregator's heartbeats missed before the journal is not ready
 MAX_PENDING_BATCHES = 4  # received rows kept while the writer is busy, in batches; then receiving waits for it
+STOPPING_GRACE_S = 0.5  # at stop: how long to wait for the aggregator to say it is stopping too
+WRITE_MARGIN_S = 1.0  # at stop: following the aggregator ends this long before the stop grace, to commit
 
 
 class Journal:
@@ -61,6 +63,7 @@ class Journal:
             self.stop.health.ready(self._not_ready())
             self.metrics.gauges["journal.lag"] = float(self.reader.lag(self.written))
             self.bus.report()
+        self._follow_to_end()
         if self.open:
             self._settle(wait=True)
             if self.open and self.reader.pending:
@@ -68,6 +71,21 @@ class Journal:
                 self._settle(wait=True)
         self.close()
         return 0
+
+    def _follow_to_end(self) -> None:
+        """Stopping with the aggregator (a whole-mesh stop): keep journaling what it publishes while the workers
+        flush, up to its final heartbeat. Alone (it does not say it is stopping within STOPPING_GRACE_S): stop.
+        What is still unread at the stop budget is counted as lost at the next start (the new epoch's ring
+        says where this one ended)."""
+        started = time.monotonic()
+        end = started + self.config.process.stop_budget(WRITE_MARGIN_S)
+        while self.open and not self.reader.ended() and time.monotonic() < end:
+            if not self.reader.stopping and time.monotonic() >= started + STOPPING_GRACE_S:
+                return
+            self._turn()
+        if self.reader.stopping and not self.reader.ended():
+            log.warning("stopping before the aggregator's last publication (read up to seq %d of epoch %d): the rest "
+                        "is counted as lost at the next start", self.reader.last, self.reader.epoch)  # fmt: skip
 
     def _not_ready(self) -> str:
         """Why /readyz fails: the store is not open, or nothing came from the aggregator (a publication or

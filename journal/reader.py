@@ -33,9 +33,11 @@ class Reader:
     """Follows the aggregator from a journaled (epoch, seq); `pending` is what is accepted and not yet written.
 
     Within an epoch, seq counts up by one per publication: a jump (or a heartbeat announcing a higher seq)
-    is a gap, filled from the ring. A new epoch (the aggregator restarted) is read from the start of what its
-    ring holds, whether its seq restarted at 1 or continues the old one: duplicates are harmless, as the store
-    keeps each event id once.
+    is a gap, filled from the ring. A new epoch (the aggregator restarted; seq starts again at 1) is read from
+    the start of what its ring holds; its ring says where the epoch before it ended, so what the journal had
+    not read of that one is counted as lost. Duplicates are harmless: the store keeps each event id once.
+    A stopping aggregator says so (`stopping`), then ends its epoch with a `final` heartbeat: `ended` says
+    when everything up to it is read.
     """
 
     def __init__(self, ctx: zmq.Context, publish: str, replay: str, metrics: Metrics) -> None:  # type: ignore[type-arg]
@@ -48,6 +50,8 @@ class Reader:
         self.need_fill = True
         self.next_try = 0.0
         self.heard = 0.0  # monotonic time of the last publication or heartbeat (0: none yet)
+        self.stopping = False  # the aggregator said it is stopping (this epoch)
+        self.final: int | None = None  # the seq its final heartbeat said this epoch ended at
 
     def resume(self, position: tuple[int, int] | None) -> None:
         """Start (again) after `position`, the last one written; None: a new journal, from what the ring holds."""
@@ -55,6 +59,10 @@ class Reader:
         self.published = max(self.published, self.last) if position else 0
         self.pending.clear()
         self.need_fill, self.next_try = True, 0.0
+
+    def ended(self) -> bool:
+        """The aggregator's epoch ended (its final heartbeat) and everything up to its last seq is read."""
+        return self.final is not None and self.last >= self.final and not self.need_fill
 
     def lag(self, written: tuple[int, int] | None) -> int:
         """Publications announced but not yet written (published seq − journaled seq)."""
@@ -95,6 +103,9 @@ class Reader:
         if self.need_fill:
             return
         if isinstance(message, Heartbeat):
+            self.stopping = self.stopping or message.stopping
+            if message.final:
+                self.final = message.seq
             if message.seq > self.last:
                 self._gap(message.seq)
         elif message.seq == self.last + 1:
@@ -137,16 +148,30 @@ class Reader:
         first = reply.publications[0].seq if reply.publications else 1
         if self.epoch:
             self.metrics.count("journal.epoch_changes")
-            # seq continuing across the restart: what lies between our position and the ring's oldest is lost;
-            # seq restarting at 1: what lies before the ring's oldest is
-            missing = first - 1 - (self.last if self.last < first else 0)
             log.warning("the aggregator restarted (epoch %d -> %d): reading its ring from seq %d", self.epoch,
                         reply.epoch, first)  # fmt: skip
-            if missing > 0:
-                self._lost(missing, f"before seq {first} of the new epoch {reply.epoch}")
+            self._old_epoch_end(reply.previous_epoch, reply.previous_seq)
+            if first > 1:
+                self._lost(first - 1, f"before seq {first} of the new epoch {reply.epoch}")
         else:
             log.info("new journal: starting at seq %d of epoch %d (the oldest the ring holds)", first, reply.epoch)
         self.epoch, self.last, self.published = reply.epoch, first - 1, first - 1
+        self.stopping, self.final = False, None
+
+    def _old_epoch_end(self, ended_epoch: int, ended_seq: int) -> None:
+        """Count what the journal had not read of the epochs before the new one (the new ring says where the
+        last of them ended; its publications are gone with the old ring)."""
+        if ended_epoch == self.epoch:
+            if ended_seq > self.last:
+                self._lost(
+                    ended_seq - self.last, f"after seq {self.last} of epoch {self.epoch} (it ended at {ended_seq})"
+                )
+        elif ended_epoch > self.epoch:  # a whole epoch ran and ended while the journal was away
+            self._lost(ended_seq, f"of epoch {ended_epoch}, all of it (and any epoch between {self.epoch} and it)")
+        else:  # the aggregator recorded no end of our epoch: published in its last 50 ms before a kill -9, or a
+            # memory moved aside
+            log.warning("where epoch %d ended is not recorded: publications after seq %d of it, if any, are not "
+                        "counted in journal.lost", self.epoch, self.last)  # fmt: skip
 
     def _lost(self, n: int, where: str) -> None:
         self.metrics.count("journal.lost", n)

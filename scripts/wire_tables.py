@@ -22,7 +22,18 @@ WIRE = ROOT / "docs" / "wire.md"
 BLOCK = re.compile(r"(<!-- BEGIN GENERATED ([\w-]+)[^>]*-->\n).*?(<!-- END GENERATED \2 -->)", re.S)
 # Integers that hold nanoseconds since the Unix epoch (or the aggregator's start time, `epoch`):
 # above 2**53, so a JavaScript client must decode them as BigInt.
-NS_FIELDS = {"time", "timestamp", "start", "end", "ingest_ns", "detected_ns", "published_ns", "time_ns", "epoch"}
+NS_FIELDS = {
+    "time",
+    "timestamp",
+    "start",
+    "end",
+    "ingest_ns",
+    "detected_ns",
+    "published_ns",
+    "time_ns",
+    "epoch",
+    "previous_epoch",
+}
 TABLES: dict[str, tuple[str, list[type[msgspec.Struct]]]] = {
     "records": ("array", [schema.Trade, schema.Bar, schema.FairMarketValue, schema.Mark]),
     "published": ("map", [schema.Publication, schema.Heartbeat]),

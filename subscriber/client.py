@@ -36,7 +36,10 @@ class Subscriber:
     Filtering by kind and ticker happens here, after the sequence check, so a
     gap is seen even in events the filter would drop. With a `replay` endpoint,
     a gap is filled from the aggregator's ring (what the ring no longer holds is
-    counted as lost), and `last=N` starts with the N most recent events.
+    counted as lost), and `last=N` starts with the N most recent events. When the
+    aggregator restarts, the new epoch is read from its first publication, and the
+    new ring says where the old epoch ended: what was not received of it is
+    counted as missed and lost.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class Subscriber:
         self.gaps = 0  # gaps seen
         self.missed = 0  # events in gaps
         self.lost = 0  # events in gaps that the ring could not give back
+        self.ended: tuple[int, int] | None = None  # (epoch, last seq received) of a restarted publisher's old run
         self.rejected = 0  # messages that could not be decoded
         self.last_heard = time.monotonic()
         self.ready: deque[Publication] = deque()
@@ -89,9 +93,13 @@ class Subscriber:
             return
         expected_last = message.seq - 1 if isinstance(message, Publication) else message.seq
         if message.epoch != self.epoch:  # first message, or the aggregator restarted
-            if self.epoch:
+            if self.epoch:  # the new run from its first publication: what came before this one is a gap
                 log.warning("publisher restarted (epoch %d → %d)", self.epoch, message.epoch)
-            self.epoch, self.last_seq = message.epoch, expected_last
+                self.ended, self.last_seq, self.epoch = (self.epoch, self.last_seq), 0, message.epoch
+                if self.replay_endpoint and not expected_last:  # no gap to fill: ask where the old one ended
+                    self._fill(ReplayRequest(last=0))
+            else:
+                self.epoch, self.last_seq = message.epoch, expected_last
         if expected_last > self.last_seq:
             self._gap(expected_last)
         if isinstance(message, Publication) and message.seq == self.last_seq + 1:
@@ -117,6 +125,7 @@ class Subscriber:
                 return
             if reply.epoch != self.epoch:
                 self.epoch, self.last_seq = reply.epoch, (reply.publications[0].seq - 1 if reply.publications else 0)
+            self._old_run_end(reply.previous_epoch, reply.previous_seq)
             for publication in reply.publications:
                 if up_to is not None and publication.seq > up_to:
                     return
@@ -126,6 +135,18 @@ class Subscriber:
             if not reply.more or (up_to is not None and self.last_seq >= up_to):
                 return
             request = ReplayRequest(since=self.last_seq)
+
+    def _old_run_end(self, ended_epoch: int, ended_seq: int) -> None:
+        """After a restart, the first ring reply says where the old epoch ended: count what we did not get."""
+        if self.ended is None:
+            return
+        epoch, received = self.ended
+        self.ended = None
+        if ended_epoch == epoch and ended_seq > received:
+            missing = ended_seq - received
+            self.gaps, self.missed, self.lost = self.gaps + 1, self.missed + missing, self.lost + missing
+            log.warning("gap: %d events of epoch %d after seq %d were not received before it ended", missing, epoch,
+                        received)  # fmt: skip
 
     def _ask(self, request: ReplayRequest) -> ReplayReply[Publication] | None:
         assert self.replay_endpoint is not None

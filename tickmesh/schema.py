@@ -355,11 +355,17 @@ class Publication(Struct, tag="event", tag_field="type", frozen=True):
 
 
 class Heartbeat(Struct, tag="heartbeat", tag_field="type", frozen=True):
-    """Sent when the stream is quiet: `seq` is the last published sequence."""
+    """Sent when the stream is quiet: `seq` is the last published sequence.
+
+    At stop the aggregator says so at once (`stopping`), and its last message is a heartbeat with
+    `final`: `seq` is then the epoch's last, so a follower can stop once it has everything up to it.
+    """
 
     seq: int
     epoch: int
     time_ns: int
+    stopping: bool = False  # the aggregator is stopping: what the workers flush still follows
+    final: bool = False  # the epoch's last message: nothing follows `seq`
 
 
 Published = Publication | Heartbeat
@@ -400,12 +406,18 @@ class ReplayReply(Struct, Generic[P], tag="replayed", tag_field="type", frozen=T
     `more` is True when the reply stopped at `aggregator.replay_max_bytes`: ask again with
     `since` = the last seq received. (The aggregator encodes `ReplayReply[msgspec.Raw]`: the
     publications exactly as they were published.)
+
+    `previous_epoch` and `previous_seq` say where the epoch before this one ended, as recorded in the
+    aggregator's dedup memory (0 when unknown): a follower still in that epoch lost what came after its
+    position, and can count it.
     """
 
     epoch: int
     complete: bool
     publications: list[P]
     more: bool = False
+    previous_epoch: int = 0  # the epoch before this one (0: none recorded)
+    previous_seq: int = 0  # its last seq recorded: a lower bound after a kill -9 (up to 50 ms unrecorded)
 
 
 def topic_of(event: EventBase) -> bytes:

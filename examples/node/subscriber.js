@@ -25,7 +25,8 @@ function toJson(value) {
   return text.replace(/"#big#(-?\d+)"/g, "$1");
 }
 
-const state = { epoch: null, lastSeq: 0, printed: 0, gaps: 0, lost: 0 };
+// ended: {epoch, lastSeq} of a restarted publisher's old run, until a ring reply says where that run ended
+const state = { epoch: null, lastSeq: 0, printed: 0, gaps: 0, lost: 0, ended: null };
 
 function print(publication) {
   // The flat shape of `tickmesh-subscribe --json`: the event's fields, then seq, epoch, published_ns.
@@ -45,7 +46,7 @@ async function replay(request) {
     const [, payload] = await dealer.receive();
     const reply = decoder.decode(payload);
     if (reply.type === "error") throw new Error(`replay refused: ${reply.error}`);
-    return reply; // {type: "replayed", epoch, complete, publications}
+    return reply; // {type: "replayed", epoch, complete, publications, more, previous_epoch, previous_seq}
   } finally {
     dealer.close();
   }
@@ -61,6 +62,15 @@ async function fill(upTo) {
     reply = { epoch: state.epoch, publications: [] };
   }
   if (reply.epoch !== state.epoch) return; // the aggregator restarted meanwhile: the live stream says so
+  if (state.ended !== null) {
+    // the ring says where the epoch before it ended: what we had not received of it is lost
+    const { epoch, lastSeq } = state.ended;
+    if (reply.previous_epoch === epoch && reply.previous_seq > lastSeq) {
+      state.gaps += 1;
+      state.lost += reply.previous_seq - lastSeq;
+    }
+    state.ended = null;
+  }
   for (const publication of reply.publications) {
     if (upTo !== undefined && publication.seq > upTo) break;
     if (publication.seq <= state.lastSeq) continue;
@@ -77,9 +87,14 @@ async function receive(message) {
   // An event says the last one before it was seq - 1; a heartbeat says the last one was seq.
   const before = message.type === "event" ? message.seq - 1 : message.seq;
   if (message.epoch !== state.epoch) {
-    if (state.epoch !== null) console.error(`subscriber.js: publisher restarted (epoch ${message.epoch})`);
+    const restarted = state.epoch !== null;
+    if (restarted) {
+      console.error(`subscriber.js: publisher restarted (epoch ${message.epoch})`);
+      state.ended = { epoch: state.epoch, lastSeq: state.lastSeq };
+    }
     state.epoch = message.epoch; // epoch: the aggregator's start time, ns since the Unix epoch (a BigInt)
-    state.lastSeq = before;
+    state.lastSeq = restarted ? 0 : before; // a restarted publisher's new run is read from its first event
+    if (restarted && before === 0) await fill(0); // nothing to fill: only where the old run ended
   }
   if (before > state.lastSeq) {
     state.gaps += 1;

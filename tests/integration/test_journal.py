@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -21,6 +22,7 @@ from tests.integration.journal_helpers import (
 )
 from tests.integration.test_reliability import _highs
 from tests.mesh import Mesh, poll_until
+from tickmesh.config import CHANNELS
 from tickmesh.schema import Record
 
 
@@ -130,3 +132,88 @@ def test_an_aggregator_restart_is_a_new_epoch_read_from_its_ring(
     assert len(epochs) == 2 and position == (epochs[1], 50)
     assert [r.seq for r in rows] == [*range(1, 51), *range(1, 51)]
     assert {r.ticker[0] for r in rows if r.epoch == epochs[1]} == {"E"}
+
+
+def test_a_whole_mesh_stop_journals_what_the_aggregator_publishes_after_the_journals_own_signal(
+    mesh_factory: Callable[..., Mesh], journal_backend: JournalBackend
+) -> None:
+    """The journal and the aggregator get SIGTERM together (as `honcho start` stops) while events still flow:
+    the aggregator goes on publishing until the workers stop, and the journal follows it to its final
+    heartbeat instead of stopping at its own signal."""
+    mesh = journal_mesh(mesh_factory, journal_backend)
+    recorder = record_publications(mesh)
+    start_journal(mesh, "journal")
+    records, flowing = _highs(40, 50), threading.Event()  # up to 1,960 highs, 100 every 0.1 s
+
+    def push() -> None:
+        producer = mesh.producer()
+        for i in range(0, len(records), 100):
+            if not flowing.is_set():
+                break
+            producer.send(records[i : i + 100])
+            time.sleep(0.1)  # pacing, not waiting for a signal
+        producer.flush()
+
+    flowing.set()
+    pushing = threading.Thread(target=push)
+    pushing.start()
+    poll_until(lambda: len(recorder.received) >= 200, 20, what="events flowing")
+    signalled_ns = time.time_ns()
+    for name in ("journal", "aggregator"):
+        mesh.procs[name].send_signal(signal.SIGTERM)
+    published_after = lambda: sum(p.published_ns > signalled_ns for p in recorder.received)  # noqa: E731
+    poll_until(lambda: published_after() >= 100, 10, what="100 published after the journal's signal")
+    flowing.clear()
+    pushing.join()
+    for name in [name for name, _ in mesh.routers()] + [f"supervisor.{channel}" for channel in CHANNELS]:
+        mesh.procs[name].send_signal(signal.SIGTERM)  # the rest, as honcho stops them: the workers flush
+    assert mesh.procs["aggregator"].wait(10) == 0 and mesh.procs["journal"].wait(10) == 0
+    poll_until(lambda: recorder.sub.silent_for() > 0.3, 10, what="the stream to end")
+    recorder.close()
+    store = open_journal(mesh, journal_backend)
+    try:
+        seqs = [r.seq for r in store.pages(build_query(order="published", limit=10_000))]
+        position = store.position()
+    finally:
+        store.close()
+    epoch = recorder.received[0].epoch
+    assert seqs == [p.seq for p in recorder.received] and position == (epoch, seqs[-1])
+    assert "duplicates, 0 lost" in mesh.log("journal") and "stopping before" not in mesh.log("journal")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_what_a_stopped_journal_did_not_read_of_an_ended_epoch_is_counted_as_lost_at_its_next_start(
+    mesh_factory: Callable[..., Mesh], journal_backend: JournalBackend, sig: int
+) -> None:
+    """The journal stops alone (it does not wait: the aggregator is not stopping); the aggregator publishes
+    30 more, then stops (or is killed) and restarts: its new ring says where the old epoch ended, and the
+    journal counts the 30 it can no longer read instead of passing over them."""
+    mesh = journal_mesh(mesh_factory, journal_backend)
+    recorder = record_publications(mesh)
+    start_journal(mesh, "journal.0")
+    mesh.push(_highs(10, 6))  # 50 events
+    poll_until(lambda: len(recorder.received) >= 50, 20, what="the first 50")
+    epoch = recorder.received[0].epoch
+    wait_journaled(mesh, journal_backend, epoch, 50)
+    assert mesh.stop("journal.0") == 0
+    mesh.push(_highs(10, 4, prefix="L"))  # 30 more while the journal is down
+    poll_until(lambda: len(recorder.received) >= 80, 20, what="all 80")
+    recorder.close()
+    time.sleep(0.3)  # the dedup memory records the epoch's end every 50 ms: a kill -9 after that
+    assert mesh.stop("aggregator", sig) == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
+    mesh.spawn("aggregator.2", "-m", "aggregator")
+    start_journal(mesh, "journal.1")
+    mesh.push(_highs(10, 3, prefix="E"))  # 20 in the new epoch
+    journal = poll_until(
+        lambda: (j := mesh.read_bus()["journal"]).counters.get("journal.stored", 0) >= 20 and j, 30, what="new epoch"
+    )
+    assert journal.counters.get("journal.lost") == 30 and journal.counters.get("journal.epoch_changes") == 1
+    assert f"LOST 30 publications after seq 50 of epoch {epoch} (it ended at 80)" in mesh.log("journal.1")
+    store = open_journal(mesh, journal_backend)
+    try:
+        rows = list(store.pages(build_query(order="published", limit=1_000)))
+    finally:
+        store.close()
+    assert [(r.epoch == epoch, r.seq) for r in rows] == [(True, s) for s in range(1, 51)] + [
+        (False, s) for s in range(1, 21)
+    ]

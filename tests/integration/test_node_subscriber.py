@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_reliability import QUIET, market, settled
+from tests.integration.test_reliability import QUIET, _highs, market, settled
 from tests.mesh import ROOT, Mesh, poll_until
 
 EXAMPLE = ROOT / "examples" / "node"
@@ -105,3 +105,16 @@ def test_the_node_subscriber_prints_what_the_python_subscriber_prints(
         for key, value in theirs.items():
             assert mine[key] == value, (key, mine, theirs)
     assert max(e["time"] for e in from_node) > 2**53  # nanosecond times came through exactly
+
+    # The aggregator restarts: both read its new epoch from its first event, and count nothing lost
+    assert mesh.stop("aggregator") == 0
+    mesh.spawn("aggregator.2", "-m", "aggregator")
+    mesh.push(_highs(10, 3, prefix="E"))  # 20 highs in the new epoch
+    for printer in printers:
+        poll_until(printer.has(total + 20), 30, what=f"the new epoch's 20 events from {printer.name}")
+    for printer in printers:
+        after = printer.lines()[total:]
+        assert [(e["seq"], e["ticker"][0]) for e in after] == [(seq, "E") for seq in range(1, 21)], printer.name
+        assert len({e["epoch"] for e in after}) == 1 and after[0]["epoch"] > from_node[-1]["epoch"]
+    node.stop()
+    assert "lost" not in node.err.read_text() or ", 0 lost" in node.err.read_text()

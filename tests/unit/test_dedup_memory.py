@@ -13,6 +13,8 @@ from aggregator.dedup import Deduplicator
 from aggregator.memory import Memory
 from tickmesh.config import AggregatorConfig
 
+EPOCH = 1_700_000_000_000_000_000
+
 
 def test_ids_published_one_turn_at_a_time_go_to_disk_once_per_flush_interval_all_of_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -28,14 +30,14 @@ def test_ids_published_one_turn_at_a_time_go_to_disk_once_per_flush_interval_all
         return db
 
     monkeypatch.setattr(memory, "_connect", counting)
-    mem = Memory(str(tmp_path), 10_000)
+    mem = Memory(str(tmp_path), 10_000, EPOCH)
     start = time.monotonic()
     for i in range(300):
-        mem.remember([f"tick:high:A:{i}"])
+        mem.remember([f"tick:high:A:{i}"], i + 1)
         time.sleep(0.001)
     elapsed = time.monotonic() - start
     mem.close()
-    assert Memory(str(tmp_path), 10_000).load() == [f"tick:high:A:{i}" for i in range(300)]
+    assert Memory(str(tmp_path), 10_000, EPOCH).load() == [f"tick:high:A:{i}" for i in range(300)]
     assert 1 <= len(transactions) <= elapsed / memory.FLUSH_S + 2, f"{len(transactions)} in {elapsed:.2f} s"
 
 
@@ -46,11 +48,11 @@ def test_a_memory_written_before_the_log_layout_loads_back_whole_and_in_order_af
     old.executemany("INSERT INTO ids (id) VALUES (?)", [(f"tick:high:OLD:{i}",) for i in range(50)])
     old.commit()
     old.close()
-    mem = Memory(str(tmp_path), 40)
+    mem = Memory(str(tmp_path), 40, EPOCH)
     assert mem.load() == [f"tick:high:OLD:{i}" for i in range(10, 50)]  # the newest 40, oldest first
-    mem.remember(["tick:high:NEW:0"])
+    mem.remember(["tick:high:NEW:0"], 1)
     mem.close()
-    assert Memory(str(tmp_path), 1_000).load() == [f"tick:high:OLD:{i}" for i in range(50)] + ["tick:high:NEW:0"]
+    assert Memory(str(tmp_path), 1_000, EPOCH).load() == [f"tick:high:OLD:{i}" for i in range(50)] + ["tick:high:NEW:0"]
     tables = sqlite3.connect(tmp_path / "aggregator.db").execute("SELECT name FROM sqlite_master WHERE type='table'")
     assert "ids" not in {name for (name,) in tables}
 
@@ -60,19 +62,42 @@ def test_an_id_published_again_after_a_kill_9_is_remembered_once_and_the_log_sta
 ) -> None:
     """No unique index: a copy is written, and dropped where the ids are loaded; each write trims to the capacity."""
     monkeypatch.setattr(memory, "PRUNE_EVERY", 1)
-    mem = Memory(str(tmp_path), 1_000)
-    mem.remember(["tick:high:A:1", "tick:high:A:2"])
+    mem = Memory(str(tmp_path), 1_000, EPOCH)
+    mem.remember(["tick:high:A:1", "tick:high:A:2"], 2)
     time.sleep(memory.FLUSH_S * 2)
-    mem.remember(["tick:high:A:2", "tick:high:A:3"])  # A:2 again: published in the 50 ms before a kill -9
+    mem.remember(["tick:high:A:2", "tick:high:A:3"], 4)  # A:2 again: published in the 50 ms before a kill -9
     mem.close()
     dedup = Deduplicator(AggregatorConfig())
-    dedup.preload(Memory(str(tmp_path), 1_000).load())
+    dedup.preload(Memory(str(tmp_path), 1_000, EPOCH).load())
     assert list(dedup.order) == ["tick:high:A:1", "tick:high:A:2", "tick:high:A:3"]
-    mem = Memory(str(tmp_path), 1_000)
+    mem = Memory(str(tmp_path), 1_000, EPOCH)
     for turn in range(3):
-        mem.remember([f"tick:high:B:{turn}:{i}" for i in range(1_000)])
+        mem.remember([f"tick:high:B:{turn}:{i}" for i in range(1_000)], (turn + 1) * 1_000)
         time.sleep(memory.FLUSH_S * 2)  # one write, then one trim, per turn
     mem.close()
     with sqlite3.connect(tmp_path / "aggregator.db") as db:
         assert db.execute("SELECT COUNT(*) FROM published").fetchone()[0] == 1_000
-    assert Memory(str(tmp_path), 1_000).load() == [f"tick:high:B:2:{i}" for i in range(1_000)]
+    assert Memory(str(tmp_path), 1_000, EPOCH).load() == [f"tick:high:B:2:{i}" for i in range(1_000)]
+
+
+def test_the_next_run_knows_where_the_epoch_before_it_ended_as_recorded(tmp_path: Path) -> None:
+    """Each write records its epoch's last seq; a new run reads the newest epoch's (its own is not yet written)."""
+    assert Memory(str(tmp_path), 10, EPOCH).load() == [] and Memory(str(tmp_path), 10, EPOCH).previous == (0, 0)
+    first = Memory(str(tmp_path), 10, EPOCH)
+    first.load()
+    first.remember(["tick:high:A:1", "tick:high:A:2"], 2)
+    time.sleep(memory.FLUSH_S * 2)
+    first.remember(["tick:high:A:3"], 3)
+    first.close()
+    second = Memory(str(tmp_path), 10, EPOCH + 5)
+    second.load()
+    assert second.previous == (EPOCH, 3)
+    second.close()  # published nothing: the run before it stays the newest recorded
+    third = Memory(str(tmp_path), 10, EPOCH + 9)
+    third.load()
+    assert third.previous == (EPOCH, 3)
+    third.remember(["tick:high:A:4"], 1)
+    third.close()
+    fourth = Memory(str(tmp_path), 10, EPOCH + 12)
+    fourth.load()
+    assert fourth.previous == (EPOCH + 9, 1)

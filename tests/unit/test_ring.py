@@ -51,3 +51,17 @@ def test_a_reply_stops_at_the_byte_bound_and_says_more() -> None:
     assert seqs == list(range(70, 80)) and more  # the oldest of what was asked first; go on with since=79
     tiny = ring_of(range(10, 13), 10, max_bytes=one - 1)
     assert ask(tiny, ReplayRequest(since=9)) == ([10], True, True)  # at least one, whatever the bound
+
+
+def test_every_reply_says_where_the_epoch_before_ended() -> None:
+    ring = ReplayRing(9, 5, 1 << 20, previous=(7, 412))
+    ring.append(1, pub(1))
+    for request in (ReplayRequest(since=0), ReplayRequest(last=3), ReplayRequest()):
+        reply = replay_reply_decoder.decode(encoder.encode(ring.answer(request)))
+        assert (reply.previous_epoch, reply.previous_seq) == (7, 412)
+    assert (
+        replay_reply_decoder.decode(
+            encoder.encode(ring_of(range(1, 3), 5).answer(ReplayRequest(since=0)))
+        ).previous_epoch
+        == 0
+    )

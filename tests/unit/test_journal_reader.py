@@ -1,0 +1,52 @@
+"""The journal's reader at a new epoch: what it had not read of the epochs before is counted as lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import msgspec
+import pytest
+import zmq
+
+from journal.reader import Reader
+from tickmesh.metrics import Metrics
+from tickmesh.schema import RawPublication, ReplayReply
+
+OLD, NEW = 1_700_000_000_000_000_000, 1_700_000_100_000_000_000
+
+
+@pytest.fixture
+def reader() -> Iterator[Reader]:
+    ctx = zmq.Context()
+    reader = Reader(ctx, "inproc://publish", "inproc://replay", Metrics())
+    yield reader
+    reader.close()
+    ctx.term()
+
+
+def new_epoch(reader: Reader, at: tuple[int, int], previous: tuple[int, int], first: int = 1) -> int:
+    """Journal at `at` reads a new epoch whose ring starts at `first`; the publications counted as lost."""
+    reader.epoch, reader.last = at
+    publications = [RawPublication(first, NEW, NEW, msgspec.Raw(b""))]
+    reader._new_epoch(ReplayReply(NEW, True, publications, previous_epoch=previous[0], previous_seq=previous[1]))
+    assert (reader.epoch, reader.last) == (NEW, first - 1)
+    return reader.metrics.counters["journal.lost"]
+
+
+def test_the_unread_tail_of_the_journals_own_epoch_is_counted(reader: Reader) -> None:
+    assert new_epoch(reader, (OLD, 50), (OLD, 80)) == 30
+
+
+def test_an_epoch_read_to_its_end_loses_nothing(reader: Reader) -> None:
+    assert new_epoch(reader, (OLD, 80), (OLD, 80)) == 0
+
+
+def test_a_whole_epoch_missed_is_counted_and_so_is_what_the_new_ring_no_longer_holds(reader: Reader) -> None:
+    assert new_epoch(reader, (OLD - 5, 10), (OLD, 80), first=41) == 80 + 40
+
+
+def test_an_epoch_whose_end_is_not_recorded_counts_nothing_and_says_so(
+    reader: Reader, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert new_epoch(reader, (OLD, 50), (OLD - 5, 10)) == 0
+    assert f"where epoch {OLD} ended is not recorded" in caplog.text
