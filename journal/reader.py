@@ -168,8 +168,8 @@ class Reader:
                 )
         elif ended_epoch > self.epoch:  # a whole epoch ran and ended while the journal was away
             self._lost(ended_seq, f"of epoch {ended_epoch}, all of it (and any epoch between {self.epoch} and it)")
-        else:  # the aggregator recorded no end of our epoch: published in its last 50 ms before a kill -9, or a
-            # memory moved aside
+        else:  # no end of our epoch recorded: its aggregator was killed before its memory's first write, or
+            # the memory was moved aside
             log.warning("where epoch %d ended is not recorded: publications after seq %d of it, if any, are not "
                         "counted in journal.lost", self.epoch, self.last)  # fmt: skip
 
