@@ -29,7 +29,8 @@ DAY_NS = 86_400 * 1_000_000_000
 SILENT_HEARTBEATS = 3  # the aggregator's heartbeats missed before the journal is not ready
 MAX_PENDING_BATCHES = 4  # received rows kept while the writer is busy, in batches; then receiving waits for it
 STOPPING_GRACE_S = 0.5  # at stop: how long to wait for the aggregator to say it is stopping too
-WRITE_MARGIN_S = 1.0  # at stop: following the aggregator ends this long before the stop grace, to commit
+WRITE_MARGIN_S = 2.0  # at stop: following the aggregator ends this long before the stop grace: room for a
+# last ring fill (1 s at most) and the commit
 
 
 class Journal:
