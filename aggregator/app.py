@@ -25,6 +25,7 @@ from tickmesh.schema import (
     EventBatch,
     Heartbeat,
     Publication,
+    WorkerStopping,
     aggregator_input_decoder,
     encoder,
     event_decoder,
@@ -37,9 +38,10 @@ from tickmesh.stream import HEARTBEAT_NS, delivered
 log = logging.getLogger(__name__)
 
 DRAIN_LIMIT = 1_000  # event messages per loop turn
-RECENT_NS = 10_000_000_000
+RECENT_NS = 10_000_000_000  # a stopping worker not heard from for this long is gone: not waited for at stop
+STOPPING_GRACE_S = 0.5  # at stop: how long the workers have to say they are stopping too
 CONFIRM_NS = 100_000_000  # a stream's confirmations to its router: at most this often (the rest wait, cumulated)
-TRIM_DELAY_S = 0.5  # a worker heard from this recently is waited for at stop
+TRIM_DELAY_S = 0.5  # a subscriber gone: its queue's memory is given back to the system after this
 SNDMORE = int(zmq.SNDMORE)  # a plain int: send_multipart ORs enum flags per part, 3.6x the cost of two sends
 
 
@@ -71,10 +73,13 @@ class Aggregator:
         self.seq = 0
         self.last_sent_ns = 0
         self.stopping = False  # said in every heartbeat from the stop on
+        self.grace_end = 0.0  # at stop: until when workers may still say they are stopping too
         self.subscribers = 0
         # (channel, shard) → (its current worker instance, when last heard): a restarted shard's
         # new instance replaces the dead one, which will never say done
         self.workers: dict[tuple[str, int], tuple[str, int]] = {}
+        self.stopping_workers: set[str] = set()  # instances that said they are stopping and not yet done
+        self.stopped_with: set[str] = set()  # every instance that said it is stopping
         # (router, channel, shard) → (epoch, upto) confirmed
         self.delivered: dict[tuple[int, str, int], tuple[int, int]] = {}
         # (router, channel, shard) → when its last confirmation went, and the (epoch, upto) it confirmed;
@@ -93,6 +98,7 @@ class Aggregator:
         while deadline is None or (time.monotonic() < deadline and self._waiting_for_workers()):
             if self.stop and deadline is None:
                 deadline = time.monotonic() + self.config.process.stop_budget(0.5)
+                self.grace_end = time.monotonic() + STOPPING_GRACE_S
                 self.stopping = True
                 self._send_heartbeat()  # at once: followers (the journal) wait for the final one
             ready = dict(poller.poll(self._timeout_ms()))
@@ -110,6 +116,9 @@ class Aggregator:
             self._heartbeat()
             self.stop.health.ready("confirmations to the router not sent" if self.ack_unsent else "")
             self.bus.report()
+        left = ", ".join(sorted(self.stopping_workers))
+        log.info("stopping: %d workers stopped with it%s", len(self.stopped_with),
+                 f"; not done (their checkpoints keep what they did not send): {left}" if left else "")  # fmt: skip
         self.close()
         return 0
 
@@ -121,8 +130,14 @@ class Aggregator:
         return max(0, min(100, (due_ns - time.monotonic_ns()) // 1_000_000 + 1))
 
     def _waiting_for_workers(self) -> bool:
+        """At stop: wait for the workers stopping too (a whole-mesh stop: they flush what they found) until
+        they are done. In the first STOPPING_GRACE_S, any worker heard from may still say it is stopping;
+        after it, workers that did not are not stopping with us, and are not waited for."""
         now = time.monotonic_ns()
-        return any(now - heard < RECENT_NS for _, heard in self.workers.values())
+        live = [instance for instance, heard in self.workers.values() if now - heard < RECENT_NS]
+        if time.monotonic() < self.grace_end:
+            return bool(live)
+        return any(instance in self.stopping_workers for instance in live)
 
     # -- events in -------------------------------------------------------------------
     def _drain_events(self) -> None:
@@ -145,8 +160,13 @@ class Aggregator:
                 arrived.extend(self._valid_events(message, peer))
                 key = (message.router, message.channel, message.shard, message.epoch)
                 progress[key] = max(progress.get(key, -1), message.upto)
+            elif isinstance(message, WorkerStopping):
+                self.workers[(message.channel, message.shard)] = (message.worker, time.monotonic_ns())
+                self.stopping_workers.add(message.worker)
+                self.stopped_with.add(message.worker)
             else:
                 shard = (message.channel, message.shard)
+                self.stopping_workers.discard(message.worker)
                 if self.workers.get(shard, ("",))[0] == message.worker:
                     del self.workers[shard]
         self._publish(arrived)

@@ -341,7 +341,16 @@ class WorkerDone(Struct, tag="done", array_like=True, frozen=True):
     shard: Annotated[int, Meta(ge=0, lt=64)]
 
 
-AggregatorInput = EventBatch[msgspec.Raw] | WorkerDone
+class WorkerStopping(Struct, tag="stopping", array_like=True, frozen=True):
+    """The worker got its stop signal: it flushes what it found, then says WorkerDone. A stopping aggregator
+    waits for the workers that say this, and only for them (the others are not stopping with it)."""
+
+    worker: Annotated[str, Meta(max_length=200)]
+    channel: Source
+    shard: Annotated[int, Meta(ge=0, lt=64)]
+
+
+AggregatorInput = EventBatch[msgspec.Raw] | WorkerDone | WorkerStopping
 
 
 # -- aggregator -> subscribers (self-describing maps) ------------------------------

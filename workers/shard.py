@@ -26,6 +26,7 @@ from tickmesh.schema import (
     Source,
     StreamState,
     WorkerDone,
+    WorkerStopping,
     encoder,
     worker_input_decoder,
 )
@@ -99,6 +100,7 @@ class Shard:
                 self.stop.stopping = True
             if self.stop and deadline is None:
                 deadline = time.monotonic() + self.config.process.stop_budget(1.0)
+                self._send(encoder.encode(WorkerStopping(self.instance, self.channel, self.shard)))
             ready = dict(poller.poll(self._timeout_ms()))
             for link in self.links:
                 if link.data in ready:

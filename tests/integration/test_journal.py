@@ -122,6 +122,7 @@ def test_an_aggregator_restart_is_a_new_epoch_read_from_its_ring(
         lambda: (j := mesh.read_bus()["journal"]).counters.get("journal.stored", 0) >= 100 and j, 30, what="epoch 2"
     )
     assert journal.counters.get("journal.epoch_changes") == 1 and journal.counters.get("journal.lost", 0) == 0
+    assert "stopping: 0 workers stopped with it\n" in mesh.log("aggregator")  # stopped alone: no wait for them
     store = open_journal(mesh, journal_backend)
     try:
         rows = list(store.pages(build_query(order="published", limit=1_000)))
@@ -179,6 +180,7 @@ def test_a_whole_mesh_stop_journals_what_the_aggregator_publishes_after_the_jour
     epoch = recorder.received[0].epoch
     assert seqs == [p.seq for p in recorder.received] and position == (epoch, seqs[-1])
     assert "duplicates, 0 lost" in mesh.log("journal") and "stopping before" not in mesh.log("journal")
+    assert f"stopping: {len(CHANNELS)} workers stopped with it\n" in mesh.log("aggregator")  # and all said done
 
 
 @pytest.mark.parametrize(  # the count is the reader's, whatever the backend: one of each is enough
