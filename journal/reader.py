@@ -100,12 +100,13 @@ class Reader:
             self.need_fill = True  # a new epoch: read it from the ring, from its start
             return
         self.published = max(self.published, message.seq)
-        if self.need_fill:
-            return
-        if isinstance(message, Heartbeat):
+        if isinstance(message, Heartbeat):  # heard even while a fill is pending: the stop is this epoch's
             self.stopping = self.stopping or message.stopping
             if message.final:
                 self.final = message.seq
+        if self.need_fill:
+            return
+        if isinstance(message, Heartbeat):
             if message.seq > self.last:
                 self._gap(message.seq)
         elif message.seq == self.last + 1:

@@ -10,7 +10,7 @@ import zmq
 
 from journal.reader import Reader
 from tickmesh.metrics import Metrics
-from tickmesh.schema import RawPublication, ReplayReply
+from tickmesh.schema import Heartbeat, RawPublication, ReplayReply, encoder
 
 OLD, NEW = 1_700_000_000_000_000_000, 1_700_000_100_000_000_000
 
@@ -50,3 +50,14 @@ def test_an_epoch_whose_end_is_not_recorded_counts_nothing_and_says_so(
 ) -> None:
     assert new_epoch(reader, (OLD, 50), (OLD - 5, 10)) == 0
     assert f"where epoch {OLD} ended is not recorded" in caplog.text
+
+
+def test_a_stopping_aggregators_heartbeats_are_heard_while_a_fill_is_pending(reader: Reader) -> None:
+    """The journal waits at its stop for `final`: it must not miss it because a gap was being filled."""
+    reader.epoch, reader.last, reader.need_fill = OLD, 10, True
+    reader._live(encoder.encode(Heartbeat(12, OLD, NEW, stopping=True)))
+    assert reader.stopping and reader.final is None
+    reader._live(encoder.encode(Heartbeat(14, OLD, NEW, stopping=True, final=True)))
+    assert reader.final == 14 and not reader.ended()  # 11..14 still to read
+    reader.last, reader.need_fill = 14, False
+    assert reader.ended()
