@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -208,6 +209,15 @@ class Mesh:
     def pid(self, process: str) -> int:
         """The pid a process reports on the bus (worker shards are children of their supervisor)."""
         return self.read_bus()[process].pid
+
+    def recorded_end(self, epoch: int) -> int:
+        """The last seq of the aggregator's `epoch` that its dedup memory has written (0: none yet)."""
+        db = self.dir / ".tickmesh" / "state" / "aggregator.db"
+        if not db.exists():
+            return 0
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            row = conn.execute("SELECT last_seq FROM epochs WHERE epoch = ?", (epoch,)).fetchone()
+        return int(row[0]) if row else 0
 
     def log(self, name: str) -> str:
         path = self.dir / f"{name}.log"

@@ -206,7 +206,7 @@ def test_what_a_stopped_journal_did_not_read_of_an_ended_epoch_is_counted_as_los
     mesh.push(_highs(10, 4, prefix="L"))  # 30 more while the journal is down
     poll_until(lambda: len(recorder.received) >= 80, 20, what="all 80")
     recorder.close()
-    time.sleep(0.3)  # the dedup memory records the epoch's end every 50 ms: a kill -9 after that
+    poll_until(lambda: mesh.recorded_end(epoch) == 80, 5, what="the epoch's end on disk")  # then a kill -9
     assert mesh.stop("aggregator", sig) == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
     mesh.spawn("aggregator.2", "-m", "aggregator")
     start_journal(mesh, "journal.1")

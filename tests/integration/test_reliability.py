@@ -188,7 +188,8 @@ def test_a_subscriber_counts_what_it_missed_of_a_killed_publishers_epoch_and_rea
     sub.sub.disconnect(mesh.endpoints.publish)
     mesh.push(_highs(10, 4, prefix="L"))  # 30 more, published while we are away
     poll_until(lambda: mesh.counters().get("published") == 80, what="80 published")
-    time.sleep(0.3)  # the dedup memory records where the epoch is every 50 ms: the kill -9 comes after
+    epoch = sub.epoch
+    poll_until(lambda: mesh.recorded_end(epoch) == 80, 5, what="the epoch's end on disk")  # then the kill -9
     mesh.stop("aggregator", signal.SIGKILL)
     mesh.spawn("aggregator.2", "-m", "aggregator")
     mesh.push(_highs(10, 3, prefix="E"))  # 20 in the new epoch
