@@ -251,6 +251,9 @@ class ProcessConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     # Opt-in, host-wide: while the P1 path runs, every CPU wakes within this many µs (the kernel's
     # CPU latency QoS, /dev/cpu_dma_latency; root only). 0: idle CPUs poll instead of sleeping
     cpu_latency_us: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
+    # Opt-in: the P1 path runs in time slices of this many µs (the kernel's custom slice, Linux 6.12+;
+    # any user): a P1 process that wakes preempts a normal-class process in a longer slice at once
+    slice_us: Annotated[int, Meta(ge=100, le=100_000)] | None = None
     cpus: CpuSets = CpuSets()
 
     def stop_budget(self, margin_s: float) -> float:

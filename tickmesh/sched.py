@@ -1,9 +1,10 @@
-"""Scheduling at process start: CPU affinity per role, the opt-in real-time class and CPU wake-up latency for
-the P1 path, niceness below it (for the process and its session), and the idle class for what must never delay
-the mesh (the journal)."""
+"""Scheduling at process start: CPU affinity per role, the opt-in time slice, real-time class and CPU
+wake-up latency for the P1 path, niceness below it (for the process and its session), and the idle
+class for what must never delay the mesh (the journal)."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
@@ -18,6 +19,10 @@ NICE_PER_PRIORITY = 3  # channel priority 1 → nice +0, 2 → +3, 3 → +6
 AUTOGROUP = "/proc/self/autogroup"
 BACKGROUND_NICE = 10  # where the idle class is refused: below every channel's workers (nice +6)
 AUTOGROUP_WAIT_S = 3.0  # an unprivileged write just after anyone else's is refused (EAGAIN): a rate limit
+# struct sched_attr as far as sched_period (SCHED_ATTR_SIZE_VER0): size, policy, flags, nice, priority,
+# runtime (for a normal-class thread since Linux 6.12: its time slice, ns), deadline, period
+SCHED_ATTR = struct.Struct("=IIQiIQQQ")
+SCHED_ATTR_CALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}  # sched_setattr, sched_getattr
 CPU_LATENCY = "/dev/cpu_dma_latency"  # the kernel's CPU latency QoS: a request lasts while its file is open
 _held: list[BinaryIO] = []  # the P1 path's request, open until the process exits
 
@@ -27,14 +32,17 @@ def apply(config: Config, role: str, priority: int = 1) -> None:
 
     Call it first thing in main(), before any thread starts: threads inherit the calling
     thread's CPUs and class when they are created, so the zmq I/O thread (made with the
-    first socket) runs like its process. A process of priority 1 (the P1 path) goes in the
-    real-time class when `[process] realtime` asks for it, and holds the CPUs' wake-up latency
-    at `[process] cpu_latency_us` when that is set; lower priorities run niced (+3 per step),
-    so when the cores are contended the scheduler serves the tick path first.
+    first socket) runs like its process. A process of priority 1 (the P1 path) runs in time
+    slices of `[process] slice_us`, goes in the real-time class when `[process] realtime` asks
+    for it, and holds the CPUs' wake-up latency at `[process] cpu_latency_us`, each when set;
+    lower priorities run niced (+3 per step), so when the cores are contended the scheduler
+    serves the tick path first.
     """
     cpus = getattr(config.process.cpus, role, ())
     if cpus:
         pin(set(cpus))
+    if priority == 1 and config.process.slice_us is not None:
+        time_slice(config.process.slice_us)  # before realtime: setting a slice puts a thread in the normal class
     if priority == 1 and config.process.cpu_latency_us is not None:
         request = cpu_latency(config.process.cpu_latency_us)
         if request is not None:
@@ -111,6 +119,45 @@ def realtime(priority: int) -> bool:
         return False
     log.info("real-time scheduling: SCHED_FIFO priority %d", priority)
     return True
+
+
+def time_slice(us: int) -> bool:
+    """Run in time slices of `us` µs (the kernel's custom slice for normal-class threads, Linux 6.12 and
+    later; no privilege needed); one warning line (and the kernel's slice) where it cannot.
+
+    The normal class (EEVDF) lets a thread that wakes preempt the running one at once only if its
+    slice is the shorter; otherwise it may wait out the other's slice (the kernel's is 0.7 ms × (1 +
+    log2 CPUs): 1.4 ms on two). A tick that wakes a P1 process beside a load generator, a subscriber
+    or a niced shard in its default slice may wait that long; with a shorter slice it does not. Its
+    own runs are cut that short only while something else waits for the CPU. A process already in
+    another class (systemd's CPUSchedulingPolicy=) is left alone.
+    """
+    if os.sched_getscheduler(0) != os.SCHED_OTHER:
+        return False
+    calls = SCHED_ATTR_CALLS.get(os.uname().machine)
+    nice = os.getpriority(os.PRIO_PROCESS, 0)  # sched_setattr sets the nice value too: keep this one
+    attr = SCHED_ATTR.pack(SCHED_ATTR.size, os.SCHED_OTHER, 0, nice, 0, us * 1_000, 0, 0)
+    if calls is None:
+        why = f"no sched_setattr number known for {os.uname().machine}"
+    elif ctypes.CDLL(None, use_errno=True).syscall(calls[0], 0, attr, 0) != 0:
+        why = os.strerror(ctypes.get_errno())  # EPERM: a seccomp profile or an LSM
+    elif slice_ns(0) != us * 1_000:
+        why = "this kernel has no custom time slices (Linux 6.12 or later has)"  # it ignored the runtime
+    else:
+        log.info("time slices of %d µs: a waking P1 process preempts normal-class work in longer ones", us)
+        return True
+    log.warning("cannot run in %d µs time slices (%s): running in the kernel's (docs/deploy.md, Scheduling)", us, why)
+    return False
+
+
+def slice_ns(tid: int) -> int | None:
+    """A normal-class thread's time slice in ns (0 where the kernel predates custom slices; its own
+    default where none was asked for); None where it cannot be read. `tid` 0: the calling thread."""
+    calls = SCHED_ATTR_CALLS.get(os.uname().machine)
+    got = ctypes.create_string_buffer(SCHED_ATTR.size)
+    if calls is None or ctypes.CDLL(None, use_errno=True).syscall(calls[1], tid, got, SCHED_ATTR.size, 0) != 0:
+        return None
+    return int(SCHED_ATTR.unpack(got.raw)[5])
 
 
 def cpu_latency(us: int) -> BinaryIO | None:

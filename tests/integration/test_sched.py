@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.mesh import Mesh, collect, poll_until
+from tickmesh import sched
 from tickmesh.schema import Trade
 
 S = 1_000_000_000
@@ -32,6 +33,12 @@ def _realtime_permitted() -> bool:
 
 def _autogroup(pid: int) -> str:
     return Path(f"/proc/{pid}/autogroup").read_text()  # "/autogroup-42 nice 3"
+
+
+def _custom_slices() -> bool:
+    """Whether this kernel gives a normal-class process the time slice it asks for (Linux 6.12 and later)."""
+    probe = "from tickmesh import sched; raise SystemExit(0 if sched.time_slice(300) else 1)"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=30).returncode == 0
 
 
 def _threads(pid: int) -> list[int]:
@@ -97,6 +104,25 @@ def test_without_the_permission_each_p1_process_says_so_once_and_runs(mesh_facto
         text = mesh.log(name)
         assert text.count(FALLBACK) == lines, (name, text)
         assert "LimitRTPRIO=10" in text or lines == 0
+    _events_flow(mesh)
+
+
+@pytest.mark.skipif(not _custom_slices(), reason="this kernel has no custom time slices (Linux 6.12 or later)")
+def test_the_p1_path_runs_in_the_time_slices_asked_for_and_keeps_its_nice_value(
+    mesh_factory: Callable[..., Mesh],
+) -> None:
+    mesh = mesh_factory({"process": {"slice_us": 250}})
+    mesh.prefix = ["nice", "-n", "2"]  # started niced: setting the slice must not reset the nice value
+    mesh.start()
+    for name in ("router", "aggregator", "worker.tick.0"):
+        for tid in _threads(mesh.pid(name)):  # every thread, the zmq I/O thread too: they inherit it
+            assert sched.slice_ns(tid) == 250_000, (name, tid)
+            assert os.getpriority(os.PRIO_PROCESS, tid) == 2, (name, tid)
+    for name, nice in (("worker.ohlcv.0", 5), ("worker.fmv.0", 8), ("supervisor.tick", 2)):
+        assert sched.slice_ns(mesh.pid(name)) != 250_000, name  # only the P1 path asks
+        assert os.getpriority(os.PRIO_PROCESS, mesh.pid(name)) == nice, name
+    for name in ("router", "aggregator", "supervisor.tick"):  # a tick shard logs into its supervisor's output
+        assert mesh.log(name).count("time slices of 250 µs") == 1, name
     _events_flow(mesh)
 
 

@@ -61,3 +61,22 @@ def test_cpu_latency_is_off_by_default_and_where_the_host_refuses_it_one_line_sa
         assert sched.cpu_latency(0) is None
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "cannot hold CPU wake-up latency at 0 µs" in warnings[0], warnings
+
+
+def test_time_slices_are_off_by_default_and_where_the_host_cannot_one_line_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert load_config(None, env={}).process.slice_us is None  # the kernel's slice
+    path = tmp_path / "t.toml"
+    path.write_text("[process]\nslice_us = 100\n")
+    assert load_config(str(path), env={}).process.slice_us == 100
+    for text, key in (("slice_us = 99", r">= 100.*process\.slice_us"), ("slice_us = 100001", r"<= 100000.*slice_us")):
+        path.write_text(f"[process]\n{text}\n")  # the kernel's own bounds: 0.1–100 ms
+        with pytest.raises(ConfigError, match=key):
+            load_config(str(path), env={})
+    monkeypatch.setattr(sched, "SCHED_ATTR_CALLS", {})  # an architecture without known syscall numbers
+    with caplog.at_level(logging.INFO, logger="tickmesh.sched"):
+        assert sched.time_slice(100) is False
+        assert sched.slice_ns(0) is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "cannot run in 100 µs time slices (no sched_setattr number" in warnings[0], warnings
