@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from aggregator import memory
 from aggregator.dedup import Deduplicator
 from aggregator.memory import Memory
+from tests.mesh import poll_until
 from tickmesh.config import AggregatorConfig
 
 EPOCH = 1_700_000_000_000_000_000
@@ -86,8 +88,8 @@ def test_the_next_run_knows_where_the_epoch_before_it_ended_as_recorded(tmp_path
     first = Memory(str(tmp_path), 10, EPOCH)
     first.load()
     first.remember(["tick:high:A:1", "tick:high:A:2"], 2)
-    time.sleep(memory.FLUSH_S * 2)
-    first.remember(["tick:high:A:3"], 3)
+    poll_until(lambda: _recorded(tmp_path) == [(EPOCH, 2)], 5, what="the first write")
+    first.remember(["tick:high:A:3"], 3)  # a later transaction of the same epoch: it replaces the end
     first.close()
     second = Memory(str(tmp_path), 10, EPOCH + 5)
     second.load()
@@ -101,3 +103,8 @@ def test_the_next_run_knows_where_the_epoch_before_it_ended_as_recorded(tmp_path
     fourth = Memory(str(tmp_path), 10, EPOCH + 12)
     fourth.load()
     assert fourth.previous == (EPOCH + 9, 1)
+
+
+def _recorded(state_dir: Path) -> list[tuple[int, int]]:
+    with contextlib.closing(sqlite3.connect(state_dir / "aggregator.db")) as db:
+        return [(int(e), int(s)) for e, s in db.execute("SELECT epoch, last_seq FROM epochs")]
