@@ -38,8 +38,9 @@ class Subscriber:
     a gap is filled from the aggregator's ring (what the ring no longer holds is
     counted as lost), and `last=N` starts with the N most recent events. When the
     aggregator restarts, the new epoch is read from its first publication, and the
-    new ring says where the old epoch ended: what was not received of it is
-    counted as missed and lost.
+    new ring says where the epoch before it ended: what was not received of it (all
+    of it, if a whole epoch ran while this subscriber was away) is counted as
+    missed and lost.
     """
 
     def __init__(
@@ -137,16 +138,28 @@ class Subscriber:
             request = ReplayRequest(since=self.last_seq)
 
     def _old_run_end(self, ended_epoch: int, ended_seq: int) -> None:
-        """After a restart, the first ring reply says where the old epoch ended: count what we did not get."""
+        """After a restart, the first ring reply says where the epoch before the new one ended: count what we
+        did not get of it. If that is not our old epoch, a whole epoch ran and ended while we were away."""
         if self.ended is None:
             return
         epoch, received = self.ended
         self.ended = None
-        if ended_epoch == epoch and ended_seq > received:
-            missing = ended_seq - received
-            self.gaps, self.missed, self.lost = self.gaps + 1, self.missed + missing, self.lost + missing
-            log.warning("gap: %d events of epoch %d after seq %d were not received before it ended", missing, epoch,
-                        received)  # fmt: skip
+        if ended_epoch == epoch:
+            if ended_seq > received:
+                self._count_lost(ended_seq - received)
+                log.warning("gap: %d events of epoch %d after seq %d were not received before it ended",
+                            ended_seq - received, epoch, received)  # fmt: skip
+        elif ended_epoch > epoch:  # epochs are start times: a later one ran and ended while we were away
+            self._count_lost(ended_seq)
+            log.warning("gap: epoch %d ran and ended while this subscriber was away: its %d events were not "
+                        "received (nor any of epoch %d after seq %d, or of an epoch between: those are not counted)",
+                        ended_epoch, ended_seq, epoch, received)  # fmt: skip
+        else:  # the publisher was killed before its dedup memory's first write, or the memory was moved aside
+            log.warning("where epoch %d ended is not recorded: events after seq %d of it, if any, are not counted "
+                        "as lost", epoch, received)  # fmt: skip
+
+    def _count_lost(self, missing: int) -> None:
+        self.gaps, self.missed, self.lost = self.gaps + 1, self.missed + missing, self.lost + missing
 
     def _ask(self, request: ReplayRequest) -> ReplayReply[Publication] | None:
         assert self.replay_endpoint is not None

@@ -52,6 +52,27 @@ async function replay(request) {
   }
 }
 
+// The ring says where the epoch before it ended: what we had not received of it is lost. Epochs are
+// start times, so a later one than ours ran and ended while we were away: all of it is lost.
+function oldRunEnd(endedEpoch, endedSeq) {
+  const { epoch, lastSeq } = state.ended;
+  let lost = 0;
+  if (endedEpoch === epoch) {
+    lost = Math.max(endedSeq - lastSeq, 0);
+  } else if (endedEpoch > epoch) {
+    lost = endedSeq;
+    console.error(`subscriber.js: epoch ${endedEpoch} ran and ended while we were away: its ${endedSeq} events ` +
+      `were not received (nor any of epoch ${epoch} after seq ${lastSeq}: those are not counted)`);
+  } else {
+    console.error(`subscriber.js: where epoch ${epoch} ended is not recorded: events after seq ${lastSeq} ` +
+      "of it, if any, are not counted as lost");
+  }
+  if (lost) {
+    state.gaps += 1;
+    state.lost += lost;
+  }
+}
+
 // Ask the ring for what follows lastSeq (up to upTo, if given); count what it no longer holds as lost.
 async function fill(upTo) {
   let reply;
@@ -63,12 +84,7 @@ async function fill(upTo) {
   }
   if (reply.epoch !== state.epoch) return; // the aggregator restarted meanwhile: the live stream says so
   if (state.ended !== null) {
-    // the ring says where the epoch before it ended: what we had not received of it is lost
-    const { epoch, lastSeq } = state.ended;
-    if (reply.previous_epoch === epoch && reply.previous_seq > lastSeq) {
-      state.gaps += 1;
-      state.lost += reply.previous_seq - lastSeq;
-    }
+    oldRunEnd(reply.previous_epoch, reply.previous_seq);
     state.ended = null;
   }
   for (const publication of reply.publications) {

@@ -14,14 +14,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 
+from subscriber.client import Subscriber, ask_replay
 from tests.integration.test_reliability import QUIET, _highs, market, settled
-from tests.mesh import ROOT, Mesh, poll_until
+from tests.mesh import ROOT, Mesh, collect, poll_until
+from tickmesh.schema import ReplayRequest
 
 EXAMPLE = ROOT / "examples" / "node"
 
@@ -118,3 +122,77 @@ def test_the_node_subscriber_prints_what_the_python_subscriber_prints(
         assert len({e["epoch"] for e in after}) == 1 and after[0]["epoch"] > from_node[-1]["epoch"]
     node.stop()
     assert "lost" not in node.err.read_text() or ", 0 lost" in node.err.read_text()
+
+
+class Outage:
+    """A forwarder between the aggregator's PUB and the subscribers: while `up` is clear, what the
+    aggregator publishes is dropped, as over a network link that is down."""
+
+    def __init__(self, ctx: zmq.Context, publish: str) -> None:  # type: ignore[type-arg]
+        self.up, self.done = threading.Event(), threading.Event()
+        self.pub = ctx.socket(zmq.PUB)
+        self.pub.bind("tcp://127.0.0.1:*")
+        self.endpoint = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.up.set()
+        self.thread = threading.Thread(target=self._forward, args=(ctx, publish), daemon=True)
+        self.thread.start()
+
+    def _forward(self, ctx: zmq.Context, publish: str) -> None:  # type: ignore[type-arg]
+        with ctx.socket(zmq.SUB) as sub:
+            sub.connect(publish)
+            sub.subscribe(b"")
+            while not self.done.is_set():
+                if sub.poll(50):
+                    frames = sub.recv_multipart()
+                    if self.up.is_set():
+                        self.pub.send_multipart(frames)
+
+    def close(self) -> None:
+        self.done.set()
+        self.thread.join(5)
+        self.pub.close(0)
+
+
+def test_both_subscribers_count_a_whole_epoch_that_ran_while_they_were_away(
+    mesh_factory, node_example: Path, printers: list[Printer], tmp_path: Path
+) -> None:
+    """Away (the link down) from the end of epoch A, through all of epoch B, back in epoch C: the new
+    ring says the epoch before C was B and ended at 20, so both subscribers count B's 20 as lost."""
+    mesh: Mesh = mesh_factory(QUIET).start()
+    ep = mesh.endpoints
+    outage, opened = Outage(mesh.ctx, ep.publish), []
+    try:
+        mesh.push(_highs(10, 6, prefix="A"))  # 50 highs in epoch A
+        assert settled(mesh) == 50
+        python = Subscriber(outage.endpoint, replay=ep.replay, last=50, ctx=mesh.ctx)
+        opened.append(python.sub)
+        node = Printer(["node", "subscriber.js", "--publish", outage.endpoint, "--replay", ep.replay, "--since", "0"],
+                       tmp_path / "node.jsonl", node_example)  # fmt: skip
+        printers.append(node)
+        assert len(collect(python, lambda r: len(r) >= 50)) == 50
+        poll_until(node.has(50), 20, what="epoch A's 50 events from node")
+        outage.up.clear()
+        assert mesh.stop("aggregator") == 0  # epoch A ends at 50, recorded
+        mesh.spawn("aggregator.2", "-m", "aggregator")
+        mesh.push(_highs(10, 3, prefix="B"))  # 20 in epoch B, none of them received
+        ring = lambda: ask_replay(mesh.ctx, ep.replay, ReplayRequest(last=100))  # noqa: E731
+        poll_until(lambda: len(ring().publications) == 20, 10, what="epoch B's 20 in its ring")  # type: ignore[union-attr]
+        epoch_b = ring().epoch  # type: ignore[union-attr]
+        assert mesh.stop("aggregator.2") == 0
+        assert mesh.recorded_end(epoch_b) == 20
+        mesh.spawn("aggregator.3", "-m", "aggregator")
+        outage.up.set()
+        mesh.push(_highs(10, 2, prefix="C"))  # 10 in epoch C
+        received = collect(python, lambda r: len(r) >= 10, timeout=20)
+        assert [(p.seq, p.event.ticker[0]) for p in received] == [(seq, "C") for seq in range(1, 11)]
+        assert python.lost == 20
+        poll_until(node.has(60), 20, what="epoch C's 10 events from node")
+        assert [e["ticker"][0] for e in node.lines()[50:]] == ["C"] * 10
+        node.stop()
+        err = node.err.read_text()
+        assert f"epoch {epoch_b} ran and ended while we were away: its 20 events" in err
+        assert ", 20 lost" in err, err
+    finally:
+        for sock in opened:
+            sock.close(0)
+        outage.close()
