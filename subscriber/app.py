@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
 from journal.backends import open_store
 from journal.query import QueryError
@@ -19,6 +20,8 @@ from tickmesh.runtime import StopFlag, endpoint_exit, parser, start
 from tickmesh.schema import EVENT_KINDS, Publication
 from tickmesh.sockets import EndpointError
 
+STOPPING_GRACE_S = 0.5  # at stop: how long to wait for the aggregator to say it is stopping too
+STOP_MARGIN_S = 1.0  # at stop: following the aggregator ends this long before the stop grace
 ENVELOPE = {"id", "kind", "ticker", "source", "priority", "time", "price", "record_seq", "ingest_ns", "detected_ns"}
 
 
@@ -39,6 +42,24 @@ _PUB = {"seq", "epoch", "published_ns"}
 
 def _short(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def follow_to_end(
+    source: Subscriber | HistoryThenLive, sub: Subscriber, show: Callable[[Publication], None], budget_s: float
+) -> None:
+    """Stopping with the aggregator (a whole-mesh stop, as `honcho start` stops): print what it still
+    publishes while the workers flush, up to its final heartbeat, within `budget_s`. Alone (it does not
+    say it is stopping within STOPPING_GRACE_S): stop at once."""
+    started = time.monotonic()
+    while not sub.at_end() and time.monotonic() < started + budget_s:
+        if not sub.stopping() and time.monotonic() >= started + STOPPING_GRACE_S:
+            return
+        publication = source.recv(timeout_ms=50)
+        if publication is not None:
+            show(publication)
+    if sub.stopping() and not sub.at_end():
+        print(f"subscribe: stopping before the aggregator's last event (received up to seq {sub.last_seq} of epoch "
+              f"{sub.epoch})", file=sys.stderr)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         ctx.destroy(linger=0)
         return endpoint_exit(exc) if isinstance(exc, EndpointError) else EXIT_USAGE
     seen, warned = 0, False
+
+    def show(publication: Publication) -> None:
+        nonlocal seen
+        seen += 1
+        print(json.dumps(as_dict(publication)) if args.json else readable(publication), flush=True)
+
     try:
         while not stop and (not args.count or seen < args.count):
             publication = source.recv(timeout_ms=200)
@@ -92,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                     warned = True
                 continue
             warned = False
-            seen += 1
-            print(json.dumps(as_dict(publication)) if args.json else readable(publication), flush=True)
+            show(publication)
+        if stop:
+            follow_to_end(source, sub, show, config.process.stop_budget(STOP_MARGIN_S))
     except BrokenPipeError:
         pass
     finally:

@@ -13,6 +13,7 @@ import zmq
 
 from tickmesh.boundary import Rejection, decode
 from tickmesh.schema import (
+    Heartbeat,
     Publication,
     ReplayReply,
     ReplayRequest,
@@ -66,6 +67,8 @@ class Subscriber:
         self.lost = 0  # events in gaps that the ring could not give back
         self.ended: tuple[int, int] | None = None  # (epoch, last seq received) of a restarted publisher's old run
         self.rejected = 0  # messages that could not be decoded
+        self.stopping_epoch = 0  # the epoch whose aggregator said it is stopping (its heartbeats' `stopping`)
+        self.final: tuple[int, int] | None = None  # (epoch, last seq) from an aggregator's final heartbeat
         self.last_heard = time.monotonic()
         self.ready: deque[Publication] = deque()
         if last and replay:
@@ -80,6 +83,15 @@ class Subscriber:
                 return None
             self._receive(self.sub.recv_multipart())
         return self.ready.popleft()
+
+    def stopping(self) -> bool:
+        """The aggregator of the current epoch said it is stopping: what its workers flush still follows."""
+        return self.epoch != 0 and self.stopping_epoch == self.epoch
+
+    def at_end(self) -> bool:
+        """The current epoch ended (its aggregator's final heartbeat) and every event up to its last seq is
+        received (those the filter drops included)."""
+        return self.final is not None and self.final[0] == self.epoch and self.last_seq >= self.final[1]
 
     def silent_for(self) -> float:
         """Seconds since anything (event or heartbeat) arrived from the publisher."""
@@ -105,6 +117,10 @@ class Subscriber:
             self._gap(expected_last)
         if isinstance(message, Publication) and message.seq == self.last_seq + 1:
             self._accept(message)
+        if isinstance(message, Heartbeat) and (message.stopping or message.final):
+            self.stopping_epoch = message.epoch
+            if message.final:
+                self.final = (message.epoch, message.seq)
 
     def _gap(self, up_to: int) -> None:
         missing = up_to - self.last_seq
