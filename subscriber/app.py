@@ -13,6 +13,7 @@ from journal.query import QueryError
 from journal.store import StoreError
 from subscriber.client import Subscriber, as_dict
 from subscriber.history import HistoryError, HistoryThenLive
+from tickmesh import sched
 from tickmesh.cli import EXIT_USAGE
 from tickmesh.config import with_endpoints
 from tickmesh.curve import secure_context
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.since and args.last:
         print("subscribe: --since and --last do not combine (--since already starts with history)", file=sys.stderr)
         return EXIT_USAGE
+    # the tick path's last hop: scheduled like the P1 path (`[process] slice_us`, `realtime`), before any thread
+    sched.apply(config, "subscriber")
     config = with_endpoints(config, publish=args.publish, replay=args.replay)
     ep = config.endpoints
     stop = StopFlag()

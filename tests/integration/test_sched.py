@@ -114,14 +114,17 @@ def test_the_p1_path_runs_in_the_time_slices_asked_for_and_keeps_its_nice_value(
     mesh = mesh_factory({"process": {"slice_us": 250}})
     mesh.prefix = ["nice", "-n", "2"]  # started niced: setting the slice must not reset the nice value
     mesh.start()
-    for name in ("router", "aggregator", "worker.tick.0"):
-        for tid in _threads(mesh.pid(name)):  # every thread, the zmq I/O thread too: they inherit it
+    mesh.spawn("subscriber", "-m", "subscriber")  # tickmesh-subscribe: the tick path's last hop
+    poll_until(lambda: len(_threads(mesh.procs["subscriber"].pid)) > 1, 10, what="the subscriber's zmq thread")
+    pids = {name: mesh.pid(name) for name in ("router", "aggregator", "worker.tick.0")}
+    for name, pid in {**pids, "subscriber": mesh.procs["subscriber"].pid}.items():
+        for tid in _threads(pid):  # every thread, the zmq I/O thread too: they inherit it
             assert sched.slice_ns(tid) == 250_000, (name, tid)
             assert os.getpriority(os.PRIO_PROCESS, tid) == 2, (name, tid)
     for name, nice in (("worker.ohlcv.0", 5), ("worker.fmv.0", 8), ("supervisor.tick", 2)):
         assert sched.slice_ns(mesh.pid(name)) != 250_000, name  # only the P1 path asks
         assert os.getpriority(os.PRIO_PROCESS, mesh.pid(name)) == nice, name
-    for name in ("router", "aggregator", "supervisor.tick"):  # a tick shard logs into its supervisor's output
+    for name in ("router", "aggregator", "supervisor.tick", "subscriber"):  # a tick shard logs into its supervisor's
         assert mesh.log(name).count("time slices of 250 µs") == 1, name
     _events_flow(mesh)
 
