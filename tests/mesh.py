@@ -10,8 +10,9 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal, TypeVar
 
@@ -297,6 +298,35 @@ class Mesh:
         producer = Producer(self.ctx, self.endpoints, routers=self.config.router.count)
         self._sockets.extend(producer.pushes)
         return producer
+
+    @contextlib.contextmanager
+    def push_paced(self, records: list[Record], per: int = 100, every_s: float = 0.1) -> Iterator[None]:
+        """Push `records`, `per` every `every_s` (1,000/s by default), from a thread until the block ends or
+        they run out; then flush. Events flow while the block runs."""
+        going = threading.Event()
+        going.set()
+
+        def push() -> None:
+            producer = self.producer()
+            for i in range(0, len(records), per):
+                if not going.is_set():
+                    break
+                producer.send(records[i : i + per])
+                time.sleep(every_s)  # pacing, not waiting for a signal
+            producer.flush()
+
+        pushing = threading.Thread(target=push)
+        pushing.start()
+        try:
+            yield
+        finally:
+            going.clear()
+            pushing.join()
+
+    def stop_the_rest(self) -> None:
+        """SIGTERM the routers and the supervisors, as honcho stops them after the aggregator: the workers flush."""
+        for name in [name for name, _ in self.routers()] + [f"supervisor.{channel}" for channel in CHANNELS]:
+            self.procs[name].send_signal(signal.SIGTERM)
 
     def push(self, records: list[Record]) -> None:
         """Send records and wait until the router has routed them (flush-and-acknowledge)."""

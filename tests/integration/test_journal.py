@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 
@@ -144,30 +143,14 @@ def test_a_whole_mesh_stop_journals_what_the_aggregator_publishes_after_the_jour
     mesh = journal_mesh(mesh_factory, journal_backend)
     recorder = record_publications(mesh)
     start_journal(mesh, "journal")
-    records, flowing = _highs(40, 50), threading.Event()  # up to 1,960 highs, 100 every 0.1 s
-
-    def push() -> None:
-        producer = mesh.producer()
-        for i in range(0, len(records), 100):
-            if not flowing.is_set():
-                break
-            producer.send(records[i : i + 100])
-            time.sleep(0.1)  # pacing, not waiting for a signal
-        producer.flush()
-
-    flowing.set()
-    pushing = threading.Thread(target=push)
-    pushing.start()
-    poll_until(lambda: len(recorder.received) >= 200, 20, what="events flowing")
-    signalled_ns = time.time_ns()
-    for name in ("journal", "aggregator"):
-        mesh.procs[name].send_signal(signal.SIGTERM)
-    published_after = lambda: sum(p.published_ns > signalled_ns for p in recorder.received)  # noqa: E731
-    poll_until(lambda: published_after() >= 100, 10, what="100 published after the journal's signal")
-    flowing.clear()
-    pushing.join()
-    for name in [name for name, _ in mesh.routers()] + [f"supervisor.{channel}" for channel in CHANNELS]:
-        mesh.procs[name].send_signal(signal.SIGTERM)  # the rest, as honcho stops them: the workers flush
+    with mesh.push_paced(_highs(40, 50)):  # up to 1,960 highs, 100 every 0.1 s
+        poll_until(lambda: len(recorder.received) >= 200, 20, what="events flowing")
+        signalled_ns = time.time_ns()
+        for name in ("journal", "aggregator"):
+            mesh.procs[name].send_signal(signal.SIGTERM)
+        published_after = lambda: sum(p.published_ns > signalled_ns for p in recorder.received)  # noqa: E731
+        poll_until(lambda: published_after() >= 100, 10, what="100 published after the journal's signal")
+    mesh.stop_the_rest()
     assert mesh.procs["aggregator"].wait(10) == 0 and mesh.procs["journal"].wait(10) == 0
     poll_until(lambda: recorder.sub.silent_for() > 0.3, 10, what="the stream to end")
     recorder.close()

@@ -8,13 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from tests.integration.test_reliability import QUIET, Recorder, _highs
 from tests.mesh import ROOT, Mesh, poll_until
-from tickmesh.config import CHANNELS
 
 
 def printed(out: Path) -> list[int]:
@@ -27,7 +25,7 @@ def test_a_whole_mesh_stop_prints_what_the_aggregator_publishes_after_the_subscr
 ) -> None:
     mesh: Mesh = mesh_factory(QUIET).start()
     recorder = Recorder(mesh)
-    records, flowing = _highs(40, 50), threading.Event()  # up to 1,960 highs, 100 every 0.1 s
+    records = _highs(40, 50)  # 1,960 highs
     mesh.push(records[:100])
     poll_until(lambda: recorder.holds(60), 10, what="the first 60 highs")
     out = tmp_path / "subscribe.jsonl"
@@ -37,29 +35,14 @@ def test_a_whole_mesh_stop_prints_what_the_aggregator_publishes_after_the_subscr
                                env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
     try:
         poll_until(lambda: len(printed(out)) >= 60, 20, what="the subscriber's first 60 lines")
-
-        def push() -> None:
-            producer = mesh.producer()
-            for i in range(100, len(records), 100):
-                if not flowing.is_set():
-                    break
-                producer.send(records[i : i + 100])
-                time.sleep(0.1)  # pacing, not waiting for a signal
-            producer.flush()
-
-        flowing.set()
-        pushing = threading.Thread(target=push)
-        pushing.start()
-        poll_until(lambda: recorder.holds(300), 20, what="events flowing")
-        signalled_ns = time.time_ns()
-        cli.send_signal(signal.SIGTERM)
-        mesh.procs["aggregator"].send_signal(signal.SIGTERM)
-        published_after = lambda: sum(p.published_ns > signalled_ns for p in recorder.received)  # noqa: E731
-        poll_until(lambda: published_after() >= 100, 10, what="100 published after the subscriber's signal")
-        flowing.clear()
-        pushing.join()
-        for name in [name for name, _ in mesh.routers()] + [f"supervisor.{channel}" for channel in CHANNELS]:
-            mesh.procs[name].send_signal(signal.SIGTERM)  # the rest, as honcho stops them: the workers flush
+        with mesh.push_paced(records[100:]):  # 100 every 0.1 s
+            poll_until(lambda: recorder.holds(300), 20, what="events flowing")
+            signalled_ns = time.time_ns()
+            cli.send_signal(signal.SIGTERM)
+            mesh.procs["aggregator"].send_signal(signal.SIGTERM)
+            published_after = lambda: sum(p.published_ns > signalled_ns for p in recorder.received)  # noqa: E731
+            poll_until(lambda: published_after() >= 100, 10, what="100 published after the subscriber's signal")
+        mesh.stop_the_rest()
         assert mesh.procs["aggregator"].wait(10) == 0 and cli.wait(10) == 0
         recorder.wait_for_publisher_gone()
     finally:
