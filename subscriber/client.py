@@ -65,7 +65,7 @@ class Subscriber:
         self.gaps = 0  # gaps seen
         self.missed = 0  # events in gaps
         self.lost = 0  # events in gaps that the ring could not give back
-        self.ended: tuple[int, int] | None = None  # (epoch, last seq received) of a restarted publisher's old run
+        self.old_run: tuple[int, int] | None = None  # (epoch, last seq received) of a restarted publisher's old run
         self.rejected = 0  # messages that could not be decoded
         self.stopping_epoch = 0  # the epoch whose aggregator said it is stopping (its heartbeats' `stopping`)
         self.final: tuple[int, int] | None = None  # (epoch, last seq) from an aggregator's final heartbeat
@@ -108,7 +108,7 @@ class Subscriber:
         if message.epoch != self.epoch:  # first message, or the aggregator restarted
             if self.epoch:  # the new run from its first publication: what came before this one is a gap
                 log.warning("publisher restarted (epoch %d → %d)", self.epoch, message.epoch)
-                self.ended, self.last_seq, self.epoch = (self.epoch, self.last_seq), 0, message.epoch
+                self.old_run, self.last_seq, self.epoch = (self.epoch, self.last_seq), 0, message.epoch
                 if self.replay_endpoint and not expected_last:  # no gap to fill: ask where the old one ended
                     self._fill(ReplayRequest(last=0))
             else:
@@ -156,10 +156,10 @@ class Subscriber:
     def _old_run_end(self, ended_epoch: int, ended_seq: int) -> None:
         """After a restart, the first ring reply says where the epoch before the new one ended: count what we
         did not get of it. If that is not our old epoch, a whole epoch ran and ended while we were away."""
-        if self.ended is None:
+        if self.old_run is None:
             return
-        epoch, received = self.ended
-        self.ended = None
+        epoch, received = self.old_run
+        self.old_run = None
         if ended_epoch == epoch:
             if ended_seq > received:
                 self._count_lost(ended_seq - received)

@@ -24,9 +24,9 @@ def sub() -> Iterator[Subscriber]:
 
 def lost_at_restart(sub: Subscriber, received: tuple[int, int], ended: tuple[int, int]) -> tuple[int, int, int]:
     """Had `received` (epoch, last seq); the new ring says the epoch before it `ended` (epoch, seq)."""
-    sub.ended = received
+    sub.old_run = received
     sub._old_run_end(*ended)
-    assert sub.ended is None
+    assert sub.old_run is None
     return sub.gaps, sub.missed, sub.lost
 
 
