@@ -28,7 +28,7 @@ from tickmesh.config import Config, ConfigError, load_config, with_endpoints
 from tickmesh.curve import secure_context
 from tickmesh.durable import Held, hold
 from tickmesh.health import Health, start_probes, stop_probes
-from tickmesh.runtime import endpoint_exit, mesh_parser, start
+from tickmesh.runtime import endpoint_exit, mesh_parser, start, stop_on_signals
 from tickmesh.security import is_loopback
 from tickmesh.sockets import EndpointError
 
@@ -165,8 +165,7 @@ async def serve(
     /livez and /readyz on `health_address` (ready once the gRPC API serves and the bus tasks run)."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    stop_on_signals(loop, stopping.set)
     ctx = secure_context(config, "control", asyncio=True)
     hub, server, httpd, prober, probes = None, None, None, None, Health()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import ctypes
 import faulthandler
 import logging
@@ -11,6 +12,7 @@ import signal
 import sys
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import zmq
 
@@ -22,7 +24,11 @@ from tickmesh.health import HEALTH_ENV, Health, health_address, start_probes, st
 from tickmesh.security import open_links
 from tickmesh.sockets import EndpointError
 
+if TYPE_CHECKING:
+    from asyncio import AbstractEventLoop
+
 log = logging.getLogger(__name__)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # A process still stopping this long after the signal logs every thread's stack: later than the
 # longest drain (the aggregator's 4.5 s), before honcho's kill at 5 s.
 STUCK_S = 4.8  # for processes without a config; mesh processes use process.stop_timeout_s - 0.2
@@ -40,9 +46,10 @@ class StopFlag:
     def __init__(self, stuck_s: float = STUCK_S) -> None:
         self.stopping, self.stuck_s = False, stuck_s
         self.health = Health()
-        signal.signal(signal.SIGTERM, self._set)
-        signal.signal(signal.SIGINT, self._set)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._set)
         signal.signal(signal.SIGHUP, self._hup)  # not a stop (its default): the config is control's
+        atexit.register(ignore_stop_signals)  # the handler is in place until the interpreter shuts down
 
     def _set(self, signum: int, frame: FrameType | None) -> None:
         if not self.stopping:
@@ -56,6 +63,33 @@ class StopFlag:
     def __bool__(self) -> bool:
         self.health.turn()
         return self.stopping
+
+
+def ignore_stop_signals() -> None:
+    """From here on, SIGTERM and SIGINT change nothing: the process is stopping, or done.
+
+    Late in the interpreter's shutdown, Python puts back the default action (end the process) of
+    every signal it handles, and asyncio does when its loop closes. A stop signal after that (honcho,
+    systemd and orchestrators may send more than one) would turn a clean stop into exit -15. Ignored,
+    it cannot; a stop that hangs is still ended by SIGKILL at the stop grace.
+    """
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def stop_on_signals(loop: AbstractEventLoop, stop: Callable[[], object]) -> None:
+    """An asyncio process's StopFlag: the first SIGTERM or SIGINT calls `stop`, and later ones are
+    ignored (ignore_stop_signals), so the loop's closing cannot put their default action back. The
+    handler's change from asyncio's to ignored is the only instant left where one could end it."""
+
+    def first() -> None:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)  # sets the default action: ignore at once
+            signal.signal(sig, signal.SIG_IGN)
+        stop()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, first)
 
 
 CONFIG_OPTION: Option = (

@@ -19,7 +19,7 @@ from control.auth import TokenError, read_token
 from tickmesh.cli import EXIT_AUTH, EXIT_ENDPOINT, EXIT_USAGE
 from tickmesh.config import Config, WebConfig, with_endpoints
 from tickmesh.curve import secure_context
-from tickmesh.runtime import parser, start
+from tickmesh.runtime import parser, start, stop_on_signals
 from web.fanout import Fanout
 from web.mesh import MeshView
 from web.server import MAX_MESSAGE_BYTES, WebServer
@@ -64,8 +64,7 @@ def token_source(config: Config) -> Callable[[], str | None]:
 async def run(config: Config, token: str | None, guarded: bool, ca: bytes | None) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    stop_on_signals(loop, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: log.warning("SIGHUP ignored: tickmesh-web has no live settings"))
     wc, ep = config.web, config.endpoints
     fanout = Fanout(wc.queue)
