@@ -58,7 +58,7 @@ class Aggregator:
         self.memory = Memory(config.state.dir, ac.dedup_capacity, self.epoch)
         self.dedup.preload(self.memory.load())
         self.metrics.counters["dedup_memory.moved_aside"] = self.memory.moved_aside
-        self.ring = ReplayRing(self.epoch, ac.replay_size, ac.replay_max_bytes, self.memory.previous)
+        self.ring = ReplayRing(self.epoch, ac.replay_size, ac.replay_max_bytes, self.memory.ended)
         self.pull = make_socket(ctx, zmq.PULL, bind=ep.events, hwm=100_000)
         self.pub = make_socket(ctx, zmq.XPUB, bind=ep.publish, hwm=ac.pub_hwm)
         self.replay = make_socket(ctx, zmq.ROUTER, bind=ep.replay, hwm=1_000)

@@ -15,9 +15,12 @@ rare copy (an id published again after a kill -9). A unique index made each id
 cost 3.5 times as much to write. A database from before (table `ids`, unique)
 is copied into the log once, at the first start.
 
-Each transaction also records the epoch's last published seq (table `epochs`),
-so the next epoch can say where this one ended (`previous`, in every replay
-reply): a follower that stopped short of it counts the rest as lost.
+Each transaction also records the epoch's last published seq (table `epochs`;
+seq 0 is written at the epoch's start, so an epoch that publishes nothing, or
+is killed before its first write, is recorded too), so the next epoch can say
+where each epoch before it ended (`ended`, in every replay reply): a follower
+that stopped short of one counts the rest as lost, however many restarts it
+slept through.
 """
 
 from __future__ import annotations
@@ -30,13 +33,13 @@ import time
 from pathlib import Path
 
 from tickmesh.durable import move_aside
+from tickmesh.schema import EPOCHS_KEPT
 from tickmesh.security import private_dirs
 
 log = logging.getLogger(__name__)
 
 FLUSH_S = 0.05
 PRUNE_EVERY = 200  # writes between trims of the table to the capacity
-EPOCHS_KEPT = 16  # epochs' ends kept (only the newest is read)
 
 
 class Memory:
@@ -44,19 +47,25 @@ class Memory:
         self.path = Path(state_dir) / "aggregator.db"
         self.capacity, self.epoch = capacity, epoch
         self.moved_aside = 0
-        self.previous = (0, 0)  # (epoch, last seq) of the run before, as load found it; (0, 0): none
+        self.ended: list[tuple[int, int]] = []  # (epoch, last seq) of the runs before, newest first, as load found them
         self._ids: queue.SimpleQueue[tuple[list[str], int] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     def load(self) -> list[str]:
-        """The newest `capacity` ids remembered, oldest first; sets `previous`."""
+        """The newest `capacity` ids remembered, oldest first; sets `ended`, and records this epoch's start."""
         private_dirs(self.path.parent)
         try:
             db = _connect(self.path)
             try:
                 rows = db.execute("SELECT id FROM published ORDER BY n DESC LIMIT ?", (self.capacity,)).fetchall()
-                ended = db.execute("SELECT epoch, last_seq FROM epochs ORDER BY epoch DESC LIMIT 1").fetchone()
-                self.previous = (int(ended[0]), int(ended[1])) if ended else (0, 0)
+                ends = db.execute(
+                    "SELECT epoch, last_seq FROM epochs WHERE epoch < ? ORDER BY epoch DESC LIMIT ?",
+                    (self.epoch, EPOCHS_KEPT),
+                ).fetchall()
+                self.ended = [(int(epoch), int(seq)) for epoch, seq in ends]
+                with db:
+                    db.execute("INSERT OR IGNORE INTO epochs (epoch, last_seq) VALUES (?, 0)", (self.epoch,))
+                    _prune_epochs(db)
             finally:
                 db.close()
         except sqlite3.Error as exc:
@@ -100,10 +109,7 @@ class Memory:
                             db.execute(
                                 "DELETE FROM published WHERE n <= (SELECT MAX(n) FROM published) - ?", (self.capacity,)
                             )
-                            db.execute(
-                                "DELETE FROM epochs WHERE epoch NOT IN "
-                                "(SELECT epoch FROM epochs ORDER BY epoch DESC LIMIT ?)", (EPOCHS_KEPT,)
-                            )  # fmt: skip
+                            _prune_epochs(db)
                 if not done:
                     time.sleep(FLUSH_S)
         except sqlite3.Error as exc:
@@ -124,6 +130,13 @@ class Memory:
         except queue.Empty:
             return batch, seq, False
         return batch, seq, True
+
+
+def _prune_epochs(db: sqlite3.Connection) -> None:
+    """Keep the newest EPOCHS_KEPT epochs' ends (this one's among them)."""
+    db.execute(
+        "DELETE FROM epochs WHERE epoch NOT IN (SELECT epoch FROM epochs ORDER BY epoch DESC LIMIT ?)", (EPOCHS_KEPT,)
+    )
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -17,9 +17,11 @@ class ReplayRing:
     from the last one it got, so one small request can never make a huge reply.
     """
 
-    def __init__(self, epoch: int, size: int, max_bytes: int, previous: tuple[int, int] = (0, 0)) -> None:
+    def __init__(self, epoch: int, size: int, max_bytes: int, ended: list[tuple[int, int]] | None = None) -> None:
         self.epoch, self.max_bytes = epoch, max_bytes
-        self.previous = previous  # (epoch, last seq) of the run before, told in every reply
+        self.ended = ended or []  # (epoch, last seq) of the runs before, newest first, told in every reply
+        # the newest of them that published something: what subscribers from before `ended` read
+        self.previous = next(((e, seq) for e, seq in self.ended if seq), (0, 0))
         self.ring: deque[tuple[int, bytes]] = deque(maxlen=max(1, size))  # (seq, encoded publication)
 
     def append(self, seq: int, publication: bytes) -> None:
@@ -48,6 +50,4 @@ class ReplayRing:
             sent.append(msgspec.Raw(data))
             size += len(data)
         more = len(sent) < len(wanted)
-        return ReplayReply(
-            self.epoch, complete, sent, more, previous_epoch=self.previous[0], previous_seq=self.previous[1]
-        )
+        return ReplayReply(self.epoch, complete, sent, more, *self.previous, ended=self.ended)

@@ -17,6 +17,7 @@ from tickmesh.schema import (
     RawPublication,
     ReplayReply,
     ReplayRequest,
+    ended_losses,
     raw_published_decoder,
     raw_replay_reply_decoder,
 )
@@ -151,7 +152,7 @@ class Reader:
             self.metrics.count("journal.epoch_changes")
             log.warning("the aggregator restarted (epoch %d -> %d): reading its ring from seq %d", self.epoch,
                         reply.epoch, first)  # fmt: skip
-            self._old_epoch_end(reply.previous_epoch, reply.previous_seq)
+            self._old_epoch_end(reply)
             if first > 1:
                 self._lost(first - 1, f"before seq {first} of the new epoch {reply.epoch}")
         else:
@@ -159,18 +160,16 @@ class Reader:
         self.epoch, self.last, self.published = reply.epoch, first - 1, first - 1
         self.stopping, self.final = False, None
 
-    def _old_epoch_end(self, ended_epoch: int, ended_seq: int) -> None:
-        """Count what the journal had not read of the epochs before the new one (the new ring says where the
-        last of them ended; its publications are gone with the old ring)."""
-        if ended_epoch == self.epoch:
-            if ended_seq > self.last:
-                self._lost(
-                    ended_seq - self.last, f"after seq {self.last} of epoch {self.epoch} (it ended at {ended_seq})"
-                )
-        elif ended_epoch > self.epoch:  # a whole epoch ran and ended while the journal was away
-            self._lost(ended_seq, f"of epoch {ended_epoch}, all of it (and any epoch between {self.epoch} and it)")
-        else:  # no end of our epoch recorded: its aggregator was killed before its memory's first write, or
-            # the memory was moved aside
+    def _old_epoch_end(self, reply: ReplayReply[RawPublication]) -> None:
+        """Count what the journal had not read of the epochs before the new one (the new ring says where each
+        of them ended; their publications are gone with the old rings)."""
+        losses, recorded = ended_losses(reply, self.epoch, self.last)
+        for ended, after, missing in losses:
+            if ended == self.epoch:
+                self._lost(missing, f"after seq {after} of epoch {ended} (it ended at {after + missing})")
+            else:  # a whole epoch ran and ended while the journal was away
+                self._lost(missing, f"of epoch {ended}, all of it")
+        if not recorded:  # the memory was moved aside or kept no older ends, or an aggregator from before `ended`
             log.warning("where epoch %d ended is not recorded: publications after seq %d of it, if any, are not "
                         "counted in journal.lost", self.epoch, self.last)  # fmt: skip
 

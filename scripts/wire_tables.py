@@ -34,6 +34,7 @@ NS_FIELDS = {
     "epoch",
     "previous_epoch",
 }
+TUPLES = {"ended": ("epoch", "seq")}  # the items of a field's fixed-length arrays, by name
 TABLES: dict[str, tuple[str, list[type[msgspec.Struct]]]] = {
     "records": ("array", [schema.Trade, schema.Bar, schema.FairMarketValue, schema.Mark]),
     "published": ("map", [schema.Publication, schema.Heartbeat]),
@@ -70,7 +71,11 @@ def describe(t: mi.Type, field: str = "") -> str:
     if isinstance(t, mi.LiteralType):
         return "str: " + " \\| ".join(str(v) for v in t.values)
     if isinstance(t, mi.ListType | mi.VarTupleType):
-        return f"array of {describe(t.item_type)}" + (f" (≤ {t.max_length})" if t.max_length else "")
+        return f"array of {describe(t.item_type, field)}" + (f" (≤ {t.max_length})" if t.max_length else "")
+    if isinstance(t, mi.TupleType):  # a fixed-length array: its items named in TUPLES
+        names = TUPLES.get(field, ("",) * len(t.item_types))
+        items = zip(t.item_types, names, strict=True)
+        return "[" + ", ".join(f"`{n}` {describe(x, n)}" if n else describe(x) for x, n in items) + "]"
     if isinstance(t, mi.StructType):
         return f"{t.cls.__name__} map"
     if isinstance(t, mi.DictType):
@@ -149,7 +154,8 @@ def _struct_rows(style: str, cls: type[msgspec.Struct]) -> list[str]:
         if cls is schema.EventBase:
             rows.append(f"| `kind` | str: {', '.join(schema.EVENT_KINDS)} | yes | the event's kind (the tag) |")
     for i, f in enumerate(fields(cls), 1):
-        required = "yes" if f.required else f"no (default {_value(f.default)})"
+        default = f.default_factory() if f.default_factory is not msgspec.NODEFAULT else f.default
+        required = "yes" if f.required else f"no (default {_value(default)})"
         cells = [str(i), f.name] if style == "array" else [f"`{f.name}`"]
         cells += [describe(f.type, f.name), required, notes.get(f.name, "")]
         rows.append(f"| {' | '.join(cells)} |")

@@ -18,6 +18,7 @@ from tickmesh.schema import (
     ReplayReply,
     ReplayRequest,
     encoder,
+    ended_losses,
     published_decoder,
     replay_reply_decoder,
 )
@@ -142,7 +143,7 @@ class Subscriber:
                 return
             if reply.epoch != self.epoch:
                 self.epoch, self.last_seq = reply.epoch, (reply.publications[0].seq - 1 if reply.publications else 0)
-            self._old_run_end(reply.previous_epoch, reply.previous_seq)
+            self._old_run_end(reply)
             for publication in reply.publications:
                 if up_to is not None and publication.seq > up_to:
                     return
@@ -153,24 +154,23 @@ class Subscriber:
                 return
             request = ReplayRequest(since=self.last_seq)
 
-    def _old_run_end(self, ended_epoch: int, ended_seq: int) -> None:
-        """After a restart, the first ring reply says where the epoch before the new one ended: count what we
-        did not get of it. If that is not our old epoch, a whole epoch ran and ended while we were away."""
+    def _old_run_end(self, reply: ReplayReply[Publication]) -> None:
+        """After a restart, the first ring reply says where the epochs before the new one ended: count what we
+        did not get of our old epoch, and of every epoch that ran and ended while we were away."""
         if self.old_run is None:
             return
         epoch, received = self.old_run
         self.old_run = None
-        if ended_epoch == epoch:
-            if ended_seq > received:
-                self._count_lost(ended_seq - received)
+        losses, recorded = ended_losses(reply, epoch, received)
+        for ended, after, missing in losses:
+            self._count_lost(missing)
+            if ended == epoch:
                 log.warning("gap: %d events of epoch %d after seq %d were not received before it ended",
-                            ended_seq - received, epoch, received)  # fmt: skip
-        elif ended_epoch > epoch:  # epochs are start times: a later one ran and ended while we were away
-            self._count_lost(ended_seq)
-            log.warning("gap: epoch %d ran and ended while this subscriber was away: its %d events were not "
-                        "received (nor any of epoch %d after seq %d, or of an epoch between: those are not counted)",
-                        ended_epoch, ended_seq, epoch, received)  # fmt: skip
-        else:  # the publisher was killed before its dedup memory's first write, or the memory was moved aside
+                            missing, epoch, after)  # fmt: skip
+            else:
+                log.warning("gap: epoch %d ran and ended while this subscriber was away: its %d events were not "
+                            "received", ended, missing)  # fmt: skip
+        if not recorded:  # the memory was moved aside, or kept no older ends (or an aggregator from before `ended`)
             log.warning("where epoch %d ended is not recorded: events after seq %d of it, if any, are not counted "
                         "as lost", epoch, received)  # fmt: skip
 

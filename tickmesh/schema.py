@@ -406,6 +406,8 @@ class ReplayRequest(Struct, tag="replay", tag_field="type", frozen=True):
 
 
 P = TypeVar("P")
+EPOCHS_KEPT = 32  # the aggregator's dedup memory keeps where this many epochs ended (ReplayReply.ended)
+Ends = Annotated[list[tuple[int, int]], Meta(max_length=EPOCHS_KEPT)]  # (epoch, its last seq recorded), newest first
 
 
 class ReplayReply(Struct, Generic[P], tag="replayed", tag_field="type", frozen=True):
@@ -416,17 +418,42 @@ class ReplayReply(Struct, Generic[P], tag="replayed", tag_field="type", frozen=T
     `since` = the last seq received. (The aggregator encodes `ReplayReply[msgspec.Raw]`: the
     publications exactly as they were published.)
 
-    `previous_epoch` and `previous_seq` say where the epoch before this one ended, as recorded in the
-    aggregator's dedup memory (0 when unknown): a follower still in that epoch lost what came after its
-    position, and can count it.
+    `ended` says where each of the epochs before this one ended, newest first, as recorded in the
+    aggregator's dedup memory: a follower still in one of them lost what came after its position
+    there, and all of every epoch after it (`ended_losses`). An epoch that published nothing is there
+    with seq 0. `previous_epoch` and `previous_seq` are the newest that published something (0 when
+    none is recorded), the one entry older subscribers read.
     """
 
     epoch: int
     complete: bool
     publications: list[P]
     more: bool = False
-    previous_epoch: int = 0  # the epoch before this one (0: none recorded)
+    previous_epoch: int = 0  # the newest epoch before this one that published something (0: none recorded)
     previous_seq: int = 0  # its last seq recorded: a lower bound after a kill -9 (up to 50 ms unrecorded)
+    ended: Ends = []  # where the epochs before this one ended (seq 0: none published), newest first
+
+
+def ended_losses(reply: ReplayReply[P], epoch: int, last: int) -> tuple[list[tuple[int, int, int]], bool]:
+    """What a follower that had seq `last` of `epoch` did not receive of the epochs that ended before
+    `reply`'s: (epoch, after seq, count) for each, newest first, and whether where `epoch` ended is
+    recorded (False: what it published after `last` is not known, so cannot be counted).
+
+    Epochs are start times: one later than `epoch` ran and ended while the follower was away (all of
+    it is lost). An aggregator from before `ended` tells only `previous_epoch`.
+    """
+    ends = reply.ended or ([(reply.previous_epoch, reply.previous_seq)] if reply.previous_epoch else [])
+    losses = []
+    for ended, seq in ends:
+        if ended == epoch:
+            if seq > last:
+                losses.append((ended, last, seq - last))
+            return losses, True
+        if ended < epoch:  # older than ours: ours is not recorded
+            break
+        if seq:
+            losses.append((ended, 0, seq))
+    return losses, False
 
 
 def topic_of(event: EventBase) -> bytes:

@@ -46,31 +46,42 @@ async function replay(request) {
     const [, payload] = await dealer.receive();
     const reply = decoder.decode(payload);
     if (reply.type === "error") throw new Error(`replay refused: ${reply.error}`);
-    return reply; // {type: "replayed", epoch, complete, publications, more, previous_epoch, previous_seq}
+    return reply; // {type: "replayed", epoch, complete, publications, more, previous_epoch, previous_seq, ended}
   } finally {
     dealer.close();
   }
 }
 
-// The ring says where the epoch before it ended: what we had not received of it is lost. Epochs are
-// start times, so a later one than ours ran and ended while we were away: all of it is lost.
-function oldRunEnd(endedEpoch, endedSeq) {
+// The ring says where each epoch before it ended (`ended`, newest first; an aggregator from before
+// `ended` says only `previous_epoch`): what we had not received of ours is lost. Epochs are start
+// times, so one later than ours ran and ended while we were away: all of it is lost.
+function oldRunEnd(reply) {
   const { epoch, lastSeq } = state.ended;
-  let lost = 0;
-  if (endedEpoch === epoch) {
-    lost = Math.max(endedSeq - lastSeq, 0);
-  } else if (endedEpoch > epoch) {
-    lost = endedSeq;
-    console.error(`subscriber.js: epoch ${endedEpoch} ran and ended while we were away: its ${endedSeq} events ` +
-      `were not received (nor any of epoch ${epoch} after seq ${lastSeq}: those are not counted)`);
-  } else {
+  const previous = reply.previous_epoch ? [[reply.previous_epoch, reply.previous_seq]] : [];
+  const ends = reply.ended && reply.ended.length ? reply.ended : previous;
+  let recorded = false;
+  for (const [endedEpoch, endedSeq] of ends) {
+    if (endedEpoch === epoch) {
+      recorded = true;
+      if (endedSeq > lastSeq) countLost(endedSeq - lastSeq);
+      break;
+    }
+    if (endedEpoch < epoch) break; // older than ours: where ours ended is not recorded
+    if (endedSeq > 0) {
+      countLost(endedSeq);
+      console.error(`subscriber.js: epoch ${endedEpoch} ran and ended while we were away: its ${endedSeq} events ` +
+        "were not received");
+    }
+  }
+  if (!recorded) {
     console.error(`subscriber.js: where epoch ${epoch} ended is not recorded: events after seq ${lastSeq} ` +
       "of it, if any, are not counted as lost");
   }
-  if (lost) {
-    state.gaps += 1;
-    state.lost += lost;
-  }
+}
+
+function countLost(n) {
+  state.gaps += 1;
+  state.lost += n;
 }
 
 // Ask the ring for what follows lastSeq (up to upTo, if given); count what it no longer holds as lost.
@@ -84,7 +95,7 @@ async function fill(upTo) {
   }
   if (reply.epoch !== state.epoch) return; // the aggregator restarted meanwhile: the live stream says so
   if (state.ended !== null) {
-    oldRunEnd(reply.previous_epoch, reply.previous_seq);
+    oldRunEnd(reply);
     state.ended = null;
   }
   for (const publication of reply.publications) {

@@ -196,3 +196,39 @@ def test_both_subscribers_count_a_whole_epoch_that_ran_while_they_were_away(
         for sock in opened:
             sock.close(0)
         outage.close()
+
+
+def test_an_epoch_that_published_nothing_is_no_gap_for_either_subscriber(
+    mesh_factory, node_example: Path, printers: list[Printer], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Epoch A publishes 10; B, which both subscribers hear (its heartbeats), publishes nothing and stops; C
+    publishes 10. B's end is recorded as seq 0 at its start, so neither subscriber counts or warns of a gap
+    (before, the ring told only the newest epoch that published, A, and both said B's end was not recorded)."""
+    mesh: Mesh = mesh_factory(QUIET).start()
+    ep = mesh.endpoints
+    python = Subscriber(ep.publish, replay=ep.replay, ctx=mesh.ctx)
+    mesh.on_close(lambda: python.sub.close(0))
+    node = Printer(["node", "subscriber.js", "--publish", ep.publish, "--replay", ep.replay, "--since", "0"],
+                   tmp_path / "node.jsonl", node_example)  # fmt: skip
+    printers.append(node)
+    ring = lambda: ask_replay(mesh.ctx, ep.replay, ReplayRequest(last=1))  # noqa: E731
+    epoch_a = ring().epoch  # type: ignore[union-attr]
+    mesh.push(_highs(10, 2, prefix="A"))  # 10 in epoch A
+    assert len(collect(python, lambda r: len(r) >= 10)) == 10
+    poll_until(node.has(10), 20, what="epoch A's 10 events from node")
+    assert mesh.stop("aggregator") == 0
+    mesh.spawn("aggregator.2", "-m", "aggregator")
+    epoch_b = poll_until(lambda: (e := ring().epoch) != epoch_a and e, 10, what="epoch B")  # type: ignore[union-attr]
+    collect(python, lambda _: python.epoch == epoch_b and python.old_run is None, timeout=10)  # B heard, A settled
+    poll_until(lambda: f"publisher restarted (epoch {epoch_b})" in node.err.read_text(), 10, what="node hearing B")
+    assert mesh.stop("aggregator.2") == 0
+    assert mesh.recorded_end(epoch_a) == 10
+    mesh.spawn("aggregator.3", "-m", "aggregator")
+    mesh.push(_highs(10, 2, prefix="C"))  # 10 in epoch C
+    received = collect(python, lambda r: len(r) >= 10, timeout=20)
+    assert [(p.seq, p.event.ticker[0]) for p in received] == [(seq, "C") for seq in range(1, 11)]
+    assert python.lost == 0 and "not recorded" not in caplog.text, caplog.text  # (C's first may come by the ring)
+    poll_until(node.has(20), 20, what="epoch C's 10 events from node")
+    node.stop()
+    err = node.err.read_text()
+    assert "not recorded" not in err and ("lost" not in err or " 0 lost" in err), err

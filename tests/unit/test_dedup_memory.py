@@ -39,8 +39,9 @@ def test_ids_published_one_turn_at_a_time_go_to_disk_once_per_flush_interval_all
         time.sleep(0.001)
     elapsed = time.monotonic() - start
     mem.close()
+    written = len(transactions)
     assert Memory(str(tmp_path), 10_000, EPOCH).load() == [f"tick:high:A:{i}" for i in range(300)]
-    assert 1 <= len(transactions) <= elapsed / memory.FLUSH_S + 2, f"{len(transactions)} in {elapsed:.2f} s"
+    assert 1 <= written <= elapsed / memory.FLUSH_S + 2, f"{written} in {elapsed:.2f} s"
 
 
 def test_a_memory_written_before_the_log_layout_loads_back_whole_and_in_order_after_the_upgrade(tmp_path: Path) -> None:
@@ -82,27 +83,37 @@ def test_an_id_published_again_after_a_kill_9_is_remembered_once_and_the_log_sta
     assert Memory(str(tmp_path), 1_000, EPOCH).load() == [f"tick:high:B:2:{i}" for i in range(1_000)]
 
 
-def test_the_next_run_knows_where_the_epoch_before_it_ended_as_recorded(tmp_path: Path) -> None:
-    """Each write records its epoch's last seq; a new run reads the newest epoch's (its own is not yet written)."""
-    assert Memory(str(tmp_path), 10, EPOCH).load() == [] and Memory(str(tmp_path), 10, EPOCH).previous == (0, 0)
+def test_the_next_run_knows_where_each_epoch_before_it_ended_as_recorded(tmp_path: Path) -> None:
+    """A run records its start (seq 0) at load and its last seq with each write; a new run reads the
+    ends of the runs before it, newest first, those that published nothing among them."""
     first = Memory(str(tmp_path), 10, EPOCH)
-    first.load()
+    assert first.load() == [] and first.ended == []
+    assert _recorded(tmp_path) == [(EPOCH, 0)]  # at once: killed before its first write, it is still known
     first.remember(["tick:high:A:1", "tick:high:A:2"], 2)
     poll_until(lambda: _recorded(tmp_path) == [(EPOCH, 2)], 5, what="the first write")
     first.remember(["tick:high:A:3"], 3)  # a later transaction of the same epoch: it replaces the end
     first.close()
     second = Memory(str(tmp_path), 10, EPOCH + 5)
     second.load()
-    assert second.previous == (EPOCH, 3)
-    second.close()  # published nothing: the run before it stays the newest recorded
+    assert second.ended == [(EPOCH, 3)]
+    second.close()  # published nothing: recorded as such
     third = Memory(str(tmp_path), 10, EPOCH + 9)
     third.load()
-    assert third.previous == (EPOCH, 3)
+    assert third.ended == [(EPOCH + 5, 0), (EPOCH, 3)]
     third.remember(["tick:high:A:4"], 1)
     third.close()
     fourth = Memory(str(tmp_path), 10, EPOCH + 12)
     fourth.load()
-    assert fourth.previous == (EPOCH + 9, 1)
+    assert fourth.ended == [(EPOCH + 9, 1), (EPOCH + 5, 0), (EPOCH, 3)]
+
+
+def test_the_ends_of_the_newest_epochs_are_kept(tmp_path: Path) -> None:
+    for n in range(memory.EPOCHS_KEPT + 5):
+        Memory(str(tmp_path), 10, EPOCH + n).load()
+    latest = Memory(str(tmp_path), 10, EPOCH + 100)
+    latest.load()
+    assert latest.ended == [(EPOCH + n, 0) for n in range(memory.EPOCHS_KEPT + 4, 4, -1)][: memory.EPOCHS_KEPT]
+    assert len(_recorded(tmp_path)) == memory.EPOCHS_KEPT
 
 
 def _recorded(state_dir: Path) -> list[tuple[int, int]]:

@@ -53,15 +53,13 @@ def test_a_reply_stops_at_the_byte_bound_and_says_more() -> None:
     assert ask(tiny, ReplayRequest(since=9)) == ([10], True, True)  # at least one, whatever the bound
 
 
-def test_every_reply_says_where_the_epoch_before_ended() -> None:
-    ring = ReplayRing(9, 5, 1 << 20, previous=(7, 412))
+def test_every_reply_says_where_the_epochs_before_ended() -> None:
+    """All of them, newest first; `previous_*` (for subscribers from before `ended`) the newest that published."""
+    ring = ReplayRing(9, 5, 1 << 20, ended=[(8, 0), (7, 412), (3, 5)])
     ring.append(1, pub(1))
     for request in (ReplayRequest(since=0), ReplayRequest(last=3), ReplayRequest()):
         reply = replay_reply_decoder.decode(encoder.encode(ring.answer(request)))
+        assert reply.ended == [(8, 0), (7, 412), (3, 5)]
         assert (reply.previous_epoch, reply.previous_seq) == (7, 412)
-    assert (
-        replay_reply_decoder.decode(
-            encoder.encode(ring_of(range(1, 3), 5).answer(ReplayRequest(since=0)))
-        ).previous_epoch
-        == 0
-    )
+    first = replay_reply_decoder.decode(encoder.encode(ring_of(range(1, 3), 5).answer(ReplayRequest(since=0))))
+    assert (first.ended, first.previous_epoch) == ([], 0)
