@@ -25,8 +25,8 @@ function toJson(value) {
   return text.replace(/"#big#(-?\d+)"/g, "$1");
 }
 
-// ended: {epoch, lastSeq} of a restarted publisher's old run, until a ring reply says where that run ended
-const state = { epoch: null, lastSeq: 0, printed: 0, gaps: 0, lost: 0, ended: null };
+// oldRun: {epoch, lastSeq} of a restarted publisher's old run, until a ring reply says where that run ended
+const state = { epoch: null, lastSeq: 0, printed: 0, gaps: 0, lost: 0, oldRun: null };
 
 function print(publication) {
   // The flat shape of `tickmesh-subscribe --json`: the event's fields, then seq, epoch, published_ns.
@@ -56,7 +56,7 @@ async function replay(request) {
 // `ended` says only `previous_epoch`): what we had not received of ours is lost. Epochs are start
 // times, so one later than ours ran and ended while we were away: all of it is lost.
 function oldRunEnd(reply) {
-  const { epoch, lastSeq } = state.ended;
+  const { epoch, lastSeq } = state.oldRun;
   const previous = reply.previous_epoch ? [[reply.previous_epoch, reply.previous_seq]] : [];
   const ends = reply.ended && reply.ended.length ? reply.ended : previous;
   let recorded = false;
@@ -94,9 +94,9 @@ async function fill(upTo) {
     reply = { epoch: state.epoch, publications: [] };
   }
   if (reply.epoch !== state.epoch) return; // the aggregator restarted meanwhile: the live stream says so
-  if (state.ended !== null) {
+  if (state.oldRun !== null) {
     oldRunEnd(reply);
-    state.ended = null;
+    state.oldRun = null;
   }
   for (const publication of reply.publications) {
     if (upTo !== undefined && publication.seq > upTo) break;
@@ -117,7 +117,7 @@ async function receive(message) {
     const restarted = state.epoch !== null;
     if (restarted) {
       console.error(`subscriber.js: publisher restarted (epoch ${message.epoch})`);
-      state.ended = { epoch: state.epoch, lastSeq: state.lastSeq };
+      state.oldRun = { epoch: state.epoch, lastSeq: state.lastSeq };
     }
     state.epoch = message.epoch; // epoch: the aggregator's start time, ns since the Unix epoch (a BigInt)
     state.lastSeq = restarted ? 0 : before; // a restarted publisher's new run is read from its first event
