@@ -28,7 +28,7 @@ from tickmesh.config import Config, ConfigError, load_config, with_endpoints
 from tickmesh.curve import secure_context
 from tickmesh.durable import Held, hold
 from tickmesh.health import Health, start_probes, stop_probes
-from tickmesh.runtime import endpoint_exit, mesh_parser, start, stop_on_signals
+from tickmesh.runtime import endpoint_exit, ignore_stop_signals, mesh_parser, start
 from tickmesh.security import is_loopback
 from tickmesh.sockets import EndpointError
 
@@ -165,7 +165,8 @@ async def serve(
     /livez and /readyz on `health_address` (ready once the gRPC API serves and the bus tasks run)."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    stop_on_signals(loop, stopping.set)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
     ctx = secure_context(config, "control", asyncio=True)
     hub, server, httpd, prober, probes = None, None, None, None, Health()
     try:
@@ -189,6 +190,7 @@ async def serve(
         httpd = _start_prometheus(hub, config.endpoints.prometheus)
         probes.ready()
         await stopping.wait()
+        ignore_stop_signals(loop)  # more stop signals change nothing, even after the loop closes
         probes.ready("stopping")
         log.info("stopping")
         await checks.enter_graceful_shutdown()

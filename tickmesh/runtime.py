@@ -65,31 +65,20 @@ class StopFlag:
         return self.stopping
 
 
-def ignore_stop_signals() -> None:
+def ignore_stop_signals(loop: AbstractEventLoop | None = None) -> None:
     """From here on, SIGTERM and SIGINT change nothing: the process is stopping, or done.
 
     Late in the interpreter's shutdown, Python puts back the default action (end the process) of
     every signal it handles, and asyncio does when its loop closes. A stop signal after that (honcho,
     systemd and orchestrators may send more than one) would turn a clean stop into exit -15. Ignored,
-    it cannot; a stop that hangs is still ended by SIGKILL at the stop grace.
+    it cannot; a stop that hangs is still ended by SIGKILL at the stop grace. An asyncio process calls
+    this with its `loop` once its stop began (by a signal or not), before the loop closes: asyncio's
+    handlers go first (the instant between the two calls is the only one left where a signal ends it).
     """
     for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-
-
-def stop_on_signals(loop: AbstractEventLoop, stop: Callable[[], object]) -> None:
-    """An asyncio process's StopFlag: the first SIGTERM or SIGINT calls `stop`, and later ones are
-    ignored (ignore_stop_signals), so the loop's closing cannot put their default action back. The
-    handler's change from asyncio's to ignored is the only instant left where one could end it."""
-
-    def first() -> None:
-        for sig in STOP_SIGNALS:
+        if loop is not None:
             loop.remove_signal_handler(sig)  # sets the default action: ignore at once
-            signal.signal(sig, signal.SIG_IGN)
-        stop()
-
-    for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, first)
+        signal.signal(sig, signal.SIG_IGN)
 
 
 CONFIG_OPTION: Option = (
