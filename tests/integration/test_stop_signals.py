@@ -50,7 +50,9 @@ def test_every_process_stops_with_0_under_a_barrage_of_sigterms(mesh_factory: Ca
     port = free_port()
     mesh.spawn("web", "-m", "web", "--listen", f"127.0.0.1:{port}")
     mesh.spawn("subscriber", "-m", "subscriber")
-    stub = pb_grpc.ControlStub(grpc.insecure_channel(mesh.endpoints.grpc))
+    channel = grpc.insecure_channel(mesh.endpoints.grpc)
+    mesh.on_close(channel.close)
+    stub = pb_grpc.ControlStub(channel)
     wanted = {"router", "aggregator", "journal", *(f"supervisor.{c}" for c in ("tick", "ohlcv", "fmv"))}
 
     def reporting() -> bool:
