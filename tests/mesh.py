@@ -20,14 +20,14 @@ import msgspec
 import psutil
 import zmq
 
-from subscriber.client import Subscriber
+from subscriber.client import Subscriber, ask_replay
 from tickmesh import meshrun
 from tickmesh.bus import Status, status_decoder
 from tickmesh.config import CHANNELS, Config, load_config, to_toml
 from tickmesh.curve import secure_context
 from tickmesh.endpoints import Endpoints
 from tickmesh.producer import Producer
-from tickmesh.schema import Publication, Record
+from tickmesh.schema import Publication, Record, ReplayReply, ReplayRequest
 from tickmesh.sockets import make_socket
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,6 +219,15 @@ class Mesh:
         with contextlib.closing(sqlite3.connect(db)) as conn:
             row = conn.execute("SELECT last_seq FROM epochs WHERE epoch = ?", (epoch,)).fetchone()
         return int(row[0]) if row else 0
+
+    def remembered(self) -> bool:
+        """The aggregator's dedup memory has written every id it published (up to 50 ms behind, by
+        design): a kill -9 of it now publishes nothing twice. False while no aggregator answers."""
+        reply = ask_replay(self.ctx, self.endpoints.replay, ReplayRequest(last=1))
+        if not isinstance(reply, ReplayReply):
+            return False
+        newest = reply.publications[-1].seq if reply.publications else 0
+        return self.recorded_end(reply.epoch) >= newest
 
     def log(self, name: str) -> str:
         path = self.dir / f"{name}.log"
