@@ -71,6 +71,7 @@ class Stage:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.statuses: dict[str, Status] = {}
         self._reaped: set[str] = set()
+        self._finishing: set[str] = set()  # processes that end by themselves: exit 0 is no failure
         self.status_pull = make_socket(self.ctx, zmq.PULL, bind=self.endpoints.control_status, hwm=100_000)
 
     # -- processes ---------------------------------------------------------------------
@@ -118,7 +119,9 @@ class Stage:
     def check_alive(self, names: Iterable[str] | None = None) -> None:
         for name in names if names is not None else list(self.procs):
             proc = self.procs.get(name)
-            if proc is not None and name not in self._reaped and proc.poll() is not None:
+            if proc is None or name in self._reaped or proc.poll() is None:
+                continue
+            if not (name in self._finishing and proc.returncode == 0):
                 raise StageError(f"{self.name}: {name} exited with {proc.returncode}:\n{self.log_tail(name)}")
 
     # -- the bus -------------------------------------------------------------------------
@@ -206,9 +209,9 @@ class Stage:
         proc.wait()
         self._reaped.add(name)
 
-    def reaped(self, name: str) -> None:
-        """`name` ended as expected (a feed that finished): it no longer counts as died unexpectedly."""
-        self._reaped.add(name)
+    def finishes(self, name: str) -> None:
+        """`name` ends by itself (a feed with a duration): its exit with 0 is not a death, whenever it comes."""
+        self._finishing.add(name)
 
     def close(self, keep_dir: bool = False) -> None:
         """Stop everything this stage started: bench processes first, then the mesh in data-flow order."""
