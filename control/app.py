@@ -28,7 +28,7 @@ from tickmesh.config import Config, ConfigError, load_config, with_endpoints
 from tickmesh.curve import secure_context
 from tickmesh.durable import Held, hold
 from tickmesh.health import Health, start_probes, stop_probes
-from tickmesh.runtime import endpoint_exit, ignore_stop_signals, mesh_parser, start
+from tickmesh.runtime import STOP_SIGNALS, LoopSignals, endpoint_exit, ignore_stop_signals, mesh_parser, start
 from tickmesh.security import is_loopback
 from tickmesh.sockets import EndpointError
 
@@ -165,15 +165,16 @@ async def serve(
     /livez and /readyz on `health_address` (ready once the gRPC API serves and the bus tasks run)."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    signals = LoopSignals(loop)
+    for sig in STOP_SIGNALS:
+        signals.on(sig, stopping.set)
     ctx = secure_context(config, "control", asyncio=True)
     hub, server, httpd, prober, probes = None, None, None, None, Health()
     try:
         prober = start_probes(health_address, probes) if health_address else None
         hub = Hub(ctx, config)
         if reread is not None:
-            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload(hub, reread)))
+            signals.on(signal.SIGHUP, lambda: loop.create_task(_reload(hub, reread)))
         log.info(
             "control bus: config PUB %s, status PULL %s",
             config.endpoints.control_config,
@@ -190,7 +191,7 @@ async def serve(
         httpd = _start_prometheus(hub, config.endpoints.prometheus)
         probes.ready()
         await stopping.wait()
-        ignore_stop_signals(loop)  # more stop signals change nothing, even after the loop closes
+        ignore_stop_signals()  # more stop signals change nothing
         probes.ready("stopping")
         log.info("stopping")
         await checks.enter_graceful_shutdown()

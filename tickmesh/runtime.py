@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import ctypes
 import faulthandler
 import logging
@@ -65,20 +66,60 @@ class StopFlag:
         return self.stopping
 
 
-def ignore_stop_signals(loop: AbstractEventLoop | None = None) -> None:
+def ignore_stop_signals() -> None:
     """From here on, SIGTERM and SIGINT change nothing: the process is stopping, or done.
 
     Late in the interpreter's shutdown, Python puts back the default action (end the process) of
-    every signal it handles, and asyncio does when its loop closes. A stop signal after that (honcho,
-    systemd and orchestrators may send more than one) would turn a clean stop into exit -15. Ignored,
-    it cannot; a stop that hangs is still ended by SIGKILL at the stop grace. An asyncio process calls
-    this with its `loop` once its stop began (by a signal or not), before the loop closes: asyncio's
-    handlers go first (the instant between the two calls is the only one left where a signal ends it).
+    every signal it handles. A stop signal after that (honcho, systemd and orchestrators may send more
+    than one) would turn a clean stop into exit -15. Ignored, it cannot; a stop that hangs is still
+    ended by SIGKILL at the stop grace. The kernel is told first (libc's `signal`): `signal.signal`
+    runs the handlers of signals already caught, then swaps, and a signal caught between the two
+    would be reported as "ignored due to race condition" with a traceback. Then Python's own table,
+    which its shutdown reads.
     """
     for sig in STOP_SIGNALS:
-        if loop is not None:
-            loop.remove_signal_handler(sig)  # sets the default action: ignore at once
+        _LIBC_SIGNAL(sig, _SIG_IGN)
         signal.signal(sig, signal.SIG_IGN)
+
+
+_SIG_IGN = ctypes.c_void_p(1)  # signal.h
+_LIBC_SIGNAL = ctypes.CDLL(None).signal
+_LIBC_SIGNAL.argtypes, _LIBC_SIGNAL.restype = [ctypes.c_int, ctypes.c_void_p], ctypes.c_void_p
+
+
+class LoopSignals:
+    """Signals that call actions in an asyncio loop (control's and tickmesh-web's).
+
+    Not `loop.add_signal_handler`: asyncio puts a signal's default action back whenever it lets go of
+    a handler, and when its loop closes, so a stop signal in that instant ended the process with -15
+    (tests/integration/test_stop_signals.py found it). The handlers here do nothing in Python (one
+    cannot be interrupted by the next, however many come); the signal's number, written by Python's C
+    handler to a pipe the loop reads, wakes the loop, which calls the action. `ignore_stop_signals`
+    replaces a handler in one call, and the loop's closing leaves it alone.
+    """
+
+    def __init__(self, loop: AbstractEventLoop) -> None:
+        self.actions: dict[int, Callable[[], object]] = {}
+        self._woken, wake = os.pipe()
+        os.set_blocking(self._woken, False)
+        os.set_blocking(wake, False)
+        loop.add_reader(self._woken, self._dispatch)
+        signal.set_wakeup_fd(wake, warn_on_full_buffer=False)  # both ends stay open until the process exits
+
+    def on(self, sig: int, action: Callable[[], object]) -> None:
+        """From now on `sig` calls `action` in the loop."""
+        self.actions[sig] = action
+        signal.signal(sig, _no_action)
+
+    def _dispatch(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            for signum in os.read(self._woken, 4096):
+                if (action := self.actions.get(signum)) is not None:
+                    action()
+
+
+def _no_action(signum: int, frame: FrameType | None) -> None:
+    """A Python handler, so Python's C handler writes the signal's number to the wake-up fd."""
 
 
 CONFIG_OPTION: Option = (

@@ -19,7 +19,7 @@ from control.auth import TokenError, read_token
 from tickmesh.cli import EXIT_AUTH, EXIT_ENDPOINT, EXIT_USAGE
 from tickmesh.config import Config, WebConfig, with_endpoints
 from tickmesh.curve import secure_context
-from tickmesh.runtime import ignore_stop_signals, parser, start
+from tickmesh.runtime import STOP_SIGNALS, LoopSignals, ignore_stop_signals, parser, start
 from web.fanout import Fanout
 from web.mesh import MeshView
 from web.server import MAX_MESSAGE_BYTES, WebServer
@@ -64,9 +64,10 @@ def token_source(config: Config) -> Callable[[], str | None]:
 async def run(config: Config, token: str | None, guarded: bool, ca: bytes | None) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning("SIGHUP ignored: tickmesh-web has no live settings"))
+    signals = LoopSignals(loop)
+    for sig in STOP_SIGNALS:
+        signals.on(sig, stopping.set)
+    signals.on(signal.SIGHUP, lambda: log.warning("SIGHUP ignored: tickmesh-web has no live settings"))
     wc, ep = config.web, config.endpoints
     fanout = Fanout(wc.queue)
     ctx = secure_context(config, "subscriber")
@@ -89,7 +90,7 @@ async def run(config: Config, token: str | None, guarded: bool, ca: bytes | None
     print(f"web: http://{wc.listen}", flush=True)
     poller = asyncio.create_task(mesh.run(fanout.publish_mesh, stopping))
     await stopping.wait()
-    ignore_stop_signals(loop)  # more stop signals change nothing, even after the loop closes
+    ignore_stop_signals()  # more stop signals change nothing
     poller.cancel()  # a call in flight to a control that is stopping too must not hold the stop up
     server.close()
     await server.wait_closed()
