@@ -220,11 +220,16 @@ class Mesh:
             row = conn.execute("SELECT last_seq FROM epochs WHERE epoch = ?", (epoch,)).fetchone()
         return int(row[0]) if row else 0
 
+    def ring(self, last: int = 1_000) -> ReplayReply[Publication] | None:
+        """The aggregator's replay ring (its `last` publications); None while no aggregator answers."""
+        reply = ask_replay(self.ctx, self.endpoints.replay, ReplayRequest(last=last))
+        return reply if isinstance(reply, ReplayReply) else None
+
     def remembered(self) -> bool:
         """The aggregator's dedup memory has written every id it published (up to 50 ms behind, by
         design): a kill -9 of it now publishes nothing twice. False while no aggregator answers."""
-        reply = ask_replay(self.ctx, self.endpoints.replay, ReplayRequest(last=1))
-        if not isinstance(reply, ReplayReply):
+        reply = self.ring(last=1)
+        if reply is None:
             return False
         newest = reply.publications[-1].seq if reply.publications else 0
         return self.recorded_end(reply.epoch) >= newest

@@ -22,10 +22,9 @@ from typing import Any
 import pytest
 import zmq
 
-from subscriber.client import Subscriber, ask_replay
+from subscriber.client import Subscriber
 from tests.integration.test_reliability import QUIET, _highs, market, settled
 from tests.mesh import ROOT, Mesh, collect, poll_until
-from tickmesh.schema import Publication, ReplayReply, ReplayRequest
 
 EXAMPLE = ROOT / "examples" / "node"
 
@@ -124,12 +123,6 @@ def test_the_node_subscriber_prints_what_the_python_subscriber_prints(
     assert "lost" not in node.err.read_text() or ", 0 lost" in node.err.read_text()
 
 
-def ring(mesh: Mesh) -> ReplayReply[Publication] | None:
-    """The aggregator's replay ring, all it holds; None while no aggregator answers (one still starting)."""
-    reply = ask_replay(mesh.ctx, mesh.endpoints.replay, ReplayRequest(last=1_000))
-    return reply if isinstance(reply, ReplayReply) else None
-
-
 class Outage:
     """A forwarder between the aggregator's PUB and the subscribers: while `up` is clear, what the
     aggregator publishes is dropped, as over a network link that is down."""
@@ -181,7 +174,7 @@ def test_both_subscribers_count_a_whole_epoch_that_ran_while_they_were_away(
         assert mesh.stop("aggregator") == 0  # epoch A ends at 50, recorded
         mesh.spawn("aggregator.2", "-m", "aggregator")
         mesh.push(_highs(10, 3, prefix="B"))  # 20 in epoch B, none of them received
-        held = poll_until(lambda: r if (r := ring(mesh)) and len(r.publications) == 20 else None, 10, what="B's 20")
+        held = poll_until(lambda: r if (r := mesh.ring()) and len(r.publications) == 20 else None, 10, what="B's 20")
         epoch_b = held.epoch
         assert mesh.stop("aggregator.2") == 0
         assert mesh.recorded_end(epoch_b) == 20
@@ -216,13 +209,13 @@ def test_an_epoch_that_published_nothing_is_no_gap_for_either_subscriber(
     node = Printer(["node", "subscriber.js", "--publish", ep.publish, "--replay", ep.replay, "--since", "0"],
                    tmp_path / "node.jsonl", node_example)  # fmt: skip
     printers.append(node)
-    epoch_a = poll_until(lambda: ring(mesh), 10, what="epoch A's ring").epoch
+    epoch_a = poll_until(lambda: mesh.ring(), 10, what="epoch A's ring").epoch
     mesh.push(_highs(10, 2, prefix="A"))  # 10 in epoch A
     assert len(collect(python, lambda r: len(r) >= 10)) == 10
     poll_until(node.has(10), 20, what="epoch A's 10 events from node")
     assert mesh.stop("aggregator") == 0
     mesh.spawn("aggregator.2", "-m", "aggregator")
-    epoch_b = poll_until(lambda: r if (r := ring(mesh)) and r.epoch != epoch_a else None, 10, what="epoch B").epoch
+    epoch_b = poll_until(lambda: r if (r := mesh.ring()) and r.epoch != epoch_a else None, 10, what="epoch B").epoch
     collect(python, lambda _: python.epoch == epoch_b and python.old_run is None, timeout=10)  # B heard, A settled
     poll_until(lambda: f"publisher restarted (epoch {epoch_b})" in node.err.read_text(), 10, what="node hearing B")
     assert mesh.stop("aggregator.2") == 0
